@@ -1,0 +1,293 @@
+"""Order books as CSV, networks as TOML, clearing results as JSON: the ``smartbrum clear`` formats.
+
+One path from files to JSON (:func:`clear_files`), shared by the command line and
+``bench/clear.py`` so that the benchmark measures what a user runs. A bad file raises
+:class:`FileFormatError` with a one-line message naming the file, the line or key and
+the reason.
+
+CSV header: ``order_id,participant_id,node,side,quantity_kwh,price_p_per_kwh,submitted_at``
+(times in ISO 8601 with a UTC offset). Network TOML: ``root``, an optional ``[tariff]``
+table and ``[[node]]`` tables (see README.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimiser import (
+    ClearingInputError,
+    ClearingOptions,
+    ClearingResult,
+    Network,
+    Node,
+    OrderBook,
+    Tariff,
+    clear_market,
+)
+from optimiser.book import timestamp_us
+
+CSV_COLUMNS = (
+    "order_id",
+    "participant_id",
+    "node",
+    "side",
+    "quantity_kwh",
+    "price_p_per_kwh",
+    "submitted_at",
+)
+DEFAULT_IMPORT_P_PER_KWH = Decimal("24.5")
+DEFAULT_EXPORT_P_PER_KWH = Decimal("4.1")
+DEFAULT_ROOT = "GSP"
+_NODE_KEYS = {"id", "parent", "import_capacity_kwh", "export_capacity_kwh", "fee_p_per_kwh"}
+_REQUIRED_NODE_KEYS = _NODE_KEYS - {"fee_p_per_kwh"}
+_TARIFF_KEYS = {"import_p_per_kwh", "export_p_per_kwh"}
+
+
+class FileFormatError(ValueError):
+    """A file that cannot be read as an order book or network; the message is one line."""
+
+
+@dataclass(frozen=True)
+class NetworkFile:
+    """A network file's tree and, if it has one, its tariff."""
+
+    network: Network
+    tariff: Tariff | None
+
+
+def read_order_book_csv(path: Path) -> OrderBook:
+    """Read and validate an order book CSV; every error names the file's line."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = csv.reader(handle)
+            header = next(rows, None)
+            if header is None:
+                raise FileFormatError(f"{path}: is empty; expected the header {','.join(CSV_COLUMNS)}")
+            header = [name.strip() for name in header]
+            if tuple(header) != CSV_COLUMNS:
+                raise FileFormatError(f"{path}: line 1: the header must be {','.join(CSV_COLUMNS)}")
+            body = list(rows)
+    except OSError as error:
+        raise FileFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: is not UTF-8 text") from None
+    except csv.Error as error:
+        raise FileFormatError(f"{path}: is not valid CSV ({error})") from None
+
+    width = len(CSV_COLUMNS)
+    for i, row in enumerate(body):
+        if len(row) != width:
+            raise FileFormatError(f"{path}: line {i + 2}: has {len(row)} fields, expected {width}")
+    columns = list(zip(*body)) if body else [()] * width
+    order_ids, participants, nodes, sides, quantities, prices, times = columns
+
+    def line(i: int) -> str:
+        return f"{path}: line {i + 2} (order {order_ids[i]!r})"
+
+    side_text = [side.strip().lower() for side in sides]
+    for i, side in enumerate(side_text):
+        if side not in ("buy", "sell"):
+            raise FileFormatError(f"{line(i)}: side must be buy or sell, not {sides[i]!r}")
+    quantity = _numbers(quantities, "quantity_kwh", line)
+    price = _numbers(prices, "price_p_per_kwh", line)
+    submitted = np.empty(len(times), np.int64)
+    for i, text in enumerate(times):
+        try:
+            submitted[i] = timestamp_us(datetime.fromisoformat(text.strip()))
+        except ValueError as error:
+            reason = error.reason if isinstance(error, ClearingInputError) else "is not an ISO 8601 time"
+            raise FileFormatError(f"{line(i)}: submitted_at {reason} ({text!r})") from None
+    try:
+        return OrderBook.from_columns(
+            order_ids=[value.strip() for value in order_ids],
+            participant_ids=[value.strip() for value in participants],
+            nodes=[value.strip() for value in nodes],
+            is_buy=np.array([side == "buy" for side in side_text], bool),
+            quantity_kwh=quantity,
+            price_p_per_kwh=price,
+            submitted_at_us=submitted,
+        )
+    except ClearingInputError as error:
+        where = line(error.index) if error.index is not None else str(path)
+        raise FileFormatError(f"{where}: {error.field} {error.reason}") from None
+
+
+def _numbers(texts: Sequence[str], name: str, line: Any) -> np.ndarray:
+    try:
+        return np.array(texts, dtype=np.str_).astype(np.float64) if texts else np.zeros(0)
+    except ValueError:
+        for i, text in enumerate(texts):
+            try:
+                float(text)
+            except ValueError:
+                raise FileFormatError(f"{line(i)}: {name} must be a number, not {text!r}") from None
+        raise
+
+
+def read_network_toml(path: Path) -> NetworkFile:
+    """Read and validate a network file; every error names the file and the key."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except OSError as error:
+        raise FileFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise FileFormatError(f"{path}: is not valid TOML ({error})") from None
+    unknown = set(document) - {"root", "tariff", "node"}
+    if unknown:
+        raise FileFormatError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    root = document.get("root")
+    if not isinstance(root, str) or not root:
+        raise FileFormatError(f"{path}: root must be the grid supply point's id (a string)")
+
+    tariff = None
+    if "tariff" in document:
+        table = document["tariff"]
+        if not isinstance(table, dict) or set(table) != _TARIFF_KEYS:
+            raise FileFormatError(f"{path}: [tariff] must have exactly import_p_per_kwh and export_p_per_kwh")
+        try:
+            tariff = Tariff(_decimal(table["import_p_per_kwh"]), _decimal(table["export_p_per_kwh"]))
+        except ClearingInputError as error:
+            raise FileFormatError(f"{path}: [tariff] {error.field} {error.reason}") from None
+
+    tables = document.get("node", [])
+    if not isinstance(tables, list):
+        raise FileFormatError(f"{path}: node must be an array of tables ([[node]])")
+    nodes = []
+    for i, table in enumerate(tables):
+        where = f"{path}: [[node]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise FileFormatError(f"{where}: must be a table")
+        if isinstance(table.get("id"), str):
+            where += f" ({table['id']!r})"
+        extra = set(table) - _NODE_KEYS
+        missing = _REQUIRED_NODE_KEYS - set(table)
+        if extra:
+            raise FileFormatError(f"{where}: unknown key {sorted(extra)[0]!r}")
+        if missing:
+            raise FileFormatError(f"{where}: missing key {sorted(missing)[0]!r}")
+        for key in ("id", "parent"):
+            if not isinstance(table[key], str):
+                raise FileFormatError(f"{where}: {key} must be a string")
+        nodes.append(
+            Node(
+                id=table["id"],
+                parent=table["parent"],
+                import_capacity_kwh=_decimal(table["import_capacity_kwh"]),
+                export_capacity_kwh=_decimal(table["export_capacity_kwh"]),
+                fee_p_per_kwh=_decimal(table.get("fee_p_per_kwh", Decimal(0))),
+            )
+        )
+    try:
+        return NetworkFile(Network(root=root, nodes=tuple(nodes)), tariff)
+    except ClearingInputError as error:
+        raise FileFormatError(f"{path}: {error}") from None
+
+
+def _decimal(value: Any) -> Any:
+    """A TOML value for a Decimal field, as parsed: validation names anything not a number."""
+    return value
+
+
+def resolve_tariff(
+    file_tariff: Tariff | None, import_price: Decimal | None, export_price: Decimal | None
+) -> Tariff:
+    """The tariff in force: command-line prices over the network file's, over the defaults."""
+    base = file_tariff or Tariff(DEFAULT_IMPORT_P_PER_KWH, DEFAULT_EXPORT_P_PER_KWH)
+    return Tariff(
+        import_price if import_price is not None else base.import_p_per_kwh,
+        export_price if export_price is not None else base.export_p_per_kwh,
+    )
+
+
+def result_document(result: ClearingResult) -> dict[str, Any]:
+    """The JSON document ``smartbrum clear`` prints: quantities in kWh, prices in p/kWh."""
+    return {
+        "status": result.status,
+        "welfare_p": float(result.welfare_p),
+        "node_prices": {node: float(price) for node, price in result.node_prices_p_per_kwh.items()},
+        "fills": [
+            {"order_id": order_id, "cleared_kwh": wh / 1000}
+            for order_id, wh in zip(result.order_ids, result.accepted_wh.tolist())
+        ],
+        "grid_import_kwh": result.grid_import_wh / 1000,
+        "grid_export_kwh": result.grid_export_wh / 1000,
+        "flows": {node: wh / 1000 for node, wh in result.flows_wh.items()},
+        "audit": {
+            "price_ranges": {
+                node: [_bound(low), _bound(high)]
+                for node, (low, high) in result.price_ranges_p_per_kwh.items()
+            },
+            "solver_prices": result.solver_prices_p_per_kwh,
+            "strategy": result.stats.strategy,
+            "orders": result.stats.orders,
+            "price_levels": result.stats.price_levels,
+            "variables": result.stats.variables,
+            "constraints": result.stats.constraints,
+            "rounds": result.stats.rounds,
+            "simplex_iterations": result.stats.simplex_iterations,
+            "seconds": {stage: round(value, 6) for stage, value in result.stats.seconds.items()},
+        },
+    }
+
+
+def _bound(value: Decimal) -> float | None:
+    """A supporting-range end for JSON: ``null`` where the range is open."""
+    return float(value) if value.is_finite() else None
+
+
+def clear_files(
+    orders: Path,
+    *,
+    network: Path | None = None,
+    import_price: Decimal | None = None,
+    export_price: Decimal | None = None,
+    options: ClearingOptions | None = None,
+) -> tuple[ClearingResult, str]:
+    """Read the files, clear, and render the JSON text: the whole ``smartbrum clear`` path.
+
+    Without a network file every order trades at a single root node, whatever node it
+    names. The JSON document's ``audit.seconds`` has the engine's stages and ``read``.
+    """
+    started = time.perf_counter()
+    book = read_order_book_csv(orders)
+    if network is None:
+        tree, file_tariff = Network.single_node(DEFAULT_ROOT), None
+        book = OrderBook(
+            order_ids=book.order_ids,
+            participant_ids=book.participant_ids,
+            nodes=(DEFAULT_ROOT,) * len(book),
+            is_buy=book.is_buy,
+            quantity_wh=book.quantity_wh,
+            price_ticks=book.price_ticks,
+            submitted_at_us=book.submitted_at_us,
+        )
+    else:
+        loaded = read_network_toml(network)
+        tree, file_tariff = loaded.network, loaded.tariff
+    try:
+        tariff = resolve_tariff(file_tariff, import_price, export_price)
+    except ClearingInputError as error:
+        raise FileFormatError(f"tariff: {error.field} {error.reason}") from None
+    read = time.perf_counter()
+    try:
+        result = clear_market(book, tree, tariff, options)
+    except ClearingInputError as error:
+        where = f"{orders}: line {error.index + 2}" if error.index is not None else str(orders)
+        raise FileFormatError(f"{where}: {error}") from None
+    document = result_document(result)
+    document["audit"]["seconds"]["read"] = round(read - started, 6)
+    text = json.dumps(document, separators=(",", ":"))
+    return result, text

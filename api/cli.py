@@ -1,0 +1,120 @@
+"""The ``smartbrum`` command line.
+
+Every command turns bad input into a one-line message on stderr and exit status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.clearing_files import FileFormatError, clear_files
+from optimiser import ClearingResult, SolverError
+
+app = typer.Typer(
+    name="smartbrum",
+    help="Smart-energy trading and metering for a city's neighbourhoods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def _price(value: str | None, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not a number", param_hint=name) from None
+    if not price.is_finite():
+        raise typer.BadParameter(f"{value!r} is not a finite number", param_hint=name)
+    return price
+
+
+def _fail(message: str) -> typer.Exit:
+    print(f"smartbrum: {message}", file=sys.stderr)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def clear(
+    orders: Annotated[Path, typer.Argument(help="Order book CSV for one interval.")],
+    network: Annotated[
+        Path | None, typer.Option(help="Network tree TOML; without it every order trades at one node.")
+    ] = None,
+    import_price: Annotated[
+        str | None, typer.Option(help="Backstop import tariff, p/kWh (default: the network file's, or 24.5).")
+    ] = None,
+    export_price: Annotated[
+        str | None, typer.Option(help="Backstop export tariff, p/kWh (default: the network file's, or 4.1).")
+    ] = None,
+) -> None:
+    """Clear one interval's order book and print the result as JSON."""
+    try:
+        _, text = clear_files(
+            orders,
+            network=network,
+            import_price=_price(import_price, "--import-price"),
+            export_price=_price(export_price, "--export-price"),
+        )
+    except (FileFormatError, SolverError) as error:
+        raise _fail(str(error)) from None
+    sys.stdout.write(text + "\n")
+
+
+@app.command()
+def demo(
+    book: Annotated[Path, typer.Option(help="Order book CSV.")] = SCENARIOS / "sample-book.csv",
+    network: Annotated[Path, typer.Option(help="Network TOML.")] = SCENARIOS / "sample-network.toml",
+) -> None:
+    """Clear the sample order book in scenarios/ and show the result."""
+    try:
+        result, _ = clear_files(book, network=network)
+    except (FileFormatError, SolverError) as error:
+        raise _fail(str(error)) from None
+    _show(result, book, network)
+
+
+def _show(result: ClearingResult, book: Path, network: Path) -> None:
+    console = Console()
+    console.print(f"[bold]smartbrum[/] cleared [cyan]{book.name}[/] on [cyan]{network.name}[/]")
+    prices = Table("node", "price p/kWh", "supporting range", "net flow in kWh", title="Nodes")
+    for node, price in result.node_prices_p_per_kwh.items():
+        low, high = result.price_ranges_p_per_kwh[node]
+        flow = result.flows_wh.get(node)
+        prices.add_row(
+            node,
+            f"{price:.4f}",
+            f"{low} .. {high}" if low != high else "unique",
+            "-" if flow is None else f"{flow / 1000:.3f}",
+        )
+    console.print(prices)
+    bought = int(result.accepted_wh[result.accepted_wh > 0].sum())
+    filled = int((result.accepted_wh > 0).sum())
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("orders", f"{len(result.order_ids)} ({filled} filled in whole or part)")
+    summary.add_row("energy accepted", f"{bought / 1000:.3f} kWh (both sides)")
+    summary.add_row("backstop import", f"{result.grid_import_kwh} kWh")
+    summary.add_row("backstop export", f"{result.grid_export_kwh} kWh")
+    summary.add_row("welfare", f"{result.welfare_p:.2f} p")
+    stats = result.stats
+    summary.add_row(
+        "model",
+        f"{stats.price_levels} price levels, {stats.variables} variables, {stats.constraints} balances, "
+        f"{stats.rounds} round(s), {stats.seconds.get('total', 0.0) * 1000:.0f} ms",
+    )
+    console.print(summary)
+
+
+def main() -> None:
+    """Entry point of the ``smartbrum`` command."""
+    app()
