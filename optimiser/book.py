@@ -281,8 +281,12 @@ class OrderBook:
             participant_ids=tuple(participant_ids),
             nodes=tuple(nodes),
             is_buy=np.asarray(is_buy, bool),
-            quantity_wh=_floats_to_units(quantity, WH_PER_KWH, ids, "quantity_kwh", MAX_QUANTITY_KWH),
-            price_ticks=_floats_to_units(price, TICKS_PER_P, ids, "price_p_per_kwh", MAX_PRICE_P_PER_KWH),
+            quantity_wh=_floats_to_units(
+                quantity, WH_PER_KWH, ids, "quantity_kwh", MAX_QUANTITY_KWH, "0.001 kWh (1 Wh)"
+            ),
+            price_ticks=_floats_to_units(
+                price, TICKS_PER_P, ids, "price_p_per_kwh", MAX_PRICE_P_PER_KWH, "the 0.01 p/kWh tick"
+            ),
             submitted_at_us=np.asarray(submitted_at_us, np.int64),
         )
         book._check_columns()
@@ -376,6 +380,7 @@ def _floats_to_units(
     ids: Sequence[str],
     name: str,
     limit: int,
+    resolution: str,
 ) -> npt.NDArray[np.int64]:
     """Exact conversion of decimal text parsed to float64 into integer units.
 
@@ -387,17 +392,17 @@ def _floats_to_units(
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         i = int(bad[0])
-        raise _order_error(ids, i, name, f"must be a finite number, not {values[i]}")
+        raise _order_error(ids, i, name, f"must be a finite number, not {float(values[i])}")
     bad = np.flatnonzero(np.abs(values) > limit)
     if bad.size:
         i = int(bad[0])
-        raise _order_error(ids, i, name, f"({values[i]}) is beyond +/-{limit}")
+        raise _order_error(ids, i, name, f"({float(values[i])}) is beyond +/-{limit}")
     scaled = values * scale
     units = np.rint(scaled)
     bad = np.flatnonzero(np.abs(scaled - units) > 1e-6)
     if bad.size:
         i = int(bad[0])
-        raise _order_error(ids, i, name, f"({values[i]!r}) is finer than 1/{scale} of its unit")
+        raise _order_error(ids, i, name, f"({float(values[i])}) is finer than {resolution}")
     return units.astype(np.int64)
 
 

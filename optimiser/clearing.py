@@ -367,16 +367,14 @@ class _ColumnGeneration:
             return np.full(count, (low + high) / 2)
         buy_order = np.argsort(levels.price_ticks[levels.is_buy], kind="stable")
         buys = levels.price_ticks[levels.is_buy][buy_order]
-        buy_cum = np.cumsum(levels.quantity_wh[levels.is_buy][buy_order])
+        buy_cum = np.concatenate(([0], np.cumsum(levels.quantity_wh[levels.is_buy][buy_order])))
         sell_order = np.argsort(levels.price_ticks[~levels.is_buy], kind="stable")
         sells = levels.price_ticks[~levels.is_buy][sell_order]
-        sell_cum = np.cumsum(levels.quantity_wh[~levels.is_buy][sell_order])
+        sell_cum = np.concatenate(([0], np.cumsum(levels.quantity_wh[~levels.is_buy][sell_order])))
         candidates = np.unique(levels.price_ticks)
-        buy_total = buy_cum[-1] if len(buy_cum) else 0
-        below = np.searchsorted(buys, candidates, side="left")
-        demand = buy_total - np.where(below > 0, buy_cum[np.maximum(below - 1, 0)], 0)
-        upto = np.searchsorted(sells, candidates, side="right")
-        supply = np.where(upto > 0, sell_cum[np.maximum(upto - 1, 0)] if len(sell_cum) else 0, 0)
+        # Buys bidding at least the candidate price, against sells asking at most it.
+        demand = buy_cum[-1] - buy_cum[np.searchsorted(buys, candidates, side="left")]
+        supply = sell_cum[np.searchsorted(sells, candidates, side="right")]
         crossed = np.flatnonzero(demand <= supply)
         price = candidates[crossed[0]] / TICKS_PER_P if crossed.size else candidates[-1] / TICKS_PER_P
         return np.full(count, min(max(float(price), low), high))

@@ -1,0 +1,96 @@
+"""Builders for tests: orders, networks and random books (plain and as hypothesis strategies)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from optimiser import Network, Node, Order, OrderBook, Side, Tariff
+
+GATE = datetime(2026, 11, 21, 16, 55, tzinfo=UTC)
+TARIFF = Tariff(Decimal("24.5"), Decimal("4.1"))
+
+
+def order(
+    order_id: str,
+    side: str,
+    quantity_kwh: str | int,
+    price: str | int,
+    *,
+    node: str = "GSP",
+    participant: str | None = None,
+    seconds: int = 0,
+) -> Order:
+    """One order, with values given as text so they stay exact."""
+    return Order(
+        order_id=order_id,
+        participant_id=participant or f"HH-{order_id}",
+        node=node,
+        side=Side(side),
+        quantity_kwh=Decimal(str(quantity_kwh)),
+        price_p_per_kwh=Decimal(str(price)),
+        submitted_at=GATE - timedelta(hours=1) + timedelta(seconds=seconds),
+    )
+
+
+def book(*orders: Order) -> OrderBook:
+    return OrderBook.from_orders(orders)
+
+
+def node(
+    node_id: str, parent: str, import_kwh: str | int = 1000, export_kwh: str | int = 1000, fee: str | int = 0
+) -> Node:
+    return Node(node_id, parent, Decimal(str(import_kwh)), Decimal(str(export_kwh)), Decimal(str(fee)))
+
+
+def tariff(import_p: str | int, export_p: str | int) -> Tariff:
+    return Tariff(Decimal(str(import_p)), Decimal(str(export_p)))
+
+
+# --- hypothesis strategies -------------------------------------------------------------------
+
+_prices = st.integers(min_value=0, max_value=300).map(lambda tenths: Decimal(tenths) / 10)
+_quantities = st.integers(min_value=1, max_value=5_000).map(lambda wh: Decimal(wh) / 1000)
+
+
+@st.composite
+def networks(draw: st.DrawFn, *, max_nodes: int = 6, fees: bool = True, congestion: bool = True) -> Network:
+    """Random trees under a root 'GSP': capacities from zero to ample, fees in 0.1 p steps."""
+    count = draw(st.integers(min_value=0, max_value=max_nodes))
+    nodes = []
+    ids = ["GSP"]
+    capacity = st.sampled_from(["0", "0.5", "1", "2.5", "5", "1000"]) if congestion else st.just("1000000")
+    for i in range(count):
+        parent = draw(st.sampled_from(ids))
+        fee = draw(st.integers(0, 10)) / Decimal(10) if fees else Decimal(0)
+        nodes.append(node(f"N{i}", parent, draw(capacity), draw(capacity), fee))
+        ids.append(f"N{i}")
+    return Network(root="GSP", nodes=tuple(draw(st.permutations(nodes))))
+
+
+@st.composite
+def tariffs(draw: st.DrawFn) -> Tariff:
+    export_p = draw(_prices)
+    import_p = export_p + draw(_prices)
+    return Tariff(import_p, export_p)
+
+
+@st.composite
+def order_books(draw: st.DrawFn, network: Network, *, max_orders: int = 25) -> OrderBook:
+    """Random books on the network's nodes, with coarse prices so that ties and steps are common."""
+    count = draw(st.integers(min_value=0, max_value=max_orders))
+    orders = [
+        Order(
+            order_id=f"O{i:03d}",
+            participant_id=f"HH{draw(st.integers(0, 9))}",
+            node=draw(st.sampled_from(network.node_ids)),
+            side=draw(st.sampled_from([Side.BUY, Side.SELL])),
+            quantity_kwh=draw(_quantities),
+            price_p_per_kwh=draw(_prices),
+            submitted_at=GATE - timedelta(seconds=draw(st.integers(60, 3600))),
+        )
+        for i in range(count)
+    ]
+    return OrderBook.from_orders(orders)
