@@ -447,10 +447,12 @@ def _match_at_the_money(levels: PriceLevels, solved: _Solved, support: PriceSupp
     Such trades are welfare-neutral, so the LP may take or leave them; the engine takes
     them (local trade first), which keeps the result independent of the solver's vertex.
     """
-    exact = [int(p * TICKS_PER_P) if (p * TICKS_PER_P) % 1 == 0 else None for p in support.prices]
-    at_money = np.array(
-        [exact[n] == t for n, t in zip(levels.node.tolist(), levels.price_ticks.tolist())], bool
+    # Each node's price in ticks, or a value no level has where the price is between ticks.
+    between = np.iinfo(np.int64).min
+    exact = np.array(
+        [int(p * TICKS_PER_P) if (p * TICKS_PER_P) % 1 == 0 else between for p in support.prices], np.int64
     )
+    at_money = levels.price_ticks == exact[levels.node]
     changed = False
     for node in np.unique(levels.node[at_money]).tolist():
         at_node = np.flatnonzero(at_money & (levels.node == node))
