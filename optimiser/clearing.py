@@ -33,7 +33,7 @@ from optimiser.book import TICKS_PER_P, WH_PER_KWH, ClearingInputError, Network,
 from optimiser.levels import PriceLevels, aggregate_price_levels, split_by_time_priority
 from optimiser.model import ClearingLP, build_clearing_model
 from optimiser.prices import NotOptimalError, PriceSupport, support_prices
-from optimiser.solve import SolverError, solve_clearing_model
+from optimiser.solve import AT_LOWER, AT_UPPER, Basis, SolverError, solve_clearing_model
 
 Strategy = Literal["generate", "full"]
 
@@ -61,7 +61,7 @@ class ClearingOptions:
     """
 
     strategy: Strategy = "generate"
-    window_p_per_kwh: Decimal = Decimal("0.5")
+    window_p_per_kwh: Decimal = Decimal("0.1")
     max_rounds: int = 25
     time_limit_s: float | None = None
 
@@ -243,9 +243,11 @@ class _ColumnGeneration:
         self.constraints = 0
         self.rounds = 0
         self.iterations = 0
+        self.previous: tuple[npt.NDArray[np.bool_], Basis] | None = None
 
     def run(self, strategy: Strategy) -> tuple[_Solved, PriceSupport]:
         levels = self.levels
+        self.previous = None
         if strategy == "full":
             open_ = np.ones(len(levels), bool)
             held_full = np.zeros(len(levels), bool)
@@ -313,7 +315,10 @@ class _ColumnGeneration:
         tic = time.perf_counter()
         model = build_clearing_model(lp)
         self._add_seconds("build", time.perf_counter() - tic)
-        answer = solve_clearing_model(model, time_limit_s=self.options.time_limit_s)
+        answer = solve_clearing_model(
+            model, time_limit_s=self.options.time_limit_s, warm_start=self._warm_start(open_, held_full)
+        )
+        self.previous = (open_.copy(), answer.basis)
         self._add_seconds("compile", answer.compile_s)
         self._add_seconds("solve", answer.solve_s)
         self.variables = len(answer.values)
@@ -343,6 +348,20 @@ class _ColumnGeneration:
             slack_wh=slack,
             duals=answer.node_prices_p_per_kwh,
         )
+
+    def _warm_start(self, open_: npt.NDArray[np.bool_], held_full: npt.NDArray[np.bool_]) -> Basis | None:
+        """The last round's basis for this round's columns.
+
+        A level that joins the model enters at the bound it was held at, so the last
+        round's answer is still a basic feasible solution and the solve resumes from it.
+        """
+        if self.previous is None:
+            return None
+        was_open, basis = self.previous
+        opened = int(was_open.sum())
+        status = np.where(held_full, AT_UPPER, AT_LOWER).astype(np.int8)
+        status[was_open] = basis.columns[:opened]
+        return Basis(np.concatenate([status[open_], basis.columns[opened:]]), basis.rows)
 
     def _add_seconds(self, stage: str, value: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + value

@@ -30,9 +30,22 @@ class SolverError(RuntimeError):
     """HiGHS did not return an optimal answer (which the backstop should make impossible)."""
 
 
+#: HiGHS basis statuses by their codes: 0 at lower bound, 1 basic, 2 at upper bound.
+_STATUS = list(highspy.HighsBasisStatus.__members__.values())
+AT_LOWER, BASIC, AT_UPPER = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Basis:
+    """A simplex basis as status codes, columns in :func:`model_columns` order, rows in balance order."""
+
+    columns: npt.NDArray[np.int8]
+    rows: npt.NDArray[np.int8]
+
+
 @dataclass(frozen=True)
 class LPSolution:
-    """A solved clearing model: column values in :func:`model_columns` order, node prices."""
+    """A solved clearing model: column values in :func:`model_columns` order, node prices, basis."""
 
     values: npt.NDArray[np.float64]
     node_prices_p_per_kwh: npt.NDArray[np.float64]
@@ -41,10 +54,16 @@ class LPSolution:
     compile_s: float
     solve_s: float
     iterations: int
+    basis: Basis
 
 
-def solve_clearing_model(m: pyo.ConcreteModel, *, time_limit_s: float | None = None) -> LPSolution:
+def solve_clearing_model(
+    m: pyo.ConcreteModel, *, time_limit_s: float | None = None, warm_start: Basis | None = None
+) -> LPSolution:
     """Compile ``m`` to matrix form, solve it with HiGHS and read primal values and prices.
+
+    ``warm_start``, a basis for this model's columns and rows, lets a model that grew by a few
+    columns since its last solve start from where that solve ended.
 
     Raises
     ------
@@ -90,12 +109,23 @@ def solve_clearing_model(m: pyo.ConcreteModel, *, time_limit_s: float | None = N
     if time_limit_s is not None and math.isfinite(time_limit_s):
         highs.setOptionValue("time_limit", float(time_limit_s))
     highs.passModel(lp)
+    if warm_start is not None:
+        start = highspy.HighsBasis()
+        start.col_status = [_STATUS[code] for code in warm_start.columns.tolist()]
+        start.row_status = [_STATUS[code] for code in warm_start.rows.tolist()]
+        start.valid = True
+        highs.setBasis(start)
     highs.run()
     status = highs.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise SolverError(f"HiGHS stopped with status {highs.modelStatusToString(status)}")
     solution = highs.getSolution()
     info = highs.getInfo()
+    final = highs.getBasis()
+    basis = Basis(
+        columns=np.fromiter((int(status) for status in final.col_status), np.int8, lp.num_col_),
+        rows=np.fromiter((int(status) for status in final.row_status), np.int8, lp.num_row_),
+    )
     solved = time.perf_counter()
     # The balance rows are written supply minus demand, so in this maximisation HiGHS's
     # row dual (d objective / d right-hand side) is minus the price. The one sign flip.
@@ -108,4 +138,5 @@ def solve_clearing_model(m: pyo.ConcreteModel, *, time_limit_s: float | None = N
         compile_s=compiled - started,
         solve_s=solved - compiled,
         iterations=int(info.simplex_iteration_count),
+        basis=basis,
     )
