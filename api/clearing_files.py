@@ -13,10 +13,11 @@ table and ``[[node]]`` tables (see README.md).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -67,53 +68,42 @@ class NetworkFile:
 
 
 def read_order_book_csv(path: Path) -> OrderBook:
-    """Read and validate an order book CSV; every error names the file's line."""
+    """Read and validate an order book CSV; every error names the file's line.
+
+    Built for city-sized books: each column is checked and converted in one pass at C speed
+    (sets, NumPy), and only a column that fails is walked row by row to name the bad line.
+    """
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = csv.reader(handle)
-            header = next(rows, None)
-            if header is None:
-                raise FileFormatError(f"{path}: is empty; expected the header {','.join(CSV_COLUMNS)}")
-            header = [name.strip() for name in header]
-            if tuple(header) != CSV_COLUMNS:
-                raise FileFormatError(f"{path}: line 1: the header must be {','.join(CSV_COLUMNS)}")
-            body = list(rows)
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise FileFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
     except UnicodeDecodeError:
         raise FileFormatError(f"{path}: is not UTF-8 text") from None
-    except csv.Error as error:
-        raise FileFormatError(f"{path}: is not valid CSV ({error})") from None
-
-    width = len(CSV_COLUMNS)
-    for i, row in enumerate(body):
-        if len(row) != width:
-            raise FileFormatError(f"{path}: line {i + 2}: has {len(row)} fields, expected {width}")
-    columns = list(zip(*body)) if body else [()] * width
+    header_text, _, body_text = text.partition("\n")
+    if tuple(name.strip() for name in header_text.split(",")) != CSV_COLUMNS:
+        if not text:
+            raise FileFormatError(f"{path}: is empty; expected the header {','.join(CSV_COLUMNS)}")
+        raise FileFormatError(f"{path}: line 1: the header must be {','.join(CSV_COLUMNS)}")
+    columns = _plain_columns(body_text) or _quoted_columns(path, body_text)
     order_ids, participants, nodes, sides, quantities, prices, times = columns
 
     def line(i: int) -> str:
         return f"{path}: line {i + 2} (order {order_ids[i]!r})"
 
-    side_text = [side.strip().lower() for side in sides]
-    for i, side in enumerate(side_text):
-        if side not in ("buy", "sell"):
-            raise FileFormatError(f"{line(i)}: side must be buy or sell, not {sides[i]!r}")
+    if not set(sides) <= {"buy", "sell"}:
+        sides = tuple(side.strip().lower() for side in sides)
+        for i, side in enumerate(sides):
+            if side not in ("buy", "sell"):
+                raise FileFormatError(f"{line(i)}: side must be buy or sell, not {columns[3][i]!r}")
     quantity = _numbers(quantities, "quantity_kwh", line)
     price = _numbers(prices, "price_p_per_kwh", line)
-    submitted = np.empty(len(times), np.int64)
-    for i, text in enumerate(times):
-        try:
-            submitted[i] = timestamp_us(datetime.fromisoformat(text.strip()))
-        except ValueError as error:
-            reason = error.reason if isinstance(error, ClearingInputError) else "is not an ISO 8601 time"
-            raise FileFormatError(f"{line(i)}: submitted_at {reason} ({text!r})") from None
+    submitted = _utc_microseconds(times, line)
     try:
         return OrderBook.from_columns(
-            order_ids=[value.strip() for value in order_ids],
-            participant_ids=[value.strip() for value in participants],
-            nodes=[value.strip() for value in nodes],
-            is_buy=np.array([side == "buy" for side in side_text], bool),
+            order_ids=order_ids,
+            participant_ids=participants,
+            nodes=nodes,
+            is_buy=np.fromiter((side == "buy" for side in sides), bool, len(sides)),
             quantity_kwh=quantity,
             price_p_per_kwh=price,
             submitted_at_us=submitted,
@@ -123,9 +113,41 @@ def read_order_book_csv(path: Path) -> OrderBook:
         raise FileFormatError(f"{where}: {error.field} {error.reason}") from None
 
 
-def _numbers(texts: Sequence[str], name: str, line: Any) -> np.ndarray:
+def _plain_columns(body: str) -> list[Sequence[str]] | None:
+    """Columns of a body with no quoting, no CRs and no padding, split in one pass; else ``None``.
+
+    That is how machines write order books, and then CSV is exactly "split on newlines and
+    commas": one ``str.split`` and seven strided slices, at C speed, where the ``csv`` module
+    and a transpose take a second on a city-wide book.
+    """
+    if '"' in body or "\r" in body or ", " in body:
+        return None
+    lines = body.count("\n") + (0 if not body or body.endswith("\n") else 1)
+    fields = body.replace("\n", ",").split(",") if body else []
+    if fields and body.endswith("\n"):
+        fields.pop()
+    width = len(CSV_COLUMNS)
+    if len(fields) != lines * width:
+        return None
+    return [fields[k::width] for k in range(width)]
+
+
+def _quoted_columns(path: Path, body: str) -> list[Sequence[str]]:
+    """Columns of any other CSV body, through the ``csv`` module; errors name the line."""
     try:
-        return np.array(texts, dtype=np.str_).astype(np.float64) if texts else np.zeros(0)
+        rows = list(csv.reader(io.StringIO(body, newline=""), skipinitialspace=True))
+    except csv.Error as error:
+        raise FileFormatError(f"{path}: is not valid CSV ({error})") from None
+    width = len(CSV_COLUMNS)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise FileFormatError(f"{path}: line {i + 2}: has {len(row)} fields, expected {width}")
+    return list(zip(*rows)) if rows else [()] * width
+
+
+def _numbers(texts: Sequence[str], name: str, line: Callable[[int], str]) -> np.ndarray:
+    try:
+        return np.array(texts, dtype=np.float64) if texts else np.zeros(0)
     except ValueError:
         for i, text in enumerate(texts):
             try:
@@ -133,6 +155,27 @@ def _numbers(texts: Sequence[str], name: str, line: Any) -> np.ndarray:
             except ValueError:
                 raise FileFormatError(f"{line(i)}: {name} must be a number, not {text!r}") from None
         raise
+
+
+def _utc_microseconds(texts: Sequence[str], line: Callable[[int], str]) -> np.ndarray:
+    """ISO 8601 times with a UTC offset as microseconds since the epoch.
+
+    Times written in UTC with 'Z', as machines write them, are parsed by NumPy in one go;
+    any other offset, or a time NumPy refuses, is read row by row with the standard library.
+    """
+    if all(text.endswith("Z") for text in texts):
+        try:
+            return np.array([text[:-1] for text in texts], dtype="datetime64[us]").astype(np.int64)
+        except ValueError:
+            pass
+    submitted = np.empty(len(texts), np.int64)
+    for i, text in enumerate(texts):
+        try:
+            submitted[i] = timestamp_us(datetime.fromisoformat(text.strip()))
+        except ValueError as error:
+            reason = error.reason if isinstance(error, ClearingInputError) else "is not an ISO 8601 time"
+            raise FileFormatError(f"{line(i)}: submitted_at {reason} ({text!r})") from None
+    return submitted
 
 
 def read_network_toml(path: Path) -> NetworkFile:

@@ -304,19 +304,22 @@ class OrderBook:
         )
         if any(len(column) != n for column in columns):
             raise ClearingInputError("order book", "", "has columns of different lengths")
-        for i, order_id in enumerate(self.order_ids):
-            if not isinstance(order_id, str) or not order_id:
-                raise ClearingInputError(f"order #{i + 1}", "order_id", "must be a non-empty string", index=i)
+        for label, column in (
+            ("order_id", self.order_ids),
+            ("participant_id", self.participant_ids),
+            ("node", self.nodes),
+        ):
+            # One pass at C speed; the row walk only runs to name a bad value.
+            if set(map(type, column)) - {str} or not all(column):
+                i = next(i for i, value in enumerate(column) if not isinstance(value, str) or not value)
+                subject = f"order #{i + 1}" if label == "order_id" else f"order {self.order_ids[i]!r}"
+                raise ClearingInputError(subject, label, "must be a non-empty string", index=i)
         if len(set(self.order_ids)) != n:
             seen: set[str] = set()
             for i, order_id in enumerate(self.order_ids):
                 if order_id in seen:
                     raise _order_error(self.order_ids, i, "order_id", "appears more than once")
                 seen.add(order_id)
-        for label, column in (("participant_id", self.participant_ids), ("node", self.nodes)):
-            for i, value in enumerate(column):
-                if not isinstance(value, str) or not value:
-                    raise _order_error(self.order_ids, i, label, "must be a non-empty string")
         bad = np.flatnonzero(self.quantity_wh <= 0)
         if bad.size:
             raise _order_error(self.order_ids, int(bad[0]), "quantity_kwh", "must be greater than zero")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -157,8 +158,8 @@ def clear_market(
     options = options or ClearingOptions()
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    index = network.index_of()
-    order_node = np.fromiter((index.get(node, -1) for node in book.nodes), np.int64, len(book))
+    index = defaultdict(lambda: -1, network.index_of())
+    order_node = np.fromiter(map(index.__getitem__, book.nodes), np.int64, len(book))
     unknown = np.flatnonzero(order_node < 0)
     if unknown.size:
         first = int(unknown[0])

@@ -84,8 +84,11 @@ def split_by_time_priority(
     """
     if len(book) == 0:
         return np.zeros(0, np.int64)
-    ids = np.array(book.order_ids)
-    queue = np.lexsort((ids, book.submitted_at_us, levels.order_level))
+    queue = np.lexsort((book.submitted_at_us, levels.order_level))
+    level_sorted, time_sorted = levels.order_level[queue], book.submitted_at_us[queue]
+    if np.any((level_sorted[1:] == level_sorted[:-1]) & (time_sorted[1:] == time_sorted[:-1])):
+        # Orders submitted at the same instant at one level: order id decides between them.
+        queue = np.lexsort((np.array(book.order_ids), book.submitted_at_us, levels.order_level))
     level_of = levels.order_level[queue]
     quantity = book.quantity_wh[queue]
     # Energy queued ahead of each order within its level.

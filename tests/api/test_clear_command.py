@@ -75,6 +75,23 @@ def test_clear_prints_the_result_as_json(runner, tmp_path):
     assert set(document["audit"]) >= {"price_ranges", "solver_prices", "seconds", "rounds"}
 
 
+def test_quoted_crlf_and_padded_files_read_the_same(runner, tmp_path):
+    """Spreadsheet exports quote fields, end lines with CRLF, pad after commas or start with a BOM."""
+    plain = write(tmp_path, "plain.csv", HEADER + ORDERS)
+    quoted_rows = ['"' + '","'.join(line.split(",")) + '"' for line in ORDERS.splitlines()]
+    variants = {
+        "quoted.csv": HEADER + "\n".join(quoted_rows) + "\n",
+        "crlf.csv": (HEADER + ORDERS).replace("\n", "\r\n"),
+        "padded.csv": HEADER + ORDERS.replace(",", ", "),
+        "bom.csv": "\ufeff" + HEADER + ORDERS,
+    }
+    expected = json.loads(runner.invoke(app, ["clear", str(plain)]).stdout)
+    for name, text in variants.items():
+        result = runner.invoke(app, ["clear", str(write(tmp_path, name, text))])
+        assert result.exit_code == 0, (name, result.output)
+        assert json.loads(result.stdout)["fills"] == expected["fills"], name
+
+
 def test_without_a_network_every_order_trades_at_one_node(runner, tmp_path):
     orders = write(tmp_path, "orders.csv", HEADER + ORDERS)
     result = runner.invoke(app, ["clear", str(orders), "--import-price", "25", "--export-price", "4"])
@@ -109,6 +126,7 @@ def test_command_line_tariff_overrides_the_network_file(runner, tmp_path):
         ("o1,HH,GSP,buy,1,10,yesterday\n", "submitted_at is not an ISO 8601 time"),
         ("o1,HH,GSP,buy,1,10,2026-11-21T16:00:00\n", "submitted_at must carry a UTC offset"),
         ("o1,HH,GSP,buy,1,10\n", "line 2: has 6 fields, expected 7"),
+        ("o1,HH,GSP,buy,1,10,2026-11-21T16:00:00Z\n\n", "line 3: has 0 fields, expected 7"),
         (
             "o1,HH,GSP,buy,1,10,2026-11-21T16:00:00Z\no1,HH,GSP,sell,1,5,2026-11-21T16:00:00Z\n",
             "line 3 (order 'o1'): order_id appears more than once",
