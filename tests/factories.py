@@ -94,3 +94,54 @@ def order_books(draw: st.DrawFn, network: Network, *, max_orders: int = 25) -> O
         for i in range(count)
     ]
     return OrderBook.from_orders(orders)
+
+
+# --- the market ------------------------------------------------------------------------------
+
+MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
+
+
+def mpan(serial: int) -> str:
+    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit."""
+    body = f"14{serial:010d}"
+    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
+    return body + str(check)
+
+
+def street_network() -> Network:
+    """A primary and two feeders; F2's export is tight."""
+    return Network(
+        "GSP",
+        (
+            node("P1", "GSP", 500, 500, "0.4"),
+            node("F1", "P1", 100, 100, "0.2"),
+            node("F2", "P1", 100, 2, "0.2"),
+        ),
+    )
+
+
+def seed_market(session, *, now: datetime, homes: dict[str, str] | None = None, effective_from=None) -> None:
+    """An operator, the street network and tariff in force from ``effective_from``, and households
+    (id to node; by default H1 and H2 on F1, H3 on F2)."""
+    from market.network import publish_network, set_tariff
+    from market.participants import register_household, register_operator
+
+    start = effective_from or now - timedelta(days=30)
+    register_operator(session, participant_id="OPS", display_name="Brum Energy", now=now)
+    publish_network(session, network=street_network(), effective_from_utc=start, now=now)
+    set_tariff(
+        session,
+        import_p_per_kwh=Decimal("24.5"),
+        export_p_per_kwh=Decimal("4.1"),
+        effective_from_utc=start,
+        now=now,
+    )
+    for i, (home, feeder) in enumerate((homes or {"H1": "F1", "H2": "F1", "H3": "F2"}).items()):
+        register_household(
+            session,
+            participant_id=home,
+            display_name=f"Home {home}",
+            mpan=mpan(i + 1),
+            node_id=feeder,
+            now=now,
+        )

@@ -1,0 +1,121 @@
+"""Connecting to the market's database and bringing its schema up to date.
+
+SQLite (the default, a file such as ``var/smartbrum.db``) runs in WAL mode with foreign keys on,
+and every transaction takes the write lock at its start (``BEGIN IMMEDIATE``), so two processes
+never interleave a read-then-write; PostgreSQL (production) is reached by URL. The schema is
+made only by the Alembic migrations in ``market/migrations``, never by ``create_all``.
+
+The caller (:mod:`api`, or a test) decides the URL; nothing here reads the environment.
+
+May import SQLAlchemy, Alembic and :mod:`market`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_database_engine(url: str, **options: Any) -> Engine:
+    """An engine for ``url``, set up for the market's transactions.
+
+    For a SQLite file its folder is created if missing.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **options,
+        )
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, **options)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event (the pysqlite driver would
+    # otherwise begin lazily, after the first read, too late to take the lock up front).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Alembic's configuration for ``engine``, pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser reads "%" as interpolation; a URL may hold %-escapes (a search_path option).
+    config.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
+    return config
+
+
+def upgrade_database(engine: Engine, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision`` on ``engine``'s database."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` if no migration has run."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    """The newest revision the packaged migrations know."""
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session whose work commits together at the end, or not at all."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def lock_key(*parts: object) -> int:
+    """A stable signed 64-bit key for a PostgreSQL advisory lock on ``parts``."""
+    text = "\x1f".join(str(part) for part in parts).encode()
+    high, low = zlib.crc32(text), zlib.adler32(text)
+    value = (high << 32) | low
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def lock_for_transaction(session: Session, *parts: object) -> None:
+    """Serialise transactions that touch the same thing, until this one ends.
+
+    On PostgreSQL a transaction-level advisory lock; on SQLite the transaction already holds the
+    database's write lock (``BEGIN IMMEDIATE``), which serialises everything.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})

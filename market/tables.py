@@ -1,0 +1,264 @@
+"""The market's tables, as SQLModel classes named for what they store.
+
+Exact by construction: energy is whole Wh (``BIGINT``), order limit prices whole 0.01 p ticks,
+and every other price or amount of money an :class:`ExactDecimal` (``NUMERIC`` on PostgreSQL,
+decimal text on SQLite, which has no exact decimal type). Times are UTC, always aware.
+
+The schema is created and changed by the Alembic migrations in ``market/migrations``; these
+classes describe it for queries, and a test checks the two agree.
+
+May import SQLModel, SQLAlchemy and :mod:`market`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class ExactDecimal(sa.types.TypeDecorator[Decimal]):
+    """A Decimal stored exactly: ``NUMERIC`` on PostgreSQL, its text on SQLite."""
+
+    impl = sa.String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.Numeric(asdecimal=True))
+        return dialect.type_descriptor(sa.String(64))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"an exact column takes a finite Decimal, not {value!r}")
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC datetime; SQLite keeps it as naive UTC text, PostgreSQL as ``timestamptz``."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"times are stored in UTC and must be aware, not {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc() -> Any:
+    return sa.Column(UtcDateTime(), nullable=False)
+
+
+def _exact(nullable: bool = False) -> Any:
+    return sa.Column(ExactDecimal(), nullable=nullable)
+
+
+class ParticipantRow(SQLModel, table=True):
+    """A household or the operator (the energy company)."""
+
+    __tablename__ = "participant"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)  # "household" or "operator"
+    display_name: str = Field(max_length=200)
+    mpan: str | None = Field(default=None, max_length=13, unique=True)
+    node_id: str | None = Field(default=None, max_length=64)
+    active: bool = True
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class MeterRow(SQLModel, table=True):
+    """A household's smart meter and how to reach it over Modbus."""
+
+    __tablename__ = "meter"
+    __table_args__ = (sa.UniqueConstraint("host", "port", "unit_id", name="uq_meter_address"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    participant_id: str = Field(foreign_key="participant.id", index=True, max_length=64)
+    host: str = Field(max_length=255)
+    port: int
+    unit_id: int
+    transport: str = Field(max_length=16)  # "tcp", "rtu" or "rtu-over-tcp"
+    model: str = Field(max_length=32)
+    active: bool = True
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class NetworkVersionRow(SQLModel, table=True):
+    """One version of the network tree, in force from ``effective_from_utc`` until the next."""
+
+    __tablename__ = "network_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    root: str = Field(max_length=64)
+    effective_from_utc: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False, unique=True))
+    note: str = Field(default="", max_length=500)
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class NetworkNodeRow(SQLModel, table=True):
+    """A node below the root in one network version, with the edge to its parent."""
+
+    __tablename__ = "network_node"
+
+    version_id: int = Field(foreign_key="network_version.id", primary_key=True)
+    node_id: str = Field(primary_key=True, max_length=64)
+    parent_id: str = Field(max_length=64)
+    import_capacity_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    export_capacity_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    fee_p_per_kwh: Decimal = Field(sa_column=_exact())
+
+
+class TariffRow(SQLModel, table=True):
+    """The backstop tariffs, in force from ``effective_from_utc`` until the next row."""
+
+    __tablename__ = "tariff"
+
+    id: int | None = Field(default=None, primary_key=True)
+    effective_from_utc: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False, unique=True))
+    import_p_per_kwh: Decimal = Field(sa_column=_exact())
+    export_p_per_kwh: Decimal = Field(sa_column=_exact())
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class OrderRow(SQLModel, table=True):
+    """An order's current state; every change is also an :class:`OrderEventRow`."""
+
+    __tablename__ = "market_order"
+    __table_args__ = (
+        sa.UniqueConstraint("participant_id", "idempotency_key", name="uq_order_idempotency"),
+        sa.Index("ix_order_interval", "interval_start_utc", "length_minutes", "status"),
+        sa.Index("ix_order_participant_interval", "participant_id", "interval_start_utc"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    participant_id: str = Field(foreign_key="participant.id", max_length=64)
+    node_id: str = Field(max_length=64)
+    interval_start_utc: datetime = Field(sa_column=_utc())
+    length_minutes: int
+    settlement_date: date
+    period: int
+    side: str = Field(max_length=4)  # "buy" or "sell"
+    quantity_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    price_ticks: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    status: str = Field(max_length=16)  # "open" or "cancelled"
+    version: int
+    priority_at: datetime = Field(sa_column=_utc())
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())
+    idempotency_key: str | None = Field(default=None, max_length=128)
+
+
+class OrderEventRow(SQLModel, table=True):
+    """One change to an order, kept for ever: placed, amended or cancelled."""
+
+    __tablename__ = "order_event"
+    __table_args__ = (sa.UniqueConstraint("order_id", "version", name="uq_order_event_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="market_order.id", max_length=36)
+    version: int
+    kind: str = Field(max_length=16)
+    quantity_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    price_ticks: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    status: str = Field(max_length=16)
+    at: datetime = Field(sa_column=_utc())
+    actor: str = Field(max_length=100)
+
+
+class ClearingRunRow(SQLModel, table=True):
+    """One clearing of one interval. Exactly one run per interval is current.
+
+    A re-clear (with a reason) adds a run with the next ``sequence`` and marks the earlier one
+    superseded; nothing is deleted.
+    """
+
+    __tablename__ = "clearing_run"
+    __table_args__ = (
+        sa.UniqueConstraint("interval_start_utc", "length_minutes", "sequence", name="uq_run_sequence"),
+        sa.Index(
+            "uq_run_current",
+            "interval_start_utc",
+            "length_minutes",
+            unique=True,
+            sqlite_where=sa.text("is_current"),
+            postgresql_where=sa.text("is_current"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    interval_start_utc: datetime = Field(sa_column=_utc())
+    length_minutes: int
+    settlement_date: date
+    period: int
+    sequence: int
+    is_current: bool
+    reason: str | None = Field(default=None, max_length=500)
+    supersedes_id: int | None = Field(default=None, foreign_key="clearing_run.id")
+    superseded_at: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+    inputs_digest: str = Field(max_length=64)
+    network_version_id: int = Field(foreign_key="network_version.id")
+    tariff_id: int = Field(foreign_key="tariff.id")
+    status: str = Field(max_length=16)
+    welfare_p: Decimal = Field(sa_column=_exact())
+    grid_import_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    grid_export_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    orders: int
+    excluded_orders: int  # open orders at a node the run's network does not have
+    price_levels: int
+    rounds: int
+    solve_seconds: float
+    total_seconds: float
+    started_at: datetime = Field(sa_column=_utc())
+    finished_at: datetime = Field(sa_column=_utc())
+    triggered_by: str = Field(max_length=100)
+
+
+class NodePriceRow(SQLModel, table=True):
+    """A node's price in a clearing run, with its supporting range and net import."""
+
+    __tablename__ = "node_price"
+
+    run_id: int = Field(foreign_key="clearing_run.id", primary_key=True)
+    node_id: str = Field(primary_key=True, max_length=64)
+    price_p_per_kwh: Decimal = Field(sa_column=_exact())
+    lowest_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    highest_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    net_import_wh: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+
+
+class TradeRow(SQLModel, table=True):
+    """An order's accepted energy in a clearing run, at its node's price."""
+
+    __tablename__ = "trade"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "order_id", name="uq_trade_order"),
+        sa.Index("ix_trade_participant", "participant_id", "run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="clearing_run.id")
+    order_id: str = Field(foreign_key="market_order.id", max_length=36)
+    participant_id: str = Field(max_length=64)
+    node_id: str = Field(max_length=64)
+    side: str = Field(max_length=4)
+    accepted_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    price_p_per_kwh: Decimal = Field(sa_column=_exact())

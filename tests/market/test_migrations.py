@@ -1,0 +1,25 @@
+"""The schema comes from the migrations, and the migrations match the table classes."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import market.tables  # noqa: F401  (registers the tables)
+from market.database import head_revision, schema_revision, upgrade_database
+
+
+def test_database_is_at_the_head_revision(engine):
+    assert schema_revision(engine) == head_revision(engine) == "0001"
+
+
+def test_migrations_match_the_table_classes(engine):
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, SQLModel.metadata) == []
+
+
+def test_upgrading_again_is_harmless(engine):
+    upgrade_database(engine)
+    assert schema_revision(engine) == "0001"
