@@ -26,10 +26,10 @@ from api.clearing_files import FileFormatError, clear_files
 from api.clock import AcceleratedClock, Clock, SystemClock
 from api.scheduler import MarketScheduler
 from api.settings import Settings, get_settings
-from market.clearing import ClearingOutcome, clear_due, verify_run
+from market.clearing import ClearingOutcome, clear_due, clear_interval, verify_run
 from market.database import create_database_engine, head_revision, schema_revision, upgrade_database
 from market.errors import MarketError
-from market.intervals import ALLOWED_LENGTHS_MINUTES, InvalidPeriodError, periods_of_day
+from market.intervals import ALLOWED_LENGTHS_MINUTES, InvalidPeriodError, parse_period_key, periods_of_day
 from optimiser import ClearingResult, SolverError
 
 app = typer.Typer(
@@ -186,6 +186,36 @@ def market_clear_due(
     if not outcomes:
         print(f"nothing due at {_iso(moment)}")
     _report(outcomes)
+
+
+@market_app.command("reclear")
+def market_reclear(
+    interval: Annotated[str, typer.Argument(help="The interval, DATE/PERIOD (for example 2026-11-21/27).")],
+    reason: Annotated[str, typer.Option(help="Why: kept with the run for audit.")],
+    now: Annotated[str | None, typer.Option(help="Market time, ISO 8601 with offset (default: now).")] = None,
+) -> None:
+    """Clear an interval again, superseding its current run (which is kept for audit)."""
+    settings = _settings()
+    try:
+        period = parse_period_key(interval, length_minutes=settings.interval_minutes)
+    except InvalidPeriodError as error:
+        raise typer.BadParameter(str(error), param_hint="INTERVAL") from None
+    moment = _utc(now, "--now") or datetime.now(UTC)
+    with _market_engine(settings) as engine:
+        try:
+            outcome = clear_interval(
+                engine,
+                period=period,
+                rules=settings.market_rules(),
+                now=moment,
+                triggered_by="cli:reclear",
+                reason=reason,
+            )
+        except (MarketError, SolverError) as error:
+            raise _fail(str(error)) from None
+    _report([outcome])
+    if outcome.run.supersedes_id is not None:
+        print(f"run {outcome.run.id} supersedes run {outcome.run.supersedes_id}: {reason}")
 
 
 @market_app.command("verify")

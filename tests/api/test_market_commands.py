@@ -99,6 +99,12 @@ def test_clear_due_clears_once_and_verify_confirms(cli, database_url):
     verified = cli(database_url, "market", "verify", run_id)
     assert verified.exit_code == 0, verified.output
     assert "identical" in verified.stdout
+    reclear = cli(database_url, "market", "reclear", PERIOD.key, "--reason", "late meter data", "--now", at)
+    assert reclear.exit_code == 0, reclear.output
+    assert f"supersedes run {run_id}: late meter data" in reclear.stdout
+    blank = cli(database_url, "market", "reclear", PERIOD.key, "--reason", " ", "--now", at)
+    assert blank.exit_code == 2
+    assert "needs a reason" in blank.stderr
     missing = cli(database_url, "market", "verify", "999999")
     assert missing.exit_code == 2
     assert "999999 is not a clearing run" in missing.stderr

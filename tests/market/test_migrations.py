@@ -23,3 +23,11 @@ def test_migrations_match_the_table_classes(engine):
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
     assert schema_revision(engine) == "0001"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
