@@ -262,3 +262,78 @@ class TradeRow(SQLModel, table=True):
     side: str = Field(max_length=4)
     accepted_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     price_p_per_kwh: Decimal = Field(sa_column=_exact())
+
+
+class MeterReadingRow(SQLModel, table=True):
+    """One poll of one meter, as read: the raw data settlement's energy comes from.
+
+    The energy counters are kept in whole Wh (a meter's float32 kWh register carries about seven
+    significant digits, so nothing the meter said is lost); other quantities as a JSON object.
+    """
+
+    __tablename__ = "meter_reading"
+    __table_args__ = (sa.UniqueConstraint("meter_id", "polled_at", name="uq_reading_poll"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: str = Field(foreign_key="meter.id", max_length=64)
+    polled_at: datetime = Field(sa_column=_utc())
+    meter_time: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+    quality: str = Field(max_length=16)
+    import_wh: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    export_wh: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    values_json: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    problems: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class MeterEventRow(SQLModel, table=True):
+    """Something a meter's data showed: a counter going backwards (a reset or a replacement)."""
+
+    __tablename__ = "meter_event"
+    __table_args__ = (sa.UniqueConstraint("meter_id", "at", "counter", "kind", name="uq_meter_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: str = Field(foreign_key="meter.id", max_length=64)
+    kind: str = Field(max_length=32)
+    counter: str = Field(max_length=16)  # "import" or "export"
+    previous_at: datetime = Field(sa_column=_utc())
+    at: datetime = Field(sa_column=_utc())
+    before_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    after_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    recorded_at: datetime = Field(sa_column=_utc())
+
+
+class IntervalEnergyRow(SQLModel, table=True):
+    """A meter's import and export in one interval, one row per revision.
+
+    A recomputation that changes anything (an estimate replaced by an actual, a late reading)
+    adds a revision and retires the current one, so settlement can see what changed and why.
+    """
+
+    __tablename__ = "interval_energy"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "meter_id", "interval_start_utc", "length_minutes", "revision", name="uq_energy_rev"
+        ),
+        sa.Index(
+            "uq_energy_current",
+            "meter_id",
+            "interval_start_utc",
+            "length_minutes",
+            unique=True,
+            sqlite_where=sa.text("is_current"),
+            postgresql_where=sa.text("is_current"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: str = Field(foreign_key="meter.id", max_length=64)
+    interval_start_utc: datetime = Field(sa_column=_utc())
+    length_minutes: int
+    settlement_date: date
+    period: int
+    import_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    export_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    estimated: bool
+    revision: int
+    is_current: bool
+    computed_at: datetime = Field(sa_column=_utc())

@@ -1,0 +1,244 @@
+"""Meter data in the database: raw readings, counter events, and each interval's energy.
+
+Readings arrive in batches from a polling cycle; :func:`store_readings` writes a batch in the
+caller's transaction, so a crash loses none or all of it, and a batch stored twice (a retried
+cycle) adds nothing the second time. :func:`refresh_interval_energy` derives each interval's
+energy from the stored counters (:mod:`metering.energy`) and, where the result differs from the
+current one (an estimate replaced by an actual, a late reading), stores a new revision and
+retires the old: settlement sees what changed.
+
+Counters are stored in whole Wh: a meter's float32 kWh register holds about seven significant
+digits, so its value rounded to the Wh (half to even) keeps everything the meter said.
+
+May import :mod:`market`, :mod:`metering` and SQLModel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from market.intervals import SettlementPeriod, settlement_period
+from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
+from metering.energy import CounterReading, IntervalEnergy, derive_interval_energy, detect_counter_resets
+from metering.readings import Quality, Reading
+
+WH_PER_KWH = 1000
+COUNTERS = ("import_kwh", "export_kwh")
+#: How far before the first interval readings are loaded to find the rate for estimates.
+RATE_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class StoredEnergy:
+    """A meter's current energy for one interval."""
+
+    meter_id: str
+    period: SettlementPeriod
+    import_kwh: Decimal
+    export_kwh: Decimal
+    estimated: bool
+    revision: int
+
+
+def kwh_to_wh(value: float) -> int:
+    """A counter in kWh (as the meter's float) to whole Wh, half to even."""
+    if not math.isfinite(value):
+        raise ValueError(f"a counter must be finite, not {value}")
+    return int((Decimal(repr(value)) * WH_PER_KWH).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def store_readings(session: Session, readings: Sequence[Reading]) -> int:
+    """Add a batch of readings in the caller's transaction; returns how many were new.
+
+    A reading for a meter and poll time already stored is skipped, so storing a batch twice is
+    harmless.
+    """
+    if not readings:
+        return 0
+    rows = []
+    for reading in readings:
+        values = dict(reading.values)
+        counters = {name: values.pop(name, None) for name in COUNTERS}
+        rows.append(
+            {
+                "meter_id": reading.meter_id,
+                "polled_at": reading.polled_at,
+                "meter_time": reading.meter_time,
+                "quality": str(reading.quality),
+                "import_wh": None if counters["import_kwh"] is None else kwh_to_wh(counters["import_kwh"]),
+                "export_wh": None if counters["export_kwh"] is None else kwh_to_wh(counters["export_kwh"]),
+                "values_json": json.dumps(values, sort_keys=True, allow_nan=False),
+                "problems": "\n".join(reading.problems),
+            }
+        )
+    table = MeterReadingRow.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    statement = insert.on_conflict_do_nothing(index_elements=["meter_id", "polled_at"]).returning(table.c.id)
+    added = len(session.execute(statement, rows).all())
+    session.flush()
+    return added
+
+
+def counter_readings(
+    session: Session, meter_id: str, *, start: datetime, end: datetime
+) -> list[CounterReading]:
+    """A meter's settleable counter readings (both counters present) in ``[start, end]``."""
+    rows = session.exec(
+        select(MeterReadingRow)
+        .where(
+            MeterReadingRow.meter_id == meter_id,
+            MeterReadingRow.polled_at >= start,
+            MeterReadingRow.polled_at <= end,
+            MeterReadingRow.quality != Quality.INVALID.value,
+            col(MeterReadingRow.import_wh).is_not(None),
+            col(MeterReadingRow.export_wh).is_not(None),
+        )
+        .order_by(col(MeterReadingRow.polled_at))
+    )
+    return [
+        CounterReading(
+            row.polled_at,
+            Decimal(row.import_wh or 0) / WH_PER_KWH,
+            Decimal(row.export_wh or 0) / WH_PER_KWH,
+        )
+        for row in rows
+    ]
+
+
+def refresh_interval_energy(
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
+) -> list[StoredEnergy]:
+    """Derive ``periods``' energy for a meter and store what changed as new revisions.
+
+    Counter decreases found on the way are recorded as meter events (once each).
+    """
+    if not periods:
+        return []
+    ordered = sorted(periods, key=lambda p: p.start_utc)
+    readings = counter_readings(
+        session, meter_id, start=ordered[0].start_utc - RATE_WINDOW, end=ordered[-1].end_utc + RATE_WINDOW
+    )
+    derived = derive_interval_energy(readings, [(p.start_utc, p.end_utc) for p in ordered])
+    _record_resets(session, meter_id, readings, now)
+    current = {
+        row.interval_start_utc: row
+        for row in session.exec(
+            select(IntervalEnergyRow).where(
+                IntervalEnergyRow.meter_id == meter_id,
+                col(IntervalEnergyRow.is_current),
+                col(IntervalEnergyRow.interval_start_utc).in_([p.start_utc for p in ordered]),
+                IntervalEnergyRow.length_minutes == ordered[0].length_minutes,
+            )
+        )
+    }
+    stored = []
+    for period, energy in zip(ordered, derived):
+        row = current.get(period.start_utc)
+        if row is None or (row.import_wh, row.export_wh, row.estimated) != (
+            energy.import_wh,
+            energy.export_wh,
+            energy.estimated,
+        ):
+            row = _new_revision(session, meter_id, period, energy, row, now)
+        stored.append(
+            StoredEnergy(
+                meter_id,
+                period,
+                Decimal(row.import_wh) / WH_PER_KWH,
+                Decimal(row.export_wh) / WH_PER_KWH,
+                row.estimated,
+                row.revision,
+            )
+        )
+    session.flush()
+    return stored
+
+
+def _new_revision(
+    session: Session,
+    meter_id: str,
+    period: SettlementPeriod,
+    energy: IntervalEnergy,
+    previous: IntervalEnergyRow | None,
+    now: datetime,
+) -> IntervalEnergyRow:
+    if previous is not None:
+        previous.is_current = False
+        session.add(previous)
+        session.flush()  # the partial unique index must see the old revision retired first
+    row = IntervalEnergyRow(
+        meter_id=meter_id,
+        interval_start_utc=period.start_utc,
+        length_minutes=period.length_minutes,
+        settlement_date=period.settlement_date,
+        period=period.period,
+        import_wh=energy.import_wh,
+        export_wh=energy.export_wh,
+        estimated=energy.estimated,
+        revision=1 if previous is None else previous.revision + 1,
+        is_current=True,
+        computed_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def _record_resets(
+    session: Session, meter_id: str, readings: Sequence[CounterReading], now: datetime
+) -> None:
+    for event in detect_counter_resets(readings):
+        values = {
+            "meter_id": meter_id,
+            "kind": str(event.kind),
+            "counter": str(event.register),
+            "previous_at": event.previous_at_utc,
+            "at": event.at_utc,
+            "before_wh": int(event.before_kwh * WH_PER_KWH),
+            "after_wh": int(event.after_kwh * WH_PER_KWH),
+            "recorded_at": now,
+        }
+        table = MeterEventRow.__table__  # type: ignore[attr-defined]
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        session.execute(
+            insert.values(**values).on_conflict_do_nothing(
+                index_elements=["meter_id", "at", "counter", "kind"]
+            )
+        )
+
+
+def interval_energy(
+    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
+) -> list[StoredEnergy]:
+    """Current interval energy, optionally for one meter or one period, oldest first."""
+    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
+    if meter_id is not None:
+        query = query.where(IntervalEnergyRow.meter_id == meter_id)
+    if period is not None:
+        query = query.where(
+            IntervalEnergyRow.interval_start_utc == period.start_utc,
+            IntervalEnergyRow.length_minutes == period.length_minutes,
+        )
+    rows = session.exec(
+        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
+    )
+    return [
+        StoredEnergy(
+            row.meter_id,
+            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
+            Decimal(row.import_wh) / WH_PER_KWH,
+            Decimal(row.export_wh) / WH_PER_KWH,
+            row.estimated,
+            row.revision,
+        )
+        for row in rows
+    ]

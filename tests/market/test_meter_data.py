@@ -1,0 +1,113 @@
+"""Meter data on SQLite and PostgreSQL: batches stored once, energy revisions, counter events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import Session, func, select
+
+from market.database import transaction
+from market.intervals import period_at
+from market.meter_data import interval_energy, kwh_to_wh, refresh_interval_energy, store_readings
+from market.participants import register_meter
+from market.tables import MeterEventRow, MeterReadingRow
+from metering.readings import Quality, Reading
+from tests.factories import seed_market
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+FIRST = period_at(NOW)  # 12:00-12:30 UTC
+
+
+@pytest.fixture
+def metered(engine):
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+        register_meter(
+            session,
+            meter_id="M1",
+            participant_id="H1",
+            host="127.0.0.1",
+            port=5020,
+            unit_id=1,
+            transport="tcp",
+            model="sdm630",
+            now=NOW,
+        )
+    return engine
+
+
+def reading(minutes: float, import_kwh: float, export_kwh: float = 0.0, quality=Quality.GOOD) -> Reading:
+    return Reading(
+        meter_id="M1",
+        polled_at=NOW + timedelta(minutes=minutes),
+        meter_time=None,
+        values={"import_kwh": import_kwh, "export_kwh": export_kwh, "power_w": 1200.0},
+        quality=quality,
+    )
+
+
+def count(engine, table) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+
+@pytest.mark.parametrize(
+    ("kwh", "wh"), [(1234.5677, 1234568), (0.0005, 0), (0.0015, 2), (100000.0078125, 100000008)]
+)
+def test_counters_are_kept_to_the_wh_half_even(kwh, wh):
+    assert kwh_to_wh(kwh) == wh
+
+
+def test_a_batch_stored_twice_is_stored_once(metered):
+    batch = [reading(0, 100.0), reading(15, 100.25), reading(30, 100.5)]
+    with transaction(metered) as session:
+        assert store_readings(session, batch) == 3
+    with transaction(metered) as session:
+        store_readings(session, batch)
+    assert count(metered, MeterReadingRow) == 3
+    with Session(metered) as session:
+        row = session.exec(select(MeterReadingRow).where(MeterReadingRow.import_wh == 100250)).one()
+        assert '"power_w": 1200.0' in row.values_json
+
+
+def test_a_failed_batch_leaves_nothing(metered):
+    bad = reading(5, 100.0)
+    object.__setattr__(bad, "meter_id", "NO-SUCH-METER")  # breaks the foreign key mid-batch
+    with pytest.raises(Exception), transaction(metered) as session:  # noqa: B017, PT011
+        store_readings(session, [reading(0, 100.0), bad])
+    assert count(metered, MeterReadingRow) == 0
+
+
+def test_estimates_become_actuals_as_a_new_revision(metered):
+    """Readings to 12:40: 12:00-12:30 is measured (0.5 kWh); 12:30-13:00 is estimated, then actual."""
+    with transaction(metered) as session:
+        store_readings(session, [reading(0, 100.0, 1.0), reading(30, 100.5, 1.0), reading(40, 100.7, 1.1)])
+        first = refresh_interval_energy(session, "M1", [FIRST, FIRST.next()], now=NOW)
+    assert [(e.import_kwh, e.estimated, e.revision) for e in first] == [
+        (Decimal("0.5"), False, 1),
+        (first[1].import_kwh, True, 1),
+    ]
+    with transaction(metered) as session:
+        store_readings(session, [reading(60, 101.3, 1.2)])
+        second = refresh_interval_energy(session, "M1", [FIRST, FIRST.next()], now=NOW + timedelta(hours=1))
+    assert [(e.import_kwh, e.export_kwh, e.estimated, e.revision) for e in second] == [
+        (Decimal("0.5"), Decimal(0), False, 1),
+        (Decimal("0.8"), Decimal("0.2"), False, 2),
+    ]
+    with Session(metered) as session:
+        assert [e.revision for e in interval_energy(session, meter_id="M1")] == [1, 2]
+
+
+def test_a_counter_reset_is_recorded_once_and_never_negative(metered):
+    with transaction(metered) as session:
+        store_readings(session, [reading(0, 500.0), reading(10, 500.2), reading(20, 0.1), reading(30, 0.3)])
+        energy = refresh_interval_energy(session, "M1", [FIRST], now=NOW)
+        refresh_interval_energy(session, "M1", [FIRST], now=NOW)
+    assert energy[0].import_kwh >= 0
+    assert energy[0].estimated
+    assert count(metered, MeterEventRow) == 1
+    with Session(metered) as session:
+        event = session.exec(select(MeterEventRow)).one()
+    assert (event.counter, event.before_wh, event.after_wh) == ("import", 500200, 100)
