@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -80,12 +81,17 @@ def store_readings(session: Session, readings: Sequence[Reading]) -> int:
             }
         )
     table = MeterReadingRow.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    statement = insert.on_conflict_do_nothing(index_elements=["meter_id", "polled_at"]).returning(table.c.id)
+    statement = _insert_new(session, table, ["meter_id", "polled_at"]).returning(table.c.id)
     added = len(session.execute(statement, rows).all())
     session.flush()
     return added
+
+
+def _insert_new(session: Session, table: Any, key: list[str]) -> Any:
+    """An INSERT that skips rows whose ``key`` is already stored (both backends' ON CONFLICT)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return insert.on_conflict_do_nothing(index_elements=key)
 
 
 def counter_readings(
