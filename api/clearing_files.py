@@ -201,7 +201,7 @@ def read_network_toml(path: Path) -> NetworkFile:
         if not isinstance(table, dict) or set(table) != _TARIFF_KEYS:
             raise FileFormatError(f"{path}: [tariff] must have exactly import_p_per_kwh and export_p_per_kwh")
         try:
-            tariff = Tariff(_decimal(table["import_p_per_kwh"]), _decimal(table["export_p_per_kwh"]))
+            tariff = Tariff(table["import_p_per_kwh"], table["export_p_per_kwh"])  # validated there
         except ClearingInputError as error:
             raise FileFormatError(f"{path}: [tariff] {error.field} {error.reason}") from None
 
@@ -228,20 +228,16 @@ def read_network_toml(path: Path) -> NetworkFile:
             Node(
                 id=table["id"],
                 parent=table["parent"],
-                import_capacity_kwh=_decimal(table["import_capacity_kwh"]),
-                export_capacity_kwh=_decimal(table["export_capacity_kwh"]),
-                fee_p_per_kwh=_decimal(table.get("fee_p_per_kwh", Decimal(0))),
+                # Values as TOML parsed them (Decimal for decimals); Network names any non-number.
+                import_capacity_kwh=table["import_capacity_kwh"],
+                export_capacity_kwh=table["export_capacity_kwh"],
+                fee_p_per_kwh=table.get("fee_p_per_kwh", Decimal(0)),
             )
         )
     try:
         return NetworkFile(Network(root=root, nodes=tuple(nodes)), tariff)
     except ClearingInputError as error:
         raise FileFormatError(f"{path}: {error}") from None
-
-
-def _decimal(value: Any) -> Any:
-    """A TOML value for a Decimal field, as parsed: validation names anything not a number."""
-    return value
 
 
 def resolve_tariff(
