@@ -163,11 +163,15 @@ def _utc_microseconds(texts: Sequence[str], line: Callable[[int], str]) -> np.nd
     Times written in UTC with 'Z', as machines write them, are parsed by NumPy in one go;
     any other offset, or a time NumPy refuses, is read row by row with the standard library.
     """
-    if all(text.endswith("Z") for text in texts):
+    # NumPy also reads "NaT", "" and a bare year, so only full date-times take the fast path,
+    # and a missing time (NaT) falls through to the row-by-row reader, which names the line.
+    if all(len(text) >= 17 and text[10] in "T " and text.endswith("Z") for text in texts):
         try:
-            return np.array([text[:-1] for text in texts], dtype="datetime64[us]").astype(np.int64)
+            parsed = np.array([text[:-1] for text in texts], dtype="datetime64[us]")
         except ValueError:
-            pass
+            parsed = None
+        if parsed is not None and not np.isnat(parsed).any():
+            return parsed.astype(np.int64)
     submitted = np.empty(len(texts), np.int64)
     for i, text in enumerate(texts):
         try:

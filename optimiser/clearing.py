@@ -465,7 +465,8 @@ def _match_at_the_money(levels: PriceLevels, solved: _Solved, support: PriceSupp
     """Trade as much as possible between a node's buy and sell levels at its own price.
 
     Such trades are welfare-neutral, so the LP may take or leave them; the engine takes
-    them (local trade first), which keeps the result independent of the solver's vertex.
+    them (local trade first). At-the-money volume that could instead go to the backstop or
+    over an edge is left as the solve found it: that split depends on the solve path.
     """
     # Each node's price in ticks, or a value no level has where the price is between ticks.
     between = np.iinfo(np.int64).min

@@ -125,6 +125,10 @@ def test_command_line_tariff_overrides_the_network_file(runner, tmp_path):
         ("o1,HH,GSP,hold,1,10,2026-11-21T16:00:00Z\n", "side must be buy or sell"),
         ("o1,HH,GSP,buy,1,10,yesterday\n", "submitted_at is not an ISO 8601 time"),
         ("o1,HH,GSP,buy,1,10,2026-11-21T16:00:00\n", "submitted_at must carry a UTC offset"),
+        ("o1,HH,GSP,buy,1,10,NaTZ\n", "submitted_at is not an ISO 8601 time"),
+        ("o1,HH,GSP,buy,1,10,2026Z\n", "submitted_at is not an ISO 8601 time"),
+        ("o1,HH,GSP,buy,1,10,Z\n", "submitted_at is not an ISO 8601 time"),
+        ("o1,HH,GSP,buy,1,10,2026-11-21TxxZ\n", "submitted_at is not an ISO 8601 time"),
         ("o1,HH,GSP,buy,1,10\n", "line 2: has 6 fields, expected 7"),
         ("o1,HH,GSP,buy,1,10,2026-11-21T16:00:00Z\n\n", "line 3: has 0 fields, expected 7"),
         (
