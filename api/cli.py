@@ -20,6 +20,7 @@ from rich.table import Table
 from api.clearing_files import FileFormatError, clear_files
 from api.commands import fail
 from api.market_commands import db_app, intervals, market_app
+from api.meter_commands import meter_app
 from optimiser import ClearingResult, SolverError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(market_app, name="market")
+app.add_typer(meter_app, name="meter")
 app.command()(intervals)
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.

@@ -32,7 +32,7 @@ db_app = typer.Typer(help="The market database.", no_args_is_help=True)
 market_app = typer.Typer(help="Run and inspect the market.", no_args_is_help=True)
 
 
-def _settings() -> Settings:
+def settings_or_fail() -> Settings:
     from api.settings import get_settings
 
     try:
@@ -42,7 +42,7 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _market_engine(settings: Settings) -> Iterator[Engine]:
+def market_engine(settings: Settings) -> Iterator[Engine]:
     """The database engine, refusing a database whose schema is not up to date; closed after use."""
     from market.database import create_database_engine, head_revision, schema_revision
 
@@ -66,7 +66,7 @@ def db_upgrade() -> None:
     """Create or update the database schema (Alembic migrations)."""
     from market.database import create_database_engine, schema_revision, upgrade_database
 
-    settings = _settings()
+    settings = settings_or_fail()
     engine = create_database_engine(settings.database_url)
     try:
         upgrade_database(engine)
@@ -89,7 +89,7 @@ def intervals(
         day = date.fromisoformat(on)
     except ValueError:
         raise typer.BadParameter(f"{on!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
-    minutes = length if length is not None else _settings().interval_minutes
+    minutes = length if length is not None else settings_or_fail().interval_minutes
     if minutes not in ALLOWED_LENGTHS_MINUTES:
         raise typer.BadParameter(f"must be one of {ALLOWED_LENGTHS_MINUTES}", param_hint="--length")
     try:
@@ -138,9 +138,9 @@ def market_clear_due(
     from market.errors import MarketError
     from optimiser import SolverError
 
-    settings = _settings()
+    settings = settings_or_fail()
     moment = utc_option(now, "--now") or datetime.now(UTC)
-    with _market_engine(settings) as engine:
+    with market_engine(settings) as engine:
         try:
             outcomes = clear_due(engine, rules=settings.market_rules(), now=moment, triggered_by="cli")
         except (MarketError, SolverError) as error:
@@ -161,13 +161,13 @@ def market_reclear(
     from market.errors import MarketError
     from optimiser import SolverError
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         period = parse_period_key(interval, length_minutes=settings.interval_minutes)
     except InvalidPeriodError as error:
         raise typer.BadParameter(str(error), param_hint="INTERVAL") from None
     moment = utc_option(now, "--now") or datetime.now(UTC)
-    with _market_engine(settings) as engine:
+    with market_engine(settings) as engine:
         try:
             outcome = clear_interval(
                 engine,
@@ -190,7 +190,7 @@ def market_verify(run_id: Annotated[int, typer.Argument(help="Clearing run id.")
     from market.clearing import verify_run
     from market.errors import MarketError
 
-    with _market_engine(_settings()) as engine:
+    with market_engine(settings_or_fail()) as engine:
         try:
             differences = verify_run(engine, run_id)
         except MarketError as error:
@@ -213,13 +213,13 @@ def market_run(
     from market.errors import MarketError
     from optimiser import SolverError
 
-    settings = _settings()
+    settings = settings_or_fail()
     if not speed > 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
     clock: Clock = SystemClock()
     if speed != 1.0 or start is not None:
         clock = AcceleratedClock(utc_option(start, "--start") or datetime.now(UTC), speed)
-    with _market_engine(settings) as engine:
+    with market_engine(settings) as engine:
         scheduler = MarketScheduler(engine, settings.market_rules(), clock, on_cleared=_report)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
