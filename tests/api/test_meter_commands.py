@@ -80,8 +80,19 @@ def free_port() -> int:
     ],
 )
 def test_read_prints_the_meters_quantities_as_json(cli, gateway, unit, model, keys):
-    result = cli("meter", "read", "--host", "127.0.0.1", "--port", str(gateway.port), "--unit", str(unit),
-                 "--model", model, "--json")  # fmt: skip
+    result = cli(
+        "meter",
+        "read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(gateway.port),
+        "--unit",
+        str(unit),
+        "--model",
+        model,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert keys <= set(document)
@@ -102,8 +113,9 @@ def test_an_unreachable_meter_fails_in_one_line_within_seconds(cli):
 
 
 def test_a_silent_unit_fails_in_one_line(cli, gateway):
-    result = cli("meter", "read", "--host", "127.0.0.1", "--port", str(gateway.port), "--unit", "9",
-                 "--timeout", "0.5")  # fmt: skip
+    result = cli(
+        "meter", "read", "--host", "127.0.0.1", "--port", str(gateway.port), "--unit", "9", "--timeout", "0.5"
+    )
     assert result.exit_code == 2
     assert "unit 9" in result.stderr
 
@@ -123,11 +135,37 @@ def test_add_then_poll_stores_the_fleets_readings(cli, gateway, database_url):
         ("M2", "H2", 2, "sdm120"),
         ("M3", "H3", 3, "em24"),
     ):
-        added = cli("meter", "add", meter_id, "--participant", home, "--host", "127.0.0.1",
-                    "--port", str(gateway.port), "--unit", str(unit), "--model", model, url=database_url)  # fmt: skip
+        added = cli(
+            "meter",
+            "add",
+            meter_id,
+            "--participant",
+            home,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gateway.port),
+            "--unit",
+            str(unit),
+            "--model",
+            model,
+            url=database_url,
+        )
         assert added.exit_code == 0, added.output
-    clash = cli("meter", "add", "M4", "--participant", "H1", "--host", "127.0.0.1", "--port", str(gateway.port),
-                "--unit", "1", url=database_url)  # fmt: skip
+    clash = cli(
+        "meter",
+        "add",
+        "M4",
+        "--participant",
+        "H1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(gateway.port),
+        "--unit",
+        "1",
+        url=database_url,
+    )
     assert clash.exit_code == 2
     assert "already meter 'M1'" in clash.stderr
     polled = cli("meter", "poll", url=database_url)
