@@ -1,4 +1,5 @@
-"""The jobs that run the market on a clock: clearing at each gate closure, catch-up at start.
+"""The jobs that run the platform on a clock: clearing at each gate closure (with catch-up at
+start), polling the meters on a cadence, and deriving each period's meter energy.
 
 One APScheduler 3.x date job per interval fires at its gate closure and clears every due interval
 (normally just that one); each job schedules the next interval's. On start, intervals whose gate
@@ -8,17 +9,25 @@ closed while the service was down are cleared first, in order. Clearing is exact
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from api.clock import Clock
 from market.clearing import ClearingOutcome, clear_due
+from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
+from market.meter_data import refresh_interval_energy, store_readings
+from market.participants import list_meters
 from market.rules import MarketRules
+from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings
 
 log = logging.getLogger("smartbrum.scheduler")
 
@@ -96,3 +105,141 @@ class MarketScheduler:
         if outcomes and self.on_cleared is not None:
             self.on_cleared(outcomes)
         return outcomes
+
+
+class MeterPolling:
+    """Polls the registered fleet on a cadence and derives interval energy after each period.
+
+    Every ``poll_seconds`` of market time an APScheduler job reads the active meters from the
+    database, polls them (one :class:`metering.polling.Poller`, its connections kept between
+    cycles, on an event loop of its own) and stores the cycle's readings in one transaction: a
+    crash loses the cycle or nothing. ``meter_data_delay`` after each period ends, a second job
+    derives every meter's energy for that period and the one before (a late reading may still
+    change it) and stores what changed as new revisions.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: MarketRules,
+        clock: Clock,
+        *,
+        poll_settings: PollSettings,
+        poll_seconds: float = 60.0,
+        meter_data_delay: timedelta = timedelta(minutes=2),
+        map_dirs: Sequence[Path] = (),
+        on_polled: Callable[[list[PollResult], int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.clock = clock
+        self.poll_settings = poll_settings
+        self.poll_seconds = poll_seconds
+        self.meter_data_delay = meter_data_delay
+        self.map_dirs = tuple(map_dirs)
+        self.on_polled = on_polled
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="meter-polling", daemon=True)
+        self._poller: Poller | None = None
+        self._endpoints: tuple[MeterEndpoint, ...] = ()
+
+    def start(self) -> None:
+        """Start the loop and both jobs; the first poll runs at once."""
+        self._thread.start()
+        self.scheduler.start()
+        self._schedule_poll(0.0)
+        self._schedule_energy()
+
+    def shutdown(self) -> None:
+        """Stop the jobs, close the meters' connections and the loop."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self._poller is not None:
+            asyncio.run_coroutine_threadsafe(self._poller.close(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+    def poll_once(self) -> tuple[list[PollResult], int]:
+        """One cycle: poll every active meter, store the readings; returns results and how many stored."""
+        with Session(self.engine) as session:
+            endpoints = tuple(
+                MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
+                for m in list_meters(session)
+                if m.active
+            )
+        if not endpoints:
+            return [], 0
+        if endpoints != self._endpoints:
+            old, self._endpoints = self._poller, endpoints
+            if old is not None:
+                asyncio.run_coroutine_threadsafe(old.close(), self._loop).result(timeout=30)
+            self._poller = Poller(
+                list(endpoints), settings=self.poll_settings, clock=self.clock.now, map_dirs=self.map_dirs
+            )
+        assert self._poller is not None
+        results = asyncio.run_coroutine_threadsafe(self._poller.poll_once(), self._loop).result()
+        readings = [result.reading for result in results if result.reading is not None]
+        with transaction(self.engine) as session:
+            stored = store_readings(session, readings)
+        if self.on_polled is not None:
+            self.on_polled(results, stored)
+        return results, stored
+
+    def derive_energy(self, period: SettlementPeriod) -> int:
+        """Every active meter's energy for ``period`` and the one before; returns meters refreshed."""
+        periods = [period.previous(), period]
+        now = self.clock.now()
+        with transaction(self.engine) as session:
+            meters = [m.id for m in list_meters(session) if m.active]
+            for meter_id in meters:
+                refresh_interval_energy(session, meter_id, periods, now=now)
+        return len(meters)
+
+    def _schedule_poll(self, delay_s: float) -> None:
+        self.scheduler.add_job(
+            self._poll_job,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=delay_s),
+            id="meter-poll",
+            replace_existing=True,
+        )
+
+    def _poll_job(self) -> None:
+        started = self.clock.now()
+        try:
+            self.poll_once()
+        except Exception:
+            log.exception("meter polling cycle failed; the next cycle retries")
+        finally:
+            if self.scheduler.running:
+                next_poll = started + timedelta(seconds=self.poll_seconds)
+                self._schedule_poll(max(0.0, self.clock.real_seconds_until(next_poll)))
+
+    def _schedule_energy(self, period: SettlementPeriod | None = None) -> None:
+        """Derive ``period``'s energy once its data is due (first call: the latest period ended)."""
+        if period is None:
+            ended = self.clock.now() - self.meter_data_delay
+            period = period_at(ended, length_minutes=self.rules.interval_minutes)
+        due = period.end_utc + self.meter_data_delay
+        self.scheduler.add_job(
+            self._energy_job,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=max(0.0, self.clock.real_seconds_until(due))),
+            args=[period],
+            id=f"meter-energy:{period.key}",
+            replace_existing=True,
+        )
+
+    def _energy_job(self, period: SettlementPeriod) -> None:
+        try:
+            count = self.derive_energy(period)
+            log.info("derived %s energy for %d meters", period.key, count)
+        except Exception:
+            log.exception("deriving meter energy for %s failed", period.key)
+        finally:
+            if self.scheduler.running:
+                self._schedule_energy(period.next())

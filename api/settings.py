@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from market.rules import MarketRules
+from metering.polling import PollSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///var/smartbrum.db"
 
@@ -30,16 +31,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SMARTBRUM_", extra="forbid", frozen=True)
 
-    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the market database.")
-    interval_minutes: int = Field(30, description="Settlement period length: 15, 30 or 60.")
-    gate_closure_minutes: int = Field(
-        5, ge=0, le=1440, description="Orders freeze this long before a period."
-    )
-    min_quantity_kwh: Decimal = Field(Decimal("0.001"), gt=0)
-    max_quantity_kwh: Decimal = Field(Decimal("100"), gt=0)
+    #: SQLAlchemy URL of the market database.
+    database_url: str = DEFAULT_DATABASE_URL
+    #: Settlement period length: 15, 30 or 60 minutes.
+    interval_minutes: int = 30
+    #: Orders for a period freeze this many minutes before it starts.
+    gate_closure_minutes: int = Field(default=5, ge=0, le=1440)
+    #: Bounds on one order (inclusive).
+    min_quantity_kwh: Decimal = Field(default=Decimal("0.001"), gt=0)
+    max_quantity_kwh: Decimal = Field(default=Decimal("100"), gt=0)
     min_price_p_per_kwh: Decimal = Decimal("-100")
     max_price_p_per_kwh: Decimal = Decimal("1000")
-    max_open_orders: int = Field(10, ge=1)
+    #: Most open orders one household may hold for one period.
+    max_open_orders: int = Field(default=10, ge=1)
+    #: Seconds between meter polling cycles.
+    poll_seconds: float = Field(default=60.0, gt=0)
+    #: Longest wait for one meter's answer, and extra attempts after a failure.
+    meter_timeout_s: float = Field(default=1.0, gt=0)
+    meter_retries: int = Field(default=1, ge=0)
+    #: Pause before a request to another unit id on the same bus (some RS485 meters need one).
+    meter_unit_pause_s: float = Field(default=0.0, ge=0)
+    #: Failures in a row after which a meter is skipped, and for how many seconds.
+    meter_breaker_failures: int = Field(default=3, ge=1)
+    meter_breaker_cooldown_s: float = Field(default=300.0, ge=0)
+    #: A folder of extra register maps (one TOML file per meter model).
+    meter_maps_dir: Path | None = None
+    #: Minutes after a period ends before its meter energy is derived (late polls arrive).
+    meter_data_delay_minutes: int = Field(default=2, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -57,6 +75,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"SMARTBRUM_CONFIG: {config_file} is not a file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    def poll_settings(self) -> PollSettings:
+        """How the poller treats each meter, from these settings."""
+        return PollSettings(
+            timeout_s=self.meter_timeout_s,
+            retries=self.meter_retries,
+            unit_switch_pause_s=self.meter_unit_pause_s,
+            breaker_failures=self.meter_breaker_failures,
+            breaker_cooldown_s=self.meter_breaker_cooldown_s,
+        )
 
     def market_rules(self) -> MarketRules:
         """The market's rules from these settings."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import strategies as st
 
+from metering.simulator import Gateway, SimulatedMeter
 from optimiser import Network, Node, Order, OrderBook, Side, Tariff
 
 GATE = datetime(2026, 11, 21, 16, 55, tzinfo=UTC)
@@ -145,3 +148,26 @@ def seed_market(session, *, now: datetime, homes: dict[str, str] | None = None, 
             node_id=feeder,
             now=now,
         )
+
+
+# --- meters ----------------------------------------------------------------------------------
+
+
+class GatewayThread:
+    """A simulated gateway served from its own event loop in a background thread."""
+
+    def __init__(self, meters: list[SimulatedMeter]) -> None:
+        self.gateway = Gateway("127.0.0.1", 0, meters)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Gateway:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(timeout=30)
+        return self.gateway
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -18,28 +16,8 @@ from api.meter_commands import gateway_shard
 from api.settings import get_settings
 from market.database import create_database_engine, transaction
 from market.tables import MeterReadingRow
-from metering.simulator import Gateway, SimulatedMeter
-from tests.factories import seed_market
-
-
-class GatewayThread:
-    """A simulated gateway served from its own event loop in a background thread."""
-
-    def __init__(self, meters: list[SimulatedMeter]) -> None:
-        self.gateway = Gateway("127.0.0.1", 0, meters)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> Gateway:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop).result(timeout=30)
-        return self.gateway
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
+from metering.simulator import SimulatedMeter
+from tests.factories import GatewayThread, seed_market
 
 
 @pytest.fixture
