@@ -11,6 +11,7 @@ import signal
 import sys
 import zlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -106,7 +107,7 @@ def meter_read(
     except ValueError as error:
         raise fail(str(error)) from None
     try:
-        reading = asyncio.run(read_meter(endpoint, settings=settings))
+        reading = asyncio.run(read_meter(endpoint, settings=settings, map_dirs=_map_dirs()))
     except (MeterReadError, MapError, OSError) as error:
         raise fail(str(error)) from None
     values = {key: reading.values[key] for key in READ_KEYS if key in reading.values}
@@ -204,7 +205,8 @@ def meter_poll(
         if not endpoints:
             print("no meters to poll" + (f" in shard {index}/{count}" if count > 1 else ""))
             return
-        results = asyncio.run(poll_fleet(endpoints, settings=PollSettings(timeout_s=timeout)))
+        settings = PollSettings(timeout_s=timeout)
+        results = asyncio.run(poll_fleet(endpoints, settings=settings, map_dirs=_map_dirs()))
         readings = [r.reading for r in results if r.reading is not None]
         with transaction(engine) as session:
             stored = store_readings(session, readings)
@@ -228,12 +230,20 @@ def _shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
+def _map_dirs() -> tuple[Path, ...]:
+    """The extra register-map folder from the settings, if any."""
+    from api.market_commands import settings_or_fail
+
+    folder = settings_or_fail().meter_maps_dir
+    return () if folder is None else (folder,)
+
+
 def _known_model(model: str) -> None:
     from metering.registers import available_models
 
     if model.startswith("sunspec"):
         return
-    known = available_models()
+    known = available_models(extra_dirs=_map_dirs())
     if model not in known:
         raise typer.BadParameter(
             f"{model!r} is not one of {', '.join(known)} or sunspec", param_hint="--model"

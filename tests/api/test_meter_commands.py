@@ -6,6 +6,7 @@ import json
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, func, select
@@ -155,3 +156,15 @@ def test_add_then_poll_stores_the_fleets_readings(cli, gateway, database_url):
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(MeterReadingRow)).one() == 3
     engine.dispose()
+
+
+def test_a_dropped_in_map_file_adds_a_model(cli, gateway, tmp_path, monkeypatch):
+    """A user's map (here the SDM630's layout under another name) is used without code."""
+    shipped = (Path(__file__).resolve().parents[2] / "metering" / "maps" / "sdm630.toml").read_text()
+    (tmp_path / "brum3p.toml").write_text(shipped.replace('model = "sdm630"', 'model = "brum3p"'))
+    monkeypatch.setenv("SMARTBRUM_METER_MAPS_DIR", str(tmp_path))
+    result = cli(
+        "meter", "read", "--host", "127.0.0.1", "--port", str(gateway.port), "--model", "brum3p", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["quality"] == "good"
