@@ -275,7 +275,7 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
             )
 
     for participant, amount in sorted(charged.items()):
-        vat = _round_cp(Decimal(amount) * terms.vat_rate)
+        vat = round_cp(Decimal(amount) * terms.vat_rate)
         post(Line("vat", household_account(participant), VAT, vat, participant, memo=f"on {amount} cp"))
     return SettledInterval(tuple(lines), pending, inputs.estimated & set(inputs.metered_wh))
 
@@ -283,10 +283,11 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
 def money_cp(energy_wh: int, price_p_per_kwh: Decimal) -> int:
     """``energy_wh`` at ``price_p_per_kwh`` in hundredths of a penny, rounded half to even."""
     # Wh x p/kWh = millipence; 10 millipence = 1 cp.
-    return _round_cp(Decimal(energy_wh) * price_p_per_kwh / 10)
+    return round_cp(Decimal(energy_wh) * price_p_per_kwh / 10)
 
 
-def _round_cp(amount: Decimal) -> int:
+def round_cp(amount: Decimal) -> int:
+    """Hundredths of a penny, rounded half to even: the one rounding rule of the ledger."""
     return int(amount.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 

@@ -337,3 +337,73 @@ class IntervalEnergyRow(SQLModel, table=True):
     revision: int
     is_current: bool
     computed_at: datetime = Field(sa_column=_utc())
+
+
+class SettlementRunRow(SQLModel, table=True):
+    """One settlement of one interval: the initial run, then reconciliations when data changes."""
+
+    __tablename__ = "settlement_run"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "interval_start_utc", "length_minutes", "sequence", name="uq_settlement_sequence"
+        ),
+        sa.Index(
+            "uq_settlement_initial",
+            "interval_start_utc",
+            "length_minutes",
+            unique=True,
+            sqlite_where=sa.text("run_type = 'initial'"),
+            postgresql_where=sa.text("run_type = 'initial'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    interval_start_utc: datetime = Field(sa_column=_utc())
+    length_minutes: int
+    settlement_date: date = Field(index=True)
+    period: int
+    run_type: str = Field(max_length=16)  # "initial" or "reconcile"
+    sequence: int
+    clearing_run_id: int | None = Field(default=None, foreign_key="clearing_run.id")
+    status: str = Field(max_length=16)  # "complete", "partial" or "pending"
+    inputs_digest: str = Field(max_length=64)
+    import_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    export_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    vat_rate: Decimal = Field(sa_column=_exact())
+    platform_fee_p_per_kwh: Decimal = Field(sa_column=_exact())
+    pending_json: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
+    estimated: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    lines: int
+    created_at: datetime = Field(sa_column=_utc())
+    triggered_by: str = Field(max_length=100)
+
+
+class LedgerLineRow(SQLModel, table=True):
+    """One ledger line: ``amount_cp`` hundredths of a penny from ``debit`` to ``credit``.
+
+    A reconciliation's lines correct the run named by ``corrects_run_id`` (the run before) and
+    may carry negative energy where the energy moved the other way to the money.
+    """
+
+    __tablename__ = "ledger_line"
+    __table_args__ = (
+        sa.Index("ix_ledger_participant_date", "participant_id", "settlement_date"),
+        sa.Index("ix_ledger_run", "run_id"),
+        sa.Index("ix_ledger_interval", "interval_start_utc", "length_minutes"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="settlement_run.id")
+    interval_start_utc: datetime = Field(sa_column=_utc())
+    length_minutes: int
+    settlement_date: date
+    period: int
+    kind: str = Field(max_length=32)
+    debit: str = Field(max_length=80)
+    credit: str = Field(max_length=80)
+    amount_cp: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    participant_id: str | None = Field(default=None, max_length=64)
+    energy_wh: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    price_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
+    memo: str = Field(default="", max_length=200)
+    corrects_run_id: int | None = Field(default=None, foreign_key="settlement_run.id")

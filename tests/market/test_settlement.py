@@ -1,0 +1,281 @@
+"""Settlement runs on SQLite and PostgreSQL: exactly once, partial and pending, reconciliation by
+difference, statements; balances always zero."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import Session, select
+
+from market.clearing import clear_interval
+from market.database import create_database_engine, transaction
+from market.errors import MarketError
+from market.intervals import period_at, periods_of_day
+from market.meter_data import refresh_interval_energy, store_readings
+from market.orders import place_order
+from market.participants import register_meter
+from market.rules import MarketRules
+from market.settlement import (
+    INITIAL,
+    RECONCILE,
+    SettlementConfig,
+    _gather,
+    _key,
+    account_balances,
+    runs_of,
+    settle,
+    settle_day,
+    statement,
+    statement_csv,
+)
+from market.settlement_rules import settle_interval
+from market.tables import LedgerLineRow, MeterReadingRow
+from metering.readings import Quality, Reading
+from tests.factories import seed_market
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+RULES = MarketRules()
+PERIOD = period_at(NOW + timedelta(hours=1))  # 13:00-13:30 UTC
+CONFIG = SettlementConfig(vat_rate=Decimal("0.05"), platform_fee_p_per_kwh=Decimal("0.1"))
+LATER = PERIOD.end_utc + timedelta(minutes=10)
+
+
+def reading(meter: str, at: datetime, import_kwh: float, export_kwh: float = 0.0) -> Reading:
+    values = {"import_kwh": import_kwh, "export_kwh": export_kwh}
+    return Reading(meter_id=meter, polled_at=at, meter_time=None, values=values, quality=Quality.GOOD)
+
+
+def meter_data(engine, meter: str, start_kwh: tuple[float, float], end_kwh: tuple[float, float]) -> None:
+    """Readings exactly at PERIOD's boundaries, then the energy derived."""
+    with transaction(engine) as session:
+        store_readings(
+            session,
+            [reading(meter, PERIOD.start_utc, *start_kwh), reading(meter, PERIOD.end_utc, *end_kwh)],
+        )
+        refresh_interval_energy(session, meter, [PERIOD], now=LATER)
+
+
+@pytest.fixture
+def market(engine):
+    """H1 (F1) buys 2 kWh at 20 p; H3 (F2) sells 3 kWh from 5 p; H2 (F1) does not trade.
+    F2 can export 2 kWh, so H3 sells 2. Meters M1..M3; the interval is cleared."""
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+        for i, home in enumerate(("H1", "H2", "H3"), start=1):
+            register_meter(
+                session,
+                meter_id=f"M{i}",
+                participant_id=home,
+                host="10.0.0.1",
+                port=502,
+                unit_id=i,
+                transport="tcp",
+                model="sdm630",
+                now=NOW,
+            )
+        for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
+            place_order(
+                session,
+                rules=RULES,
+                participant_id=home,
+                period=PERIOD,
+                side=side,
+                quantity_kwh=Decimal(kwh),
+                price_p_per_kwh=Decimal(price),
+                now=NOW,
+            )
+    clear_interval(engine, period=PERIOD, rules=RULES, now=PERIOD.start_utc, triggered_by="test")
+    return engine
+
+
+def run(engine, run_type=INITIAL):
+    return settle(engine, period=PERIOD, run_type=run_type, config=CONFIG, now=LATER, triggered_by="test")
+
+
+def posted_by_key(engine) -> dict:
+    totals: dict = {}
+    with Session(engine) as session:
+        for row in session.exec(select(LedgerLineRow)):
+            key, sign = _key(row)
+            money, energy = totals.get(key, (0, 0))
+            totals[key] = (money + sign * row.amount_cp, energy + sign * row.energy_wh)
+    return {key: value for key, value in totals.items() if value != (0, 0)}
+
+
+def fresh_by_key(engine) -> dict:
+    with Session(engine) as session:
+        gathered = _gather(session, PERIOD, CONFIG)
+    totals: dict = {}
+    for line in settle_interval(gathered.inputs).lines:
+        key, sign = _key(line)
+        money, energy = totals.get(key, (0, 0))
+        totals[key] = (money + sign * line.amount_cp, energy + sign * line.energy_wh)
+    return {key: value for key, value in totals.items() if value != (0, 0)}
+
+
+def balanced(engine, **where) -> dict[str, int]:
+    with Session(engine) as session:
+        balances = account_balances(session, **where)
+    assert sum(balances.values()) == 0
+    assert balances.get("pool", 0) == 0
+    return balances
+
+
+def test_initial_run_settles_trades_imbalances_and_fees_once(market):
+    """H1 used 2.4 kWh (bought 2: 0.4 at the import tariff); H2 no trades, used 1 kWh; H3 exported
+    2.5 kWh (sold 2: 0.5 kWh at the export tariff)."""
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    meter_data(market, "M2", (50, 0), (51, 0))
+    meter_data(market, "M3", (10, 20), (10, 22.5))
+    first = run(market)
+    assert first.created
+    assert (first.run.status, first.run.sequence, first.run.pending) == ("complete", 1, {})
+    again = run(market)
+    assert (again.created, again.run.id) == (False, first.run.id)
+    balances = balanced(market)
+    with Session(market) as session:
+        lines = session.exec(select(LedgerLineRow)).all()
+    kinds = {
+        (line.kind, line.participant_id): (line.amount_cp, line.energy_wh)
+        for line in lines
+        if line.participant_id
+    }
+    assert kinds[("imbalance_import", "H1")] == (980, 400)  # 0.4 kWh x 24.5 p = 9.80 p
+    assert kinds[("imbalance_import", "H2")] == (2450, 1000)  # no trades: on the tariff
+    assert kinds[("imbalance_export", "H3")] == (205, 500)  # 0.5 kWh x 4.1 p = 2.05 p
+    assert kinds[("platform_fee", "H1")] == (20, 2000)
+    assert balances["supplier"] == 980 + 2450 - 205
+    assert balances["network"] > 0  # F2's export limit binds: fees and congestion rent
+
+
+def test_missing_meter_data_is_pending_then_reconciled(market):
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    meter_data(market, "M3", (10, 20), (10, 22.5))
+    first = run(market)
+    assert first.run.status == "partial"
+    assert set(first.run.pending) == {"H2"}
+    assert not any(key[1] == "H2" for key in posted_by_key(market))
+    meter_data(market, "M2", (50, 0), (51, 0))  # the late reading
+    second = run(market, RECONCILE)
+    assert second.created
+    assert (second.run.sequence, second.run.status, second.run.pending) == (2, "complete", {})
+    with Session(market) as session:
+        corrections = session.exec(select(LedgerLineRow).where(LedgerLineRow.run_id == second.run.id)).all()
+    assert {(line.kind, line.participant_id) for line in corrections} == {
+        ("imbalance_import", "H2"),
+        ("vat", "H2"),
+    }
+    assert all(line.corrects_run_id == first.run.id for line in corrections)
+    assert posted_by_key(market) == fresh_by_key(market)
+    balanced(market)
+    nothing_new = run(market, RECONCILE)
+    assert (nothing_new.created, nothing_new.run.id) == (False, second.run.id)
+
+
+def test_a_revised_reading_posts_only_the_difference(market):
+    for meter, start, end in (
+        ("M1", (100, 0), (102.4, 0)),
+        ("M2", (50, 0), (51, 0)),
+        ("M3", (10, 20), (10, 22.5)),
+    ):
+        meter_data(market, meter, start, end)
+    run(market)
+    before = posted_by_key(market)
+    with transaction(market) as session:  # a later reading: M2 used more than first measured
+        store_readings(session, [reading("M2", PERIOD.end_utc + timedelta(minutes=5), 51.75, 0)])
+    with transaction(market) as session:
+        row = session.exec(
+            select(MeterReadingRow).where(
+                MeterReadingRow.meter_id == "M2", MeterReadingRow.polled_at == PERIOD.end_utc
+            )
+        ).one()
+        session.delete(row)  # the boundary reading was wrong and is withdrawn
+    with transaction(market) as session:
+        refresh_interval_energy(session, "M2", [PERIOD], now=LATER)
+    second = run(market, RECONCILE)
+    assert second.created
+    assert posted_by_key(market) == fresh_by_key(market)
+    changed = {key for key in posted_by_key(market) if posted_by_key(market)[key] != before.get(key)}
+    assert changed
+    assert all(key[1] == "H2" for key in changed)
+    balanced(market)
+
+
+def test_an_uncleared_interval_is_pending_never_zero(engine):
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+    outcome = settle(engine, period=PERIOD, run_type=INITIAL, config=CONFIG, now=LATER, triggered_by="t")
+    assert outcome.run.status == "pending"
+    assert outcome.run.lines == 0
+    assert "*" in outcome.run.pending
+
+
+def test_reconcile_needs_an_initial_run(market):
+    with pytest.raises(MarketError, match="no initial settlement run"):
+        run(market, RECONCILE)
+
+
+def test_racing_initial_runs_make_one(market, database_url):
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    barrier = threading.Barrier(6)
+    outcomes, errors = [], []
+
+    def worker() -> None:
+        engine = create_database_engine(database_url)
+        try:
+            barrier.wait(timeout=30)
+            outcomes.append(run(engine))
+        except Exception as error:
+            errors.append(error)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sorted(o.created for o in outcomes) == [False] * 5 + [True]
+    with Session(market) as session:
+        assert len(runs_of(session, PERIOD)) == 1
+
+
+def test_statement_totals_and_baseline(market):
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    meter_data(market, "M2", (50, 0), (51, 0))
+    meter_data(market, "M3", (10, 20), (10, 22.5))
+    run(market)
+    with Session(market) as session:
+        h1 = statement(session, "H1", first_day=date(2026, 11, 1), last_day=date(2026, 11, 30))
+        h2 = statement(session, "H2", first_day=date(2026, 11, 1), last_day=date(2026, 11, 30))
+        balances = account_balances(session)
+    assert h1.total.total_cp == -balances["household:H1"]
+    assert (h1.total.bought_wh, h1.total.imported_wh) == (2000, 400)
+    # Baseline: 2.4 kWh at 24.5 p = 58.80 p plus 5% VAT = 2.94 p.
+    assert h1.total.baseline_cp == 5880 + 294
+    assert h1.total.saving_cp == h1.total.baseline_cp - h1.total.total_cp
+    assert h2.total.saving_cp == 0  # no trades: the same as the tariffs
+    text = statement_csv(h1)
+    assert text.splitlines()[0].startswith("date,bought_kwh")
+    assert text.splitlines()[-1].startswith("total,2.000")
+
+
+def test_a_clock_change_day_settles_fifty_periods(engine):
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+    outcomes = settle_day(
+        engine,
+        settlement_date=date(2026, 10, 25),
+        length_minutes=30,
+        run_type=INITIAL,
+        config=CONFIG,
+        now=NOW,
+        triggered_by="t",
+    )
+    assert len(outcomes) == 50
+    assert [o.run.period.period for o in outcomes] == list(range(1, 51))
+    assert len(periods_of_day(date(2026, 10, 25))) == 50
