@@ -140,7 +140,7 @@ def settle(
         lines = list(settled.lines) if settled is not None else []
         corrects = None
         if run_type == RECONCILE:
-            lines = _differences(_posted(session, period), lines)
+            lines = reconciling_lines(_posted(session, period), lines)
             corrects = runs[-1].id
         status = "pending" if settled is None else ("partial" if settled.pending else "complete")
         terms = gathered.inputs.terms if gathered.inputs is not None else None
@@ -280,7 +280,7 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def _key(line: Line | LedgerLineRow) -> tuple[tuple[str, str | None, str, str, str], int]:
+def line_key(line: Line | LedgerLineRow) -> tuple[tuple[str, str | None, str, str, str], int]:
     """A line's identity for reconciliation, and the sign that puts it in canonical direction."""
     first, second = sorted((line.debit, line.credit))
     memo = line.memo.split(" (carries")[0] if line.kind in _NETWORK_KINDS else ""
@@ -288,47 +288,56 @@ def _key(line: Line | LedgerLineRow) -> tuple[tuple[str, str | None, str, str, s
     return (line.kind, line.participant_id, first, second, memo), sign
 
 
-def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int, int, Decimal | None]]:
+def line_totals(lines: Iterable[Line | LedgerLineRow]) -> dict[tuple, tuple[int, int, Decimal | None]]:
+    """Lines summed by identity (kind, household, accounts, edge): signed money, signed energy, a price."""
     totals: dict[tuple, tuple[int, int, Decimal | None]] = {}
-    rows = session.exec(
-        select(LedgerLineRow).where(
-            LedgerLineRow.interval_start_utc == period.start_utc,
-            LedgerLineRow.length_minutes == period.length_minutes,
+    for line in lines:
+        key, sign = line_key(line)
+        money, energy, price = totals.get(key, (0, 0, None))
+        totals[key] = (
+            money + sign * line.amount_cp,
+            energy + sign * line.energy_wh,
+            line.price_p_per_kwh or price,
         )
-    )
-    for row in rows:
-        key, sign = _key(row)
-        money, energy, _ = totals.get(key, (0, 0, None))
-        totals[key] = (money + sign * row.amount_cp, energy + sign * row.energy_wh, row.price_p_per_kwh)
     return totals
 
 
-def _differences(posted: dict[tuple, tuple[int, int, Decimal | None]], fresh: Sequence[Line]) -> list[Line]:
-    """The correcting lines that take what is posted to what a fresh settlement posts."""
-    wanted: dict[tuple, tuple[int, int, Decimal | None, str]] = {}
-    for line in fresh:
-        key, sign = _key(line)
-        money, energy, _, _ = wanted.get(key, (0, 0, None, ""))
-        wanted[key] = (
-            money + sign * line.amount_cp,
-            energy + sign * line.energy_wh,
-            line.price_p_per_kwh,
-            line.memo,
-        )
+def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int, int, Decimal | None]]:
+    query = select(LedgerLineRow).where(
+        LedgerLineRow.interval_start_utc == period.start_utc,
+        LedgerLineRow.length_minutes == period.length_minutes,
+    )
+    rows: list[LedgerLineRow] = list(session.exec(query))
+    return line_totals(rows)
+
+
+def reconciling_lines(
+    posted: dict[tuple, tuple[int, int, Decimal | None]], fresh: Sequence[Line]
+) -> list[Line]:
+    """The correcting lines that take what is posted (:func:`line_totals`) to a fresh settlement."""
+    wanted = line_totals(fresh)
+    memos = {line_key(line)[0]: line.memo for line in fresh}
     corrections = []
     for key in sorted(set(posted) | set(wanted), key=repr):
-        money = wanted.get(key, (0, 0, None, ""))[0] - posted.get(key, (0, 0, None))[0]
-        energy = wanted.get(key, (0, 0, None, ""))[1] - posted.get(key, (0, 0, None))[1]
+        want_money, want_energy, want_price = wanted.get(key, (0, 0, None))
+        had_money, had_energy, had_price = posted.get(key, (0, 0, None))
+        money, energy = want_money - had_money, want_energy - had_energy
         if not money and not energy:
             continue
-        kind, participant, first, second, memo = key
-        price = wanted.get(key, (0, 0, None, ""))[2] or posted.get(key, (0, 0, None))[2]
+        kind, participant, first, second, edge = key
         forward = money > 0 or (money == 0 and energy > 0)
         debit, credit = (first, second) if forward else (second, first)
-        direction = 1 if forward else -1
+        memo = memos.get(key) or edge or "correction"
         corrections.append(
             Line(
-                kind, debit, credit, abs(money), participant, direction * energy, price, memo or "correction"
+                kind,
+                debit,
+                credit,
+                abs(money),
+                participant,
+                energy if forward else -energy,
+                want_price or had_price,
+                memo,
             )
         )
     return corrections

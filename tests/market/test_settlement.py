@@ -23,8 +23,8 @@ from market.settlement import (
     RECONCILE,
     SettlementConfig,
     _gather,
-    _key,
     account_balances,
+    line_totals,
     runs_of,
     settle,
     settle_day,
@@ -95,25 +95,17 @@ def run(engine, run_type=INITIAL):
     return settle(engine, period=PERIOD, run_type=run_type, config=CONFIG, now=LATER, triggered_by="test")
 
 
-def posted_by_key(engine) -> dict:
-    totals: dict = {}
+def posted_totals(engine) -> dict:
     with Session(engine) as session:
-        for row in session.exec(select(LedgerLineRow)):
-            key, sign = _key(row)
-            money, energy = totals.get(key, (0, 0))
-            totals[key] = (money + sign * row.amount_cp, energy + sign * row.energy_wh)
-    return {key: value for key, value in totals.items() if value != (0, 0)}
+        totals = line_totals(session.exec(select(LedgerLineRow)))
+    return {key: (money, energy) for key, (money, energy, _) in totals.items() if (money, energy) != (0, 0)}
 
 
-def fresh_by_key(engine) -> dict:
+def fresh_totals(engine) -> dict:
     with Session(engine) as session:
         gathered = _gather(session, PERIOD, CONFIG)
-    totals: dict = {}
-    for line in settle_interval(gathered.inputs).lines:
-        key, sign = _key(line)
-        money, energy = totals.get(key, (0, 0))
-        totals[key] = (money + sign * line.amount_cp, energy + sign * line.energy_wh)
-    return {key: value for key, value in totals.items() if value != (0, 0)}
+    totals = line_totals(settle_interval(gathered.inputs).lines)
+    return {key: (money, energy) for key, (money, energy, _) in totals.items() if (money, energy) != (0, 0)}
 
 
 def balanced(engine, **where) -> dict[str, int]:
@@ -157,7 +149,7 @@ def test_missing_meter_data_is_pending_then_reconciled(market):
     first = run(market)
     assert first.run.status == "partial"
     assert set(first.run.pending) == {"H2"}
-    assert not any(key[1] == "H2" for key in posted_by_key(market))
+    assert not any(key[1] == "H2" for key in posted_totals(market))
     meter_data(market, "M2", (50, 0), (51, 0))  # the late reading
     second = run(market, RECONCILE)
     assert second.created
@@ -169,7 +161,7 @@ def test_missing_meter_data_is_pending_then_reconciled(market):
         ("vat", "H2"),
     }
     assert all(line.corrects_run_id == first.run.id for line in corrections)
-    assert posted_by_key(market) == fresh_by_key(market)
+    assert posted_totals(market) == fresh_totals(market)
     balanced(market)
     nothing_new = run(market, RECONCILE)
     assert (nothing_new.created, nothing_new.run.id) == (False, second.run.id)
@@ -183,7 +175,7 @@ def test_a_revised_reading_posts_only_the_difference(market):
     ):
         meter_data(market, meter, start, end)
     run(market)
-    before = posted_by_key(market)
+    before = posted_totals(market)
     with transaction(market) as session:  # a later reading: M2 used more than first measured
         store_readings(session, [reading("M2", PERIOD.end_utc + timedelta(minutes=5), 51.75, 0)])
     with transaction(market) as session:
@@ -197,8 +189,8 @@ def test_a_revised_reading_posts_only_the_difference(market):
         refresh_interval_energy(session, "M2", [PERIOD], now=LATER)
     second = run(market, RECONCILE)
     assert second.created
-    assert posted_by_key(market) == fresh_by_key(market)
-    changed = {key for key in posted_by_key(market) if posted_by_key(market)[key] != before.get(key)}
+    assert posted_totals(market) == fresh_totals(market)
+    changed = {key for key in posted_totals(market) if posted_totals(market)[key] != before.get(key)}
     assert changed
     assert all(key[1] == "H2" for key in changed)
     balanced(market)

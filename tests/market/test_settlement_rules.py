@@ -8,6 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market.settlement import line_totals, reconciling_lines
 from market.settlement_rules import (
     POOL,
     EdgeInput,
@@ -194,3 +195,35 @@ def test_every_interval_balances_to_zero_and_the_pool_is_empty(drawn):
             if line.participant_id == home and line.kind.startswith("imbalance")
         )
         assert imbalance == metered - traded
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_initial_plus_reconciliations_equal_a_fresh_settlement_of_the_final_data(data):
+    """Meter data revised again and again (estimates replaced, late readings, a household's data
+    arriving): after each reconciliation the posted totals equal a fresh settlement of the latest
+    data, and every run balances to zero on its own."""
+    inputs = data.draw(intervals())[0]
+    homes = sorted(inputs.metered_wh)
+    posted: list = []
+    for revision in range(data.draw(st.integers(1, 4))):
+        metered = {
+            home: data.draw(st.one_of(st.none(), st.integers(-8000, 8000)), label=f"{home} r{revision}")
+            for home in homes
+        }
+        fresh = settle_interval(
+            IntervalInputs(
+                inputs.trades,
+                [],
+                inputs.grid_import_wh,
+                inputs.grid_export_wh,
+                metered,
+                frozenset(),
+                inputs.terms,
+            )
+        ).lines
+        run_lines = list(fresh) if revision == 0 else reconciling_lines(line_totals(posted), fresh)
+        assert sum(balances(run_lines).values()) == 0
+        posted += run_lines
+        nonzero = lambda totals: {k: v[:2] for k, v in totals.items() if v[:2] != (0, 0)}  # noqa: E731
+        assert nonzero(line_totals(posted)) == nonzero(line_totals(fresh))
