@@ -21,6 +21,7 @@ from api.clearing_files import FileFormatError, clear_files
 from api.commands import fail
 from api.market_commands import db_app, intervals, market_app
 from api.meter_commands import meter_app
+from api.settlement_commands import settle_command, statement_command
 from optimiser import ClearingResult, SolverError
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(market_app, name="market")
 app.add_typer(meter_app, name="meter")
 app.command()(intervals)
+app.command("settle")(settle_command)
+app.command("statement")(statement_command)
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from market.rules import MarketRules
+from market.settlement import SettlementConfig
 from metering.polling import PollSettings
 
 DEFAULT_DATABASE_URL = "sqlite:///var/smartbrum.db"
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
     meter_maps_dir: Path | None = None
     #: Minutes after a period ends before its meter energy is derived (late polls arrive).
     meter_data_delay_minutes: int = Field(default=2, ge=0)
+    #: VAT on what households pay (5% on domestic energy in the UK).
+    vat_rate: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+    #: Platform fee per kWh traded, charged to each side of a trade (p/kWh).
+    platform_fee_p_per_kwh: Decimal = Field(default=Decimal(0), ge=0)
+    #: Minutes after a period ends before its initial settlement run (its meter data is due).
+    settlement_delay_minutes: int = Field(default=10, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
             breaker_failures=self.meter_breaker_failures,
             breaker_cooldown_s=self.meter_breaker_cooldown_s,
         )
+
+    def settlement_config(self) -> SettlementConfig:
+        """VAT and the platform fee, from these settings."""
+        return SettlementConfig(vat_rate=self.vat_rate, platform_fee_p_per_kwh=self.platform_fee_p_per_kwh)
 
     def market_rules(self) -> MarketRules:
         """The market's rules from these settings."""

@@ -171,3 +171,53 @@ class GatewayThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
         self.loop.close()
+
+
+def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
+    """The street market with meters M1..M3 for H1..H3, two crossing orders for ``period``, its
+    clearing, and meter readings exactly at its boundaries (H1 2.4 kWh, H2 1 kWh, H3 -2.5 kWh)."""
+    from market.clearing import clear_interval
+    from market.database import transaction
+    from market.meter_data import refresh_interval_energy, store_readings
+    from market.orders import place_order
+    from market.participants import register_meter
+    from market.rules import MarketRules
+    from metering.readings import Quality, Reading
+
+    with transaction(engine) as session:
+        seed_market(session, now=now)
+        for i, home in enumerate(("H1", "H2", "H3"), start=1):
+            register_meter(
+                session,
+                meter_id=f"M{i}",
+                participant_id=home,
+                host="10.0.0.1",
+                port=502,
+                unit_id=i,
+                transport="tcp",
+                model="sdm630",
+                now=now,
+            )
+        for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=period,
+                side=side,
+                quantity_kwh=Decimal(kwh),
+                price_p_per_kwh=Decimal(price),
+                now=now,
+            )
+    clear_interval(engine, period=period, rules=MarketRules(), now=period.start_utc, triggered_by="seed")
+    counters = {"M1": ((100, 0), (102.4, 0)), "M2": ((50, 0), (51, 0)), "M3": ((10, 20), (10, 22.5))}
+    with transaction(engine) as session:
+        for meter, (start, end) in counters.items():
+            store_readings(
+                session,
+                [
+                    Reading(meter, at, None, {"import_kwh": imp, "export_kwh": exp}, Quality.GOOD)
+                    for at, (imp, exp) in ((period.start_utc, start), (period.end_utc, end))
+                ],
+            )
+            refresh_interval_energy(session, meter, [period], now=period.end_utc)
