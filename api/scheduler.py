@@ -1,5 +1,6 @@
 """The jobs that run the platform on a clock: clearing at each gate closure (with catch-up at
-start), polling the meters on a cadence, and deriving each period's meter energy.
+start), polling the meters on a cadence, deriving each period's meter energy, and settling each
+interval when its data is due (reconciling when it changes).
 
 One APScheduler 3.x date job per interval fires at its gate closure and clears every due interval
 (normally just that one); each job schedules the next interval's. On start, intervals whose gate
@@ -27,6 +28,15 @@ from market.intervals import SettlementPeriod, period_at
 from market.meter_data import refresh_interval_energy, store_readings
 from market.participants import list_meters
 from market.rules import MarketRules
+from market.settlement import (
+    INITIAL,
+    RECONCILE,
+    SettlementConfig,
+    SettlementOutcome,
+    periods_due_for_settlement,
+    periods_to_reconcile,
+    settle,
+)
 from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings
 
 log = logging.getLogger("smartbrum.scheduler")
@@ -243,3 +253,94 @@ class MeterPolling:
         finally:
             if self.scheduler.running:
                 self._schedule_energy(period.next())
+
+
+class SettlementJobs:
+    """Settles each interval when its meter data is due, and reconciles when its inputs change.
+
+    ``delay`` after each period ends, an APScheduler job makes the initial run of every cleared
+    interval that has none (catching up after downtime too), then reconciles every settled
+    interval whose meter energy or clearing changed since its latest run. Settlement runs are
+    exactly once per interval and type (:mod:`market.settlement`), so a second instance or a
+    retry changes nothing.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: MarketRules,
+        clock: Clock,
+        *,
+        config: SettlementConfig,
+        delay: timedelta = timedelta(minutes=10),
+        on_settled: Callable[[list[SettlementOutcome]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.clock = clock
+        self.config = config
+        self.delay = delay
+        self.on_settled = on_settled
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+
+    def start(self) -> list[SettlementOutcome]:
+        """Settle what is due now, then start the per-period job. Returns the catch-up."""
+        outcomes = self.settle_due()
+        self.scheduler.start()
+        self._schedule(self._next_period())
+        return outcomes
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+    def settle_due(self) -> list[SettlementOutcome]:
+        """Initial runs for every interval due, then reconciliations for every one that changed."""
+        now = self.clock.now()
+        length = self.rules.interval_minutes
+        with Session(self.engine) as session:
+            due = periods_due_for_settlement(session, length_minutes=length, now=now, delay=self.delay)
+        outcomes = [self._settle(period, INITIAL, now) for period in due]
+        with Session(self.engine) as session:
+            changed = periods_to_reconcile(session, length_minutes=length)
+        outcomes += [self._settle(period, RECONCILE, now) for period in changed]
+        created = [outcome for outcome in outcomes if outcome.created]
+        if created and self.on_settled is not None:
+            self.on_settled(created)
+        return created
+
+    def _settle(self, period: SettlementPeriod, run_type: str, now: datetime) -> SettlementOutcome:
+        return settle(
+            self.engine,
+            period=period,
+            run_type=run_type,
+            config=self.config,
+            now=now,
+            triggered_by="scheduler",
+        )
+
+    def _next_period(self) -> SettlementPeriod:
+        """The period whose settlement time comes next."""
+        return period_at(self.clock.now() - self.delay, length_minutes=self.rules.interval_minutes)
+
+    def _schedule(self, period: SettlementPeriod) -> None:
+        due = period.end_utc + self.delay
+        self.scheduler.add_job(
+            self._job,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=max(0.0, self.clock.real_seconds_until(due))),
+            args=[period],
+            id=f"settle:{period.key}",
+            replace_existing=True,
+        )
+
+    def _job(self, period: SettlementPeriod) -> None:
+        try:
+            self.settle_due()
+        except Exception:
+            log.exception("settlement after %s failed; the next period retries", period.key)
+        finally:
+            if self.scheduler.running:
+                self._schedule(period.next())

@@ -28,7 +28,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -54,6 +54,7 @@ from market.settlement_rules import (
     settle_interval,
 )
 from market.tables import (
+    ClearingRunRow,
     IntervalEnergyRow,
     LedgerLineRow,
     MeterRow,
@@ -189,6 +190,78 @@ def settle_day(
         settle(engine, period=period, run_type=run_type, config=config, now=now, triggered_by=triggered_by)
         for period in periods_of_day(settlement_date, length_minutes=length_minutes)
     ]
+
+
+def periods_due_for_settlement(
+    session: Session, *, length_minutes: int, now: datetime, delay: timedelta
+) -> list[SettlementPeriod]:
+    """Cleared intervals with no initial settlement run whose meter data is due, oldest first."""
+    runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
+    clearing_rows = ClearingRunRow.__table__.c  # type: ignore[attr-defined]
+    settled = (
+        sa.select(runs.id)
+        .where(
+            runs.interval_start_utc == clearing_rows.interval_start_utc,
+            runs.length_minutes == clearing_rows.length_minutes,
+            runs.run_type == INITIAL,
+        )
+        .exists()
+    )
+    query = (
+        sa.select(clearing_rows.settlement_date, clearing_rows.period)
+        .where(
+            clearing_rows.length_minutes == length_minutes,
+            clearing_rows.is_current,
+            clearing_rows.interval_start_utc <= now - delay - timedelta(minutes=length_minutes),
+            ~settled,
+        )
+        .order_by(clearing_rows.interval_start_utc)
+    )
+    return [
+        settlement_period(day, number, length_minutes=length_minutes)
+        for day, number in session.execute(query)
+    ]
+
+
+def periods_to_reconcile(session: Session, *, length_minutes: int) -> list[SettlementPeriod]:
+    """Settled intervals whose inputs changed after their latest run, oldest first.
+
+    A meter's interval energy recomputed (a late or corrected reading, an estimate replaced by an
+    actual) or a new clearing run (a re-clear) after the interval's latest settlement run.
+    """
+    runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
+    energy_rows = IntervalEnergyRow.__table__.c  # type: ignore[attr-defined]
+    clearing_rows = ClearingRunRow.__table__.c  # type: ignore[attr-defined]
+    latest = (
+        sa.select(
+            runs.interval_start_utc,
+            sa.func.max(runs.created_at).label("settled_at"),
+        )
+        .where(runs.length_minutes == length_minutes)
+        .group_by(runs.interval_start_utc)
+        .subquery()
+    )
+    energy = (
+        sa.select(energy_rows.settlement_date, energy_rows.period)
+        .join(latest, latest.c.interval_start_utc == energy_rows.interval_start_utc)
+        .where(
+            energy_rows.length_minutes == length_minutes,
+            energy_rows.is_current,
+            energy_rows.computed_at > latest.c.settled_at,
+        )
+    )
+    cleared = (
+        sa.select(clearing_rows.settlement_date, clearing_rows.period)
+        .join(latest, latest.c.interval_start_utc == clearing_rows.interval_start_utc)
+        .where(
+            clearing_rows.length_minutes == length_minutes,
+            clearing_rows.is_current,
+            clearing_rows.started_at > latest.c.settled_at,
+        )
+    )
+    found = {(row[0], row[1]) for query in (energy, cleared) for row in session.execute(query)}
+    periods = [settlement_period(day, number, length_minutes=length_minutes) for day, number in found]
+    return sorted(periods, key=lambda period: period.start_utc)
 
 
 def _gather(session: Session, period: SettlementPeriod, config: SettlementConfig) -> _Gathered:
@@ -507,24 +580,27 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
     runs = {row.id: row for row in session.exec(in_range) if row.id is not None}
     days: dict[date, StatementFigures] = defaultdict(StatementFigures)
     for row in rows:
-        figures = days[row.settlement_date]
-        # Money and energy from the household's side: + when it pays (debit).
-        side = 1 if row.debit == account else -1
-        if row.corrects_run_id is not None:
-            figures.corrections_cp += side * row.amount_cp
-        if row.kind in _COLUMNS:
-            energy_name, money_name, direction = _COLUMNS[row.kind]
-            setattr(figures, energy_name, getattr(figures, energy_name) + side * direction * row.energy_wh)
-            setattr(figures, money_name, getattr(figures, money_name) + side * direction * row.amount_cp)
-        elif row.kind == "platform_fee":
-            figures.fees_cp += side * row.amount_cp
-        elif row.kind == "vat":
-            figures.vat_cp += side * row.amount_cp
+        _accumulate(days[row.settlement_date], row, account)
     _add_baseline(days, rows, runs, account)
     total = StatementFigures()
     for figures in days.values():
         total.add(figures)
     return Statement(participant_id, f"{first_day:%Y-%m}", dict(sorted(days.items())), total)
+
+
+def _accumulate(figures: StatementFigures, row: LedgerLineRow, account: str) -> None:
+    """Add one line to a household's figures, from the household's side (+ when it pays)."""
+    side = 1 if row.debit == account else -1
+    if row.corrects_run_id is not None:
+        figures.corrections_cp += side * row.amount_cp
+    if row.kind in _COLUMNS:
+        energy_name, money_name, direction = _COLUMNS[row.kind]
+        setattr(figures, energy_name, getattr(figures, energy_name) + side * direction * row.energy_wh)
+        setattr(figures, money_name, getattr(figures, money_name) + side * direction * row.amount_cp)
+    elif row.kind == "platform_fee":
+        figures.fees_cp += side * row.amount_cp
+    elif row.kind == "vat":
+        figures.vat_cp += side * row.amount_cp
 
 
 def _add_baseline(
@@ -557,6 +633,61 @@ def _add_baseline(
             days[day].baseline_cp += charge + round_cp(Decimal(charge) * run.vat_rate)
         elif wh < 0:
             days[day].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
+
+
+EXPORT_COLUMNS = (
+    "run_id",
+    "run_type",
+    "sequence",
+    "settlement_date",
+    "period",
+    "start_utc",
+    "participant_id",
+    "bought_kwh",
+    "bought_p",
+    "sold_kwh",
+    "sold_p",
+    "imported_kwh",
+    "imported_p",
+    "exported_kwh",
+    "exported_p",
+    "fees_p",
+    "vat_p",
+    "total_p",
+)
+
+
+def export_runs_csv(session: Session, run_ids: Sequence[int]) -> str:
+    """The energy company's export: one row per household per interval per run (corrections as
+    posted by a reconciliation, not restated totals)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    for run_id in run_ids:
+        run = session.get(SettlementRunRow, run_id)
+        if run is None:
+            raise NotFoundError("run_id", f"{run_id} is not a settlement run")
+        figures: dict[str, StatementFigures] = defaultdict(StatementFigures)
+        for row in session.exec(select(LedgerLineRow).where(LedgerLineRow.run_id == run_id)):
+            if row.participant_id is not None:
+                _accumulate(figures[row.participant_id], row, household_account(row.participant_id))
+        start = run.interval_start_utc.isoformat().replace("+00:00", "Z")
+        for participant, values in sorted(figures.items()):
+            columns = statement_row(values)
+            writer.writerow(
+                [
+                    run_id,
+                    run.run_type,
+                    run.sequence,
+                    run.settlement_date,
+                    run.period,
+                    start,
+                    participant,
+                    *columns[:10],
+                    columns[10],
+                ]
+            )
+    return out.getvalue()
 
 
 def statement_csv(statement: Statement) -> str:

@@ -271,3 +271,30 @@ def test_a_clock_change_day_settles_fifty_periods(engine):
     assert len(outcomes) == 50
     assert [o.run.period.period for o in outcomes] == list(range(1, 51))
     assert len(periods_of_day(date(2026, 10, 25))) == 50
+
+
+def test_what_is_due_and_what_needs_reconciling(market):
+    from market.settlement import periods_due_for_settlement, periods_to_reconcile
+
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    with Session(market) as session:
+        too_early = periods_due_for_settlement(
+            session, length_minutes=30, now=PERIOD.end_utc, delay=timedelta(minutes=10)
+        )
+        due = periods_due_for_settlement(session, length_minutes=30, now=LATER, delay=timedelta(minutes=10))
+    assert too_early == []
+    assert due == [PERIOD]
+    run(market)
+    with Session(market) as session:
+        assert (
+            periods_due_for_settlement(session, length_minutes=30, now=LATER, delay=timedelta(minutes=10))
+            == []
+        )
+        assert periods_to_reconcile(session, length_minutes=30) == []
+    with transaction(market) as session:  # H2's meter data arrives after the run
+        store_readings(
+            session, [reading("M2", PERIOD.start_utc, 50, 0), reading("M2", PERIOD.end_utc, 51, 0)]
+        )
+        refresh_interval_energy(session, "M2", [PERIOD], now=LATER + timedelta(hours=1))
+    with Session(market) as session:
+        assert periods_to_reconcile(session, length_minutes=30) == [PERIOD]
