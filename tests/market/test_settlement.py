@@ -298,3 +298,32 @@ def test_what_is_due_and_what_needs_reconciling(market):
         refresh_interval_energy(session, "M2", [PERIOD], now=LATER + timedelta(hours=1))
     with Session(market) as session:
         assert periods_to_reconcile(session, length_minutes=30) == [PERIOD]
+
+
+def test_an_interval_in_the_repeated_autumn_hour_settles_to_the_penny(engine):
+    """2026-10-25 period 5 is the second 01:00-01:30 (GMT): settled under its own key and date."""
+    from market.intervals import settlement_period
+    from tests.factories import seed_cleared_metered_interval
+
+    period = settlement_period(date(2026, 10, 25), 5)
+    assert (period.start_utc, period.start_local.utcoffset()) == (
+        datetime(2026, 10, 25, 1, 0, tzinfo=UTC),
+        timedelta(0),
+    )
+    seed_cleared_metered_interval(engine, period, now=period.start_utc - timedelta(hours=2))
+    outcome = settle(
+        engine,
+        period=period,
+        run_type=INITIAL,
+        config=CONFIG,
+        now=period.end_utc + timedelta(hours=1),
+        triggered_by="t",
+    )
+    assert (outcome.run.period.key, outcome.run.status) == ("2026-10-25/5", "complete")
+    with Session(engine) as session:
+        lines = session.exec(select(LedgerLineRow).where(LedgerLineRow.participant_id == "H2")).all()
+        h2 = statement(session, "H2", first_day=date(2026, 10, 1), last_day=date(2026, 10, 31))
+    assert {(line.kind, line.amount_cp) for line in lines} == {("imbalance_import", 2450), ("vat", 122)}
+    assert list(h2.days) == [date(2026, 10, 25)]
+    assert (h2.total.total_cp, h2.total.baseline_cp, h2.total.saving_cp) == (2572, 2572, 0)
+    balanced(engine, period=period)
