@@ -407,3 +407,32 @@ class LedgerLineRow(SQLModel, table=True):
     price_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     memo: str = Field(default="", max_length=200)
     corrects_run_id: int | None = Field(default=None, foreign_key="settlement_run.id")
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A participant's API token, stored only as its SHA-256 hash; revocable."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(foreign_key="participant.id", index=True, max_length=64)
+    token_hash: str = Field(max_length=64, unique=True)
+    label: str = Field(default="", max_length=100)
+    created_at: datetime = Field(sa_column=_utc())
+    revoked_at: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
+class AuditEventRow(SQLModel, table=True):
+    """A state-changing request: who, what, when, from where, and how it ended."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (sa.Index("ix_audit_actor_at", "actor", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_utc())
+    actor: str = Field(max_length=64)  # a participant id, or "anonymous"
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=500)
+    status_code: int
+    client: str = Field(default="", max_length=100)
+    detail: str = Field(default="", max_length=500)
