@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlmodel import Session, col, func, select
@@ -212,11 +212,12 @@ def list_orders(
     *,
     participant_id: str | None = None,
     period: SettlementPeriod | None = None,
+    settlement_date: date | None = None,
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[MarketOrder]:
-    """Orders, oldest first, optionally one household's, one period's, one status."""
+    """Orders, oldest first, optionally one household's, one period's or date's, one status."""
     query = select(OrderRow)
     if participant_id is not None:
         query = query.where(OrderRow.participant_id == participant_id)
@@ -224,6 +225,8 @@ def list_orders(
         query = query.where(
             OrderRow.interval_start_utc == period.start_utc, OrderRow.length_minutes == period.length_minutes
         )
+    if settlement_date is not None:
+        query = query.where(OrderRow.settlement_date == settlement_date)
     if status is not None:
         query = query.where(OrderRow.status == status)
     query = query.order_by(col(OrderRow.created_at), col(OrderRow.id)).offset(offset).limit(limit)

@@ -221,3 +221,16 @@ def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
                 ],
             )
             refresh_interval_energy(session, meter, [period], now=period.end_utc)
+
+
+class FixedClock:
+    """A clock that stands still until moved: for API tests."""
+
+    def __init__(self, now: datetime) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def real_seconds_until(self, moment: datetime) -> float:
+        return (moment - self.moment).total_seconds()

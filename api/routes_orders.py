@@ -1,0 +1,171 @@
+"""Orders: households place, amend and cancel their own; the energy company sees them all."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
+from api.schemas import IntervalPublic, OrderAmend, OrderCreate, OrderEventPublic, OrderPublic, Page
+from market.database import transaction
+from market.errors import MarketError
+from market.intervals import InvalidPeriodError, SettlementPeriod, parse_period_key
+from market.orders import (
+    MarketOrder,
+    amend_order,
+    cancel_order,
+    get_order,
+    list_orders,
+    order_history,
+    place_order,
+)
+from market.participants import OPERATOR
+from market.rules import MarketRules
+
+router = APIRouter(tags=["orders"])
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
+
+
+def interval_of(key: str, rules: MarketRules, field: str = "interval") -> SettlementPeriod:
+    try:
+        return parse_period_key(key, length_minutes=rules.interval_minutes)
+    except InvalidPeriodError as error:
+        raise MarketError(field, str(error)) from None
+
+
+def order_public(order: MarketOrder, rules: MarketRules) -> OrderPublic:
+    return OrderPublic(
+        id=order.id,
+        participant_id=order.participant_id,
+        node=order.node_id,
+        interval=IntervalPublic.of(order.period, rules.gate_closure_utc(order.period)),
+        side=order.side,
+        quantity_kwh=order.quantity_kwh,
+        price_p_per_kwh=order.price_p_per_kwh,
+        status=order.status,
+        version=order.version,
+        priority_at=order.priority_at,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderPublic,
+    responses={200: {"description": "The order this Idempotency-Key already placed", "model": OrderPublic}},
+)
+def place(
+    body: OrderCreate,
+    participant: HouseholdDep,
+    platform: PlatformDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> OrderPublic:
+    """Place an order for an interval before its gate closes. A retry with the same
+    ``Idempotency-Key`` returns the order already placed (200), never a second one."""
+    rules = platform.settings.market_rules()
+    period = interval_of(body.interval, rules)
+    with transaction(platform.engine) as session:
+        order, created = place_order(
+            session,
+            rules=rules,
+            participant_id=participant.id,
+            period=period,
+            side=body.side,
+            quantity_kwh=body.quantity_kwh,
+            price_p_per_kwh=body.price_p_per_kwh,
+            now=platform.clock.now(),
+            node_id=body.node,
+            idempotency_key=idempotency_key,
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return order_public(order, rules)
+
+
+@router.get("/orders", response_model=Page[OrderPublic])
+def orders(
+    participant: ParticipantDep,
+    platform: PlatformDep,
+    session: SessionDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    interval: Annotated[str | None, Query(max_length=14, description="DATE/PERIOD")] = None,
+    settlement_date: Annotated[date | None, Query(alias="date")] = None,
+    order_status: Annotated[str | None, Query(alias="status", pattern="^(open|cancelled)$")] = None,
+    participant_id: Annotated[str | None, Query(max_length=64, description="Operator only.")] = None,
+) -> Page[OrderPublic]:
+    """A household's own orders (the operator's: everyone's, or one household's)."""
+    rules = platform.settings.market_rules()
+    owner = participant.id if participant.kind != OPERATOR else participant_id
+    period = interval_of(interval, rules) if interval is not None else None
+    found = list_orders(
+        session,
+        participant_id=owner,
+        period=period,
+        settlement_date=settlement_date,
+        status=order_status,
+        limit=limit + 1,
+        offset=offset,
+    )
+    return Page[OrderPublic](
+        items=[order_public(order, rules) for order in found[:limit]],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if len(found) > limit else None,
+    )
+
+
+def _visible_to(participant_id: str, kind: str) -> str | None:
+    return None if kind == OPERATOR else participant_id
+
+
+@router.get("/orders/{order_id}", response_model=OrderPublic)
+def order(
+    order_id: str, participant: ParticipantDep, platform: PlatformDep, session: SessionDep
+) -> OrderPublic:
+    """One order; another household's is not found."""
+    found = get_order(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
+    return order_public(found, platform.settings.market_rules())
+
+
+@router.get("/orders/{order_id}/history", response_model=list[OrderEventPublic])
+def history(order_id: str, participant: ParticipantDep, session: SessionDep) -> list[OrderEventPublic]:
+    """Every change to an order, oldest first."""
+    events = order_history(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
+    return [OrderEventPublic(**event.__dict__) for event in events]
+
+
+@router.patch("/orders/{order_id}", response_model=OrderPublic)
+def amend(order_id: str, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep) -> OrderPublic:
+    """Change an open order's quantity or price before its gate closes."""
+    rules = platform.settings.market_rules()
+    if body.quantity_kwh is None and body.price_p_per_kwh is None:
+        raise MarketError("body", "give quantity_kwh, price_p_per_kwh or both")
+    with transaction(platform.engine) as session:
+        amended = amend_order(
+            session,
+            rules=rules,
+            order_id=order_id,
+            participant_id=participant.id,
+            now=platform.clock.now(),
+            quantity_kwh=body.quantity_kwh,
+            price_p_per_kwh=body.price_p_per_kwh,
+        )
+    return order_public(amended, rules)
+
+
+@router.delete("/orders/{order_id}", response_model=OrderPublic)
+def cancel(order_id: str, participant: HouseholdDep, platform: PlatformDep) -> OrderPublic:
+    """Cancel an open order before its gate closes; it stays in the history."""
+    rules = platform.settings.market_rules()
+    with transaction(platform.engine) as session:
+        cancelled = cancel_order(
+            session, rules=rules, order_id=order_id, participant_id=participant.id, now=platform.clock.now()
+        )
+    return order_public(cancelled, rules)

@@ -1,0 +1,212 @@
+"""The HTTP API through real HTTP requests (httpx against the ASGI app), on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
+
+from api.app import Platform, create_app
+from api.settings import Settings
+from market.access import issue_token
+from market.clearing import clear_interval
+from market.database import transaction
+from market.intervals import period_at
+from market.rules import MarketRules
+from market.tables import AuditEventRow, OrderRow
+from tests.factories import FixedClock, mpan, seed_market
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+NEXT = period_at(NOW + timedelta(hours=1))
+ORDER = {"interval": NEXT.key, "side": "buy", "quantity_kwh": "1.5", "price_p_per_kwh": "12.50"}
+
+
+@pytest.fixture
+def api(engine, database_url):
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+        tokens = {
+            who: issue_token(session, participant_id=who, now=NOW).secret for who in ("OPS", "H1", "H2")
+        }
+    clock = FixedClock(NOW)
+    app = create_app(Platform(engine=engine, settings=Settings(database_url=database_url), clock=clock))
+    with TestClient(app) as client:
+        client.tokens = tokens
+        client.clock = clock
+        yield client
+
+
+def auth(client, who: str | None) -> dict[str, str]:
+    return {} if who is None else {"Authorization": f"Bearer {client.tokens[who]}"}
+
+
+def count(engine, table) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+
+def test_placing_is_idempotent_and_decimals_are_strings(api, engine):
+    headers = {**auth(api, "H1"), "Idempotency-Key": "retry-me"}
+    first = api.post("/v1/orders", json=ORDER, headers=headers)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert (body["quantity_kwh"], body["price_p_per_kwh"], body["node"]) == ("1.5", "12.5", "F1")
+    assert body["interval"]["key"] == NEXT.key
+    assert body["interval"]["start_utc"] == "2026-11-21T13:00:00Z"
+    assert body["interval"]["gate_closure_utc"] == "2026-11-21T12:55:00Z"
+    again = api.post("/v1/orders", json=ORDER, headers=headers)
+    assert (again.status_code, again.json()["id"]) == (200, body["id"])
+    clash = api.post("/v1/orders", json={**ORDER, "price_p_per_kwh": "13"}, headers=headers)
+    assert clash.status_code == 409
+    assert clash.headers["content-type"] == "application/problem+json"
+    assert clash.json()["errors"] == [
+        {"field": "Idempotency-Key", "reason": "was already used for a different order"}
+    ]
+    assert count(engine, OrderRow) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"quantity_kwh": "-1"}, "quantity_kwh"),
+        ({"quantity_kwh": "NaN"}, "quantity_kwh"),
+        ({"quantity_kwh": "1e400"}, "quantity_kwh"),
+        ({"quantity_kwh": 1.0005}, "quantity_kwh"),
+        ({"price_p_per_kwh": "12.345"}, "price_p_per_kwh"),
+        ({"price_p_per_kwh": "100000"}, "price_p_per_kwh"),
+        ({"price_p_per_kwh": [1]}, "price_p_per_kwh"),
+        ({"side": "hold"}, "side"),
+        ({"interval": "tomorrow"}, "interval"),
+        ({"interval": "2026-11-21/99"}, "interval"),
+        ({"interval": "2026-11-21/20"}, "interval"),  # past gate closure
+        ({"node": "F2"}, "node"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_bad_orders_get_a_problem_naming_the_field_and_store_nothing(api, engine, change, field):
+    response = api.post("/v1/orders", json={**ORDER, **change}, headers=auth(api, "H1"))
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem["status"] == 422
+    assert field in [error["field"] for error in problem["errors"]]
+    assert count(engine, OrderRow) == 0
+
+
+def test_amend_cancel_and_history(api):
+    placed = api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).json()
+    amended = api.patch(f"/v1/orders/{placed['id']}", json={"price_p_per_kwh": "14"}, headers=auth(api, "H1"))
+    assert (amended.status_code, amended.json()["version"], amended.json()["price_p_per_kwh"]) == (
+        200,
+        2,
+        "14",
+    )
+    cancelled = api.delete(f"/v1/orders/{placed['id']}", headers=auth(api, "H1"))
+    assert cancelled.json()["status"] == "cancelled"
+    history = api.get(f"/v1/orders/{placed['id']}/history", headers=auth(api, "H1")).json()
+    assert [event["kind"] for event in history] == ["placed", "amended", "cancelled"]
+    frozen = api.patch(f"/v1/orders/{placed['id']}", json={"quantity_kwh": "1"}, headers=auth(api, "H1"))
+    assert frozen.status_code == 409
+
+
+def test_households_see_only_their_own(api):
+    placed = api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).json()
+    path = f"/v1/orders/{placed['id']}"
+    assert api.get(path, headers=auth(api, "H2")).status_code == 404
+    assert api.get(path + "/history", headers=auth(api, "H2")).status_code == 404
+    assert api.delete(path, headers=auth(api, "H2")).status_code == 404
+    assert api.patch(path, json={"quantity_kwh": "1"}, headers=auth(api, "H2")).status_code == 404
+    assert api.get("/v1/orders", headers=auth(api, "H2")).json()["items"] == []
+    assert len(api.get("/v1/orders", headers=auth(api, "OPS")).json()["items"]) == 1
+    assert api.get(path, headers=auth(api, "OPS")).status_code == 200
+
+
+ROUTES = [
+    ("get", "/v1/intervals?date=2026-11-21", None, "any"),
+    ("get", f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clearing", None, "any"),
+    ("post", "/v1/orders", ORDER, "household"),
+    ("get", "/v1/orders", None, "any"),
+    ("get", "/v1/orders/nope", None, "any"),
+    ("patch", "/v1/orders/nope", {"quantity_kwh": "1"}, "household"),
+    ("delete", "/v1/orders/nope", None, "household"),
+    (
+        "post",
+        "/v1/participants",
+        {"id": "H9", "display_name": "Nine", "mpan": mpan(9), "node": "F1"},
+        "operator",
+    ),
+    ("get", "/v1/participants", None, "operator"),
+    ("get", "/v1/participants/H1", None, "operator"),
+    ("post", "/v1/participants/H1/tokens", {"label": "phone"}, "operator"),
+    ("delete", "/v1/tokens/1", None, "operator"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "who"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+def test_authorisation_matrix(api, method, path, body, who):
+    call = getattr(api, method)
+    kwargs = {"json": body} if body is not None else {}
+    anonymous = call(path, **kwargs)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    bad = call(path, headers={"Authorization": "Bearer sbm_not-a-token"}, **kwargs)
+    assert bad.status_code == 401
+    if who == "operator":
+        assert call(path, headers=auth(api, "H1"), **kwargs).status_code == 403
+        assert call(path, headers=auth(api, "OPS"), **kwargs).status_code < 500
+    elif who == "household":
+        assert call(path, headers=auth(api, "OPS"), **kwargs).status_code == 403
+        assert call(path, headers=auth(api, "H1"), **kwargs).status_code < 500
+    else:
+        assert call(path, headers=auth(api, "H1"), **kwargs).status_code in (200, 404)
+
+
+def test_tokens_issued_by_the_operator_work_until_revoked(api, engine):
+    created = api.post(
+        "/v1/participants",
+        json={"id": "H9", "display_name": "Nine", "mpan": mpan(9), "node": "F1"},
+        headers=auth(api, "OPS"),
+    )
+    assert created.status_code == 201, created.text
+    issued = api.post("/v1/participants/H9/tokens", json={"label": "phone"}, headers=auth(api, "OPS")).json()
+    token = {"Authorization": f"Bearer {issued['token']}"}
+    assert api.get("/v1/orders", headers=token).status_code == 200
+    assert api.delete(f"/v1/tokens/{issued['id']}", headers=auth(api, "OPS")).status_code == 204
+    assert api.get("/v1/orders", headers=token).status_code == 401
+    duplicate = api.post(
+        "/v1/participants",
+        json={"id": "H9", "display_name": "Again", "mpan": mpan(10), "node": "F1"},
+        headers=auth(api, "OPS"),
+    )
+    assert duplicate.status_code == 422
+    assert duplicate.json()["errors"][0]["field"] == "participant_id"
+
+
+def test_every_state_changing_request_is_audited(api, engine):
+    api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
+    api.post("/v1/orders", json=ORDER)  # refused: still audited
+    api.get("/v1/orders", headers=auth(api, "H1"))  # a read: not audited
+    with Session(engine) as session:
+        events = session.exec(select(AuditEventRow).order_by(AuditEventRow.id)).all()
+    assert [(e.actor, e.method, e.path, e.status_code) for e in events] == [
+        ("H1", "POST", "/v1/orders", 201),
+        ("anonymous", "POST", "/v1/orders", 401),
+    ]
+    assert all(e.client for e in events)
+
+
+def test_intervals_are_paged_and_clearing_is_public(api, engine):
+    page = api.get("/v1/intervals?date=2026-10-25&limit=20", headers=auth(api, "H2")).json()
+    assert (len(page["items"]), page["next_offset"]) == (20, 20)
+    last = api.get("/v1/intervals?date=2026-10-25&limit=20&offset=40", headers=auth(api, "H2")).json()
+    assert (len(last["items"]), last["next_offset"], last["items"][-1]["period"]) == (10, None, 50)
+    path = f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clearing"
+    assert api.get(path, headers=auth(api, "H2")).status_code == 404
+    api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
+    clear_interval(engine, period=NEXT, rules=MarketRules(), now=NEXT.start_utc, triggered_by="test")
+    cleared = api.get(path, headers=auth(api, "H2")).json()
+    assert cleared["orders"] == 1
+    assert {price["node"] for price in cleared["prices"]} == {"GSP", "P1", "F1", "F2"}
+    assert all(isinstance(price["price_p_per_kwh"], str) for price in cleared["prices"])
