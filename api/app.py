@@ -39,6 +39,49 @@ class Platform:
     jobs: list = field(default_factory=list)  # objects with start() and shutdown()
 
 
+def build_jobs(platform: Platform) -> list:
+    """The platform's jobs: clearing at gate closure, meter polling, meter energy, settlement."""
+    from datetime import timedelta
+
+    from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
+
+    settings = platform.settings
+    rules = settings.market_rules()
+    maps = () if settings.meter_maps_dir is None else (settings.meter_maps_dir,)
+    return [
+        MarketScheduler(platform.engine, rules, platform.clock),
+        MeterPolling(
+            platform.engine,
+            rules,
+            platform.clock,
+            poll_settings=settings.poll_settings(),
+            poll_seconds=settings.poll_seconds,
+            meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
+            map_dirs=maps,
+        ),
+        SettlementJobs(
+            platform.engine,
+            rules,
+            platform.clock,
+            config=settings.settlement_config(),
+            delay=timedelta(minutes=settings.settlement_delay_minutes),
+        ),
+    ]
+
+
+def app_from_settings() -> FastAPI:
+    """The app ``smartbrum serve`` runs (also in each ``--workers`` process): settings from the
+    environment, the jobs led by whichever worker holds the job lock."""
+    from api.leader import JobLeader
+    from api.settings import get_settings
+    from market.database import create_database_engine
+
+    settings = get_settings()
+    platform = Platform(engine=create_database_engine(settings.database_url), settings=settings)
+    platform.jobs = [JobLeader(platform.engine, build_jobs(platform))]
+    return create_app(platform)
+
+
 def create_app(platform: Platform) -> FastAPI:
     """The API over ``platform``; its jobs run while the app does."""
 

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from api.clearing_files import FileFormatError, clear_files
 from api.commands import fail
-from api.market_commands import db_app, intervals, market_app
+from api.market_commands import db_app, intervals, market_app, participant_add, serve, token_issue
 from api.meter_commands import meter_app
 from api.settlement_commands import settle_command, statement_command
 from optimiser import ClearingResult, SolverError
@@ -36,6 +36,13 @@ app.add_typer(market_app, name="market")
 app.add_typer(meter_app, name="meter")
 app.command()(intervals)
 app.command("settle")(settle_command)
+app.command("serve")(serve)
+participant_app = typer.Typer(help="Households and the operator.", no_args_is_help=True)
+participant_app.command("add")(participant_add)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+token_app.command("issue")(token_issue)
+app.add_typer(participant_app, name="participant")
+app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
