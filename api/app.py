@@ -107,12 +107,14 @@ def create_app(platform: Platform) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(AuditMiddleware)
 
+    from api.routes_households import router as households_router
     from api.routes_market import router as market_router
     from api.routes_operator import router as operator_router
     from api.routes_orders import router as orders_router
 
     app.include_router(market_router, prefix="/v1")
     app.include_router(orders_router, prefix="/v1")
+    app.include_router(households_router, prefix="/v1")
     app.include_router(operator_router, prefix="/v1")
     return app
 

@@ -159,3 +159,180 @@ class ClearingPublic(BaseModel):
     grid_import_kwh: DecimalText
     grid_export_kwh: DecimalText
     prices: list[NodePricePublic]
+
+
+class TradePublic(BaseModel):
+    interval: IntervalPublic
+    run_id: int
+    order_id: str
+    participant_id: str
+    node: str
+    side: str
+    accepted_kwh: DecimalText
+    price_p_per_kwh: DecimalText
+
+
+class ReadingPublic(BaseModel):
+    meter_id: str
+    polled_at: datetime
+    quality: str
+    import_kwh: DecimalText | None
+    export_kwh: DecimalText | None
+    values: dict[str, float]
+
+
+class EnergyPublic(BaseModel):
+    meter_id: str
+    interval: IntervalPublic
+    import_kwh: DecimalText
+    export_kwh: DecimalText
+    estimated: bool
+    revision: int
+
+
+class StatementLine(BaseModel):
+    """A day's or the month's figures: kWh, and pence (+ the household pays, - it is paid)."""
+
+    bought_kwh: DecimalText
+    bought_p: DecimalText
+    sold_kwh: DecimalText
+    sold_p: DecimalText
+    imported_kwh: DecimalText
+    imported_p: DecimalText
+    exported_kwh: DecimalText
+    exported_p: DecimalText
+    fees_p: DecimalText
+    vat_p: DecimalText
+    total_p: DecimalText
+    baseline_p: DecimalText
+    saving_p: DecimalText
+    corrections_p: DecimalText
+
+
+class StatementPublic(BaseModel):
+    participant_id: str
+    month: str
+    days: dict[date, StatementLine]
+    total: StatementLine
+
+
+class MeterCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    participant_id: Annotated[str, Field(min_length=1, max_length=64)]
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    transport: Literal["tcp", "rtu", "rtu-over-tcp"] = "tcp"
+    model: Annotated[str, Field(min_length=1, max_length=32)] = "sdm630"
+
+
+class MeterPublic(BaseModel):
+    id: str
+    participant_id: str
+    host: str
+    port: int
+    unit_id: int
+    transport: str
+    model: str
+    active: bool
+
+
+class NodeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    parent: Annotated[str, Field(min_length=1, max_length=64)]
+    import_capacity_kwh: DecimalInput
+    export_capacity_kwh: DecimalInput
+    fee_p_per_kwh: DecimalInput = Decimal(0)
+
+
+class NetworkCreate(BaseModel):
+    """A new network version, in force from ``effective_from_utc``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Annotated[str, Field(min_length=1, max_length=64)]
+    nodes: Annotated[list[NodeCreate], Field(max_length=20_000)]
+    effective_from_utc: datetime
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+class NodePublic(BaseModel):
+    id: str
+    parent: str
+    import_capacity_kwh: DecimalText
+    export_capacity_kwh: DecimalText
+    fee_p_per_kwh: DecimalText
+
+
+class NetworkPublic(BaseModel):
+    version_id: int
+    root: str
+    effective_from_utc: datetime
+    nodes: list[NodePublic]
+
+
+class TariffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    import_p_per_kwh: DecimalInput
+    export_p_per_kwh: DecimalInput
+    effective_from_utc: datetime
+
+
+class TariffPublic(BaseModel):
+    id: int
+    import_p_per_kwh: DecimalText
+    export_p_per_kwh: DecimalText
+    effective_from_utc: datetime
+
+
+class ClearRequest(BaseModel):
+    """Clear an interval whose gate has closed; with a ``reason``, clear it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+
+
+class RunPublic(BaseModel):
+    run_id: int
+    interval: str
+    sequence: int
+    created: bool
+    orders: int
+    welfare_p: DecimalText
+
+
+class SettleRequest(BaseModel):
+    """Settle one interval (``interval``) or a whole settlement date (``date``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}/\d{1,3}$")] = None
+    settlement_date: Annotated[date | None, Field(alias="date")] = None
+    run: Literal["initial", "reconcile"] = "initial"
+
+
+class SettlementRunPublic(BaseModel):
+    run_id: int
+    interval: str
+    run_type: str
+    sequence: int
+    status: str
+    created: bool
+    lines: int
+    pending: dict[str, str]
+    estimated: list[str]
+
+
+class AuditPublic(BaseModel):
+    at: datetime
+    actor: str
+    method: str
+    path: str
+    status_code: int
+    client: str

@@ -98,3 +98,24 @@ def record_audit(
         )
     )
     session.flush()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    actor: str
+    method: str
+    path: str
+    status_code: int
+    client: str
+
+
+def list_audit(
+    session: Session, *, actor: str | None = None, limit: int = 100, offset: int = 0
+) -> list[AuditEvent]:
+    """The audit log, newest first."""
+    query = select(AuditEventRow)
+    if actor is not None:
+        query = query.where(AuditEventRow.actor == actor)
+    query = query.order_by(col(AuditEventRow.id).desc()).offset(offset).limit(limit)
+    return [AuditEvent(r.at, r.actor, r.method, r.path, r.status_code, r.client) for r in session.exec(query)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -497,3 +497,53 @@ def _run(row: ClearingRunRow) -> ClearingRun:
         finished_at=row.finished_at,
         triggered_by=row.triggered_by,
     )
+
+
+@dataclass(frozen=True)
+class ParticipantTrade:
+    """A trade in an interval's current clearing, with its interval."""
+
+    period: SettlementPeriod
+    run_id: int
+    order_id: str
+    participant_id: str
+    node_id: str
+    side: str
+    accepted_kwh: Decimal
+    price_p_per_kwh: Decimal
+
+
+def list_trades(
+    session: Session,
+    *,
+    participant_id: str | None = None,
+    settlement_date: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ParticipantTrade]:
+    """Trades of current clearing runs, oldest interval first; optionally one household's or day's."""
+    query = select(TradeRow, ClearingRunRow).where(
+        TradeRow.run_id == ClearingRunRow.id, col(ClearingRunRow.is_current)
+    )
+    if participant_id is not None:
+        query = query.where(TradeRow.participant_id == participant_id)
+    if settlement_date is not None:
+        query = query.where(ClearingRunRow.settlement_date == settlement_date)
+    query = (
+        query.order_by(col(ClearingRunRow.interval_start_utc), col(TradeRow.order_id))
+        .offset(offset)
+        .limit(limit)
+    )
+    return [
+        ParticipantTrade(
+            period=settlement_period(run.settlement_date, run.period, length_minutes=run.length_minutes),
+            run_id=trade.run_id,
+            order_id=trade.order_id,
+            participant_id=trade.participant_id,
+            node_id=trade.node_id,
+            side=trade.side,
+            accepted_kwh=Decimal(trade.accepted_wh) / WH_PER_KWH,
+            price_p_per_kwh=trade.price_p_per_kwh,
+        )
+        for trade, run in session.exec(query)
+    ]

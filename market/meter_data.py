@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -247,4 +247,77 @@ def interval_energy(
             row.revision,
         )
         for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    """A stored reading: counters exact (kWh to the Wh), other values as read."""
+
+    meter_id: str
+    polled_at: datetime
+    quality: str
+    import_kwh: Decimal | None
+    export_kwh: Decimal | None
+    values: dict[str, float]
+
+
+def list_readings(
+    session: Session,
+    *,
+    meter_ids: Sequence[str],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StoredReading]:
+    """Readings of some meters, oldest first, in ``[start, end)``."""
+    query = select(MeterReadingRow).where(col(MeterReadingRow.meter_id).in_(list(meter_ids)))
+    if start is not None:
+        query = query.where(MeterReadingRow.polled_at >= start)
+    if end is not None:
+        query = query.where(MeterReadingRow.polled_at < end)
+    query = (
+        query.order_by(col(MeterReadingRow.polled_at), col(MeterReadingRow.meter_id))
+        .offset(offset)
+        .limit(limit)
+    )
+    return [
+        StoredReading(
+            meter_id=row.meter_id,
+            polled_at=row.polled_at,
+            quality=row.quality,
+            import_kwh=None if row.import_wh is None else Decimal(row.import_wh) / WH_PER_KWH,
+            export_kwh=None if row.export_wh is None else Decimal(row.export_wh) / WH_PER_KWH,
+            values=json.loads(row.values_json),
+        )
+        for row in session.exec(query)
+    ]
+
+
+def energy_of_meters(
+    session: Session,
+    *,
+    meter_ids: Sequence[str],
+    settlement_date: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StoredEnergy]:
+    """Current interval energy of some meters, oldest interval first; optionally one day's."""
+    query = select(IntervalEnergyRow).where(
+        col(IntervalEnergyRow.is_current), col(IntervalEnergyRow.meter_id).in_(list(meter_ids))
+    )
+    if settlement_date is not None:
+        query = query.where(IntervalEnergyRow.settlement_date == settlement_date)
+    query = query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
+    return [
+        StoredEnergy(
+            row.meter_id,
+            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
+            Decimal(row.import_wh) / WH_PER_KWH,
+            Decimal(row.export_wh) / WH_PER_KWH,
+            row.estimated,
+            row.revision,
+        )
+        for row in session.exec(query.offset(offset).limit(limit))
     ]

@@ -141,6 +141,30 @@ ROUTES = [
     ("get", "/v1/participants/H1", None, "operator"),
     ("post", "/v1/participants/H1/tokens", {"label": "phone"}, "operator"),
     ("delete", "/v1/tokens/1", None, "operator"),
+    ("get", "/v1/trades", None, "any"),
+    ("get", "/v1/readings", None, "any"),
+    ("get", "/v1/energy?date=2026-11-21", None, "any"),
+    ("get", "/v1/statements/2026-11", None, "any"),
+    ("get", "/v1/network", None, "any"),
+    ("get", "/v1/tariffs/current", None, "any"),
+    ("post", "/v1/meters", {"id": "M9", "participant_id": "H1", "host": "10.0.0.9"}, "operator"),
+    ("get", "/v1/meters", None, "operator"),
+    (
+        "post",
+        "/v1/network",
+        {"root": "GSP", "nodes": [], "effective_from_utc": "2027-01-01T00:00:00Z"},
+        "operator",
+    ),
+    (
+        "post",
+        "/v1/tariffs",
+        {"import_p_per_kwh": "25", "export_p_per_kwh": "5", "effective_from_utc": "2027-01-01T00:00:00Z"},
+        "operator",
+    ),
+    ("post", f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clear", {}, "operator"),
+    ("post", "/v1/settlement/runs", {"interval": NEXT.key}, "operator"),
+    ("get", "/v1/settlement/export?date=2026-11-21", None, "operator"),
+    ("get", "/v1/audit", None, "operator"),
 ]
 
 
@@ -161,6 +185,7 @@ def test_authorisation_matrix(api, method, path, body, who):
         assert call(path, headers=auth(api, "H1"), **kwargs).status_code < 500
     else:
         assert call(path, headers=auth(api, "H1"), **kwargs).status_code in (200, 404)
+        assert call(path, headers=auth(api, "OPS"), **kwargs).status_code in (200, 404)
 
 
 def test_tokens_issued_by_the_operator_work_until_revoked(api, engine):
@@ -210,3 +235,71 @@ def test_intervals_are_paged_and_clearing_is_public(api, engine):
     assert cleared["orders"] == 1
     assert {price["node"] for price in cleared["prices"]} == {"GSP", "P1", "F1", "F2"}
     assert all(isinstance(price["price_p_per_kwh"], str) for price in cleared["prices"])
+
+
+def test_a_day_from_orders_to_statement_over_http(api, engine):
+    """Orders over HTTP, clearing and settlement triggered by the operator, the household's view."""
+    from tests.factories import seed_cleared_metered_interval  # noqa: F401  (documents the shape)
+
+    api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
+    sell = {**ORDER, "side": "sell", "price_p_per_kwh": "5"}
+    assert api.post("/v1/orders", json=sell, headers=auth(api, "H2")).status_code == 201
+    path = f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clear"
+    assert api.post(path, json={}, headers=auth(api, "OPS")).status_code == 422  # the gate has not closed
+    api.clock.moment = NEXT.start_utc
+    cleared = api.post(path, json={}, headers=auth(api, "OPS")).json()
+    assert (cleared["created"], cleared["orders"]) == (True, 2)
+    again = api.post(path, json={}, headers=auth(api, "OPS")).json()
+    assert (again["created"], again["run_id"]) == (False, cleared["run_id"])
+    reclear = api.post(path, json={"reason": "a late correction"}, headers=auth(api, "OPS")).json()
+    assert (reclear["created"], reclear["sequence"]) == (True, 2)
+    trades = api.get("/v1/trades?date=2026-11-21", headers=auth(api, "H1")).json()["items"]
+    assert [(t["side"], t["accepted_kwh"]) for t in trades] == [("buy", "1.5")]
+    assert api.get("/v1/trades?participant_id=H2", headers=auth(api, "H1")).status_code == 404
+    assert len(api.get("/v1/trades", headers=auth(api, "OPS")).json()["items"]) == 2
+    api.clock.moment = NEXT.end_utc + timedelta(minutes=20)
+    settled = api.post("/v1/settlement/runs", json={"interval": NEXT.key}, headers=auth(api, "OPS")).json()
+    # No meters in this market: trades are settled, imbalances wait for meter data.
+    assert (settled[0]["status"], sorted(settled[0]["pending"])) == ("partial", ["H1", "H2"])
+    statement = api.get("/v1/statements/2026-11", headers=auth(api, "H1")).json()
+    assert statement["total"]["bought_kwh"] == "1.5"
+    export = api.get("/v1/settlement/export?date=2026-11-21", headers=auth(api, "OPS"))
+    assert export.headers["content-type"].startswith("text/csv")
+    assert export.text.splitlines()[0].startswith("run_id,run_type")
+    audit = api.get("/v1/audit?actor=OPS", headers=auth(api, "OPS")).json()["items"]
+    assert audit[0]["path"] == "/v1/settlement/runs"
+
+
+def test_operator_manages_meters_network_and_tariffs(api):
+    meter = {"id": "M1", "participant_id": "H1", "host": "10.0.0.5", "port": 502, "unit_id": 3}
+    assert api.post("/v1/meters", json=meter, headers=auth(api, "OPS")).status_code == 201
+    assert api.post("/v1/meters", json={**meter, "id": "M2"}, headers=auth(api, "OPS")).status_code == 422
+    tree = {
+        "root": "GSP",
+        "nodes": [{"id": "P1", "parent": "GSP", "import_capacity_kwh": "500", "export_capacity_kwh": "500"}],
+        "effective_from_utc": "2027-01-01T00:00:00Z",
+    }
+    published = api.post("/v1/network", json=tree, headers=auth(api, "OPS"))
+    assert published.status_code == 201, published.text
+    cyclic = {
+        **tree,
+        "nodes": [
+            {"id": "A", "parent": "B", "import_capacity_kwh": 1, "export_capacity_kwh": 1},
+            {"id": "B", "parent": "A", "import_capacity_kwh": 1, "export_capacity_kwh": 1},
+        ],
+        "effective_from_utc": "2027-02-01T00:00:00Z",
+    }
+    refused = api.post("/v1/network", json=cyclic, headers=auth(api, "OPS"))
+    assert refused.status_code == 422
+    assert "cycle" in refused.json()["detail"]
+    current = api.get("/v1/network", headers=auth(api, "H1")).json()
+    assert {n["id"] for n in current["nodes"]} == {"P1", "F1", "F2"}
+    future = api.get("/v1/network?at=2027-01-02T00:00:00Z", headers=auth(api, "H1")).json()
+    assert [n["id"] for n in future["nodes"]] == ["P1"]
+    inverted = {
+        "import_p_per_kwh": "4",
+        "export_p_per_kwh": "5",
+        "effective_from_utc": "2027-01-01T00:00:00Z",
+    }
+    assert api.post("/v1/tariffs", json=inverted, headers=auth(api, "OPS")).status_code == 422
+    assert api.get("/v1/tariffs/current", headers=auth(api, "H1")).json()["import_p_per_kwh"] == "24.5"
