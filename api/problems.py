@@ -101,3 +101,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return problem_response(request, error.status_code, str(error.detail), headers=error.headers)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Problem, "content": {PROBLEM_JSON: {}}}
+
+
+#: The problem responses every route may give, for the OpenAPI document (the contract).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem("No token, or an unknown or revoked one"),
+    403: _problem("The route is not for this participant's role"),
+    404: _problem("Not found (another household's data is not found either)"),
+    409: _problem("Clashes with what is stored (a reused Idempotency-Key, a frozen order)"),
+    422: _problem("A field out of range or the market's rules refuse it; nothing is stored"),
+}

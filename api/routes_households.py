@@ -6,18 +6,21 @@ another gets 404.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from api.app import ParticipantDep, PlatformDep, SessionDep
+from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
+    AwareDateTime,
     EnergyPublic,
     IntervalPublic,
     Page,
     ReadingPublic,
+    SettlementDate,
     StatementLine,
     StatementPublic,
     TradePublic,
@@ -28,7 +31,7 @@ from market.meter_data import energy_of_meters, list_readings
 from market.participants import OPERATOR, Participant, list_meters
 from market.settlement import StatementFigures, statement
 
-router = APIRouter(tags=["households"])
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["households"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Whose = Annotated[str | None, Query(max_length=64, description="Operator only: the household.")]
@@ -54,7 +57,7 @@ def trades(
     participant: ParticipantDep,
     platform: PlatformDep,
     session: SessionDep,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[SettlementDate | None, Query(alias="date")] = None,
     participant_id: Whose = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -92,8 +95,8 @@ def _meters(session: SessionDep, owner: str | None) -> list[str]:
 def readings(
     participant: ParticipantDep,
     session: SessionDep,
-    start: Annotated[datetime | None, Query(alias="from", description="ISO 8601 with offset")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[AwareDateTime | None, Query(alias="from", description="ISO 8601 with offset")] = None,
+    end: Annotated[AwareDateTime | None, Query(alias="to")] = None,
     participant_id: Whose = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -119,7 +122,7 @@ def energy(
     participant: ParticipantDep,
     platform: PlatformDep,
     session: SessionDep,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[SettlementDate | None, Query(alias="date")] = None,
     participant_id: Whose = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -165,7 +168,7 @@ def _line(figures: StatementFigures) -> StatementLine:
 
 @router.get("/statements/{month}", response_model=StatementPublic)
 def month_statement(
-    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    month: Annotated[str, Path(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$", description="YYYY-MM")],
     participant: ParticipantDep,
     session: SessionDep,
     participant_id: Whose = None,

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from api.app import ParticipantDep, PlatformDep, SessionDep
-from api.schemas import ClearingPublic, IntervalPublic, NodePricePublic, Page
+from api.problems import PROBLEM_RESPONSES
+from api.schemas import ClearingPublic, IntervalPublic, NodePricePublic, Page, SettlementDate
 from market.clearing import current_run, node_prices, trades_of
 from market.errors import MarketError, NotFoundError
 from market.intervals import InvalidPeriodError, periods_of_day, settlement_period
 
-router = APIRouter(tags=["market"])
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["market"])
 
 
 @router.get("/intervals", response_model=Page[IntervalPublic])
 def intervals(
     _: ParticipantDep,
     platform: PlatformDep,
-    on: Annotated[date, Query(alias="date", description="Settlement date (Europe/London).")],
+    on: Annotated[SettlementDate, Query(alias="date", description="Settlement date (Europe/London).")],
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     offset: Annotated[int, Query(ge=0, le=100)] = 0,
 ) -> Page[IntervalPublic]:
@@ -45,7 +45,7 @@ def clearing(
     _: ParticipantDep,
     platform: PlatformDep,
     session: SessionDep,
-    day: date,
+    day: SettlementDate,
     period: Annotated[int, Path(ge=1, le=200)],
 ) -> ClearingPublic:
     """An interval's cleared prices and volumes per node; not found until it is cleared."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -10,9 +9,11 @@ from fastapi.responses import PlainTextResponse
 from sqlmodel import select
 
 from api.app import OperatorDep, ParticipantDep, PlatformDep, SessionDep
+from api.problems import PROBLEM_RESPONSES
 from api.routes_households import page
 from api.schemas import (
     AuditPublic,
+    AwareDateTime,
     ClearRequest,
     MeterCreate,
     MeterPublic,
@@ -23,6 +24,7 @@ from api.schemas import (
     ParticipantCreate,
     ParticipantPublic,
     RunPublic,
+    SettlementDate,
     SettlementRunPublic,
     SettleRequest,
     TariffCreate,
@@ -55,7 +57,7 @@ from market.settlement import export_runs_csv, settle
 from market.tables import SettlementRunRow
 from optimiser import ClearingInputError, Network, Node
 
-router = APIRouter(tags=["operator"])
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["operator"])
 
 
 def participant_public(participant: Participant) -> ParticipantPublic:
@@ -219,7 +221,7 @@ def network(
     _: ParticipantDep,
     platform: PlatformDep,
     session: SessionDep,
-    at: Annotated[datetime | None, Query(description="In force at (default: now).")] = None,
+    at: Annotated[AwareDateTime | None, Query(description="In force at (default: now).")] = None,
 ) -> NetworkPublic:
     """The network version in force (public: households may see the tree)."""
     if at is not None and at.tzinfo is None:
@@ -257,7 +259,7 @@ def tariff(_: ParticipantDep, platform: PlatformDep, session: SessionDep) -> Tar
 
 @router.post("/intervals/{day}/{period}/clear", response_model=RunPublic)
 def clear(
-    day: date,
+    day: SettlementDate,
     period: Annotated[int, Path(ge=1, le=200)],
     body: ClearRequest,
     participant: OperatorDep,
@@ -338,7 +340,7 @@ def settle_runs(
 def settlement_export(
     _: OperatorDep,
     session: SessionDep,
-    on: Annotated[date, Query(alias="date")],
+    on: Annotated[SettlementDate, Query(alias="date")],
 ) -> PlainTextResponse:
     """The day's settlement runs as CSV: one row per household per interval per run."""
     run_ids = [

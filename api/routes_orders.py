@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
-from api.schemas import IntervalPublic, OrderAmend, OrderCreate, OrderEventPublic, OrderPublic, Page
+from api.problems import PROBLEM_RESPONSES
+from api.schemas import (
+    IntervalPublic,
+    OrderAmend,
+    OrderCreate,
+    OrderEventPublic,
+    OrderPublic,
+    Page,
+    SettlementDate,
+)
 from market.database import transaction
 from market.errors import MarketError
 from market.intervals import InvalidPeriodError, SettlementPeriod, parse_period_key
@@ -24,7 +32,7 @@ from market.orders import (
 from market.participants import OPERATOR
 from market.rules import MarketRules
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(responses=PROBLEM_RESPONSES, tags=["orders"])
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 
@@ -96,7 +104,7 @@ def orders(
     limit: Limit = 100,
     offset: Offset = 0,
     interval: Annotated[str | None, Query(max_length=14, description="DATE/PERIOD")] = None,
-    settlement_date: Annotated[date | None, Query(alias="date")] = None,
+    settlement_date: Annotated[SettlementDate | None, Query(alias="date")] = None,
     order_status: Annotated[str | None, Query(alias="status", pattern="^(open|cancelled)$")] = None,
     participant_id: Annotated[str | None, Query(max_length=64, description="Operator only.")] = None,
 ) -> Page[OrderPublic]:

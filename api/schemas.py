@@ -10,11 +10,48 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from market.intervals import SettlementPeriod
 
 T = TypeVar("T")
+FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2100, 12, 31)
+
+
+def _in_range(value: date) -> date:
+    moment = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DATE <= moment <= LAST_DATE:
+        raise ValueError(f"must be between {FIRST_DATE} and {LAST_DATE}")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset (for example 'Z')")
+    _in_range(value.date())
+    return value
+
+
+_YEAR = r"(20[0-9]{2}|2100)"
+#: A settlement date the market can hold (2000 to 2100).
+SettlementDate = Annotated[
+    date,
+    AfterValidator(_in_range),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"}),
+]
+#: An instant with its UTC offset, 2000 to 2100.
+AwareDateTime = Annotated[
+    datetime,
+    AfterValidator(_aware),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}"
+            r"(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})$",
+        }
+    ),
+]
 
 #: A decimal that travels as a string, so no float ever touches money or energy.
 DecimalText = Annotated[
@@ -256,7 +293,7 @@ class NetworkCreate(BaseModel):
 
     root: Annotated[str, Field(min_length=1, max_length=64)]
     nodes: Annotated[list[NodeCreate], Field(max_length=20_000)]
-    effective_from_utc: datetime
+    effective_from_utc: AwareDateTime
     note: Annotated[str, Field(max_length=500)] = ""
 
 
@@ -280,7 +317,7 @@ class TariffCreate(BaseModel):
 
     import_p_per_kwh: DecimalInput
     export_p_per_kwh: DecimalInput
-    effective_from_utc: datetime
+    effective_from_utc: AwareDateTime
 
 
 class TariffPublic(BaseModel):
@@ -313,7 +350,7 @@ class SettleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     interval: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}/\d{1,3}$")] = None
-    settlement_date: Annotated[date | None, Field(alias="date")] = None
+    settlement_date: Annotated[SettlementDate | None, Field(alias="date")] = None
     run: Literal["initial", "reconcile"] = "initial"
 
 
