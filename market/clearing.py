@@ -41,7 +41,7 @@ from market.network import (
     tariff_in_force,
     tariff_version,
 )
-from market.orders import BUY, OPEN, WH_PER_KWH
+from market.orders import BUY, OPEN, WH_PER_KWH, book_lock
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, NodePriceRow, OrderRow, TradeRow
 from optimiser import ClearingOptions, ClearingResult, OrderBook, clear_market
@@ -145,7 +145,7 @@ def clear_interval(
         raise MarketError("interval", f"gate closure for {period.key} is at {gate.isoformat()}; not yet")
     try:
         with transaction(engine) as session:
-            lock_for_transaction(session, "clearing", period.start_utc.isoformat(), period.length_minutes)
+            lock_for_transaction(session, *book_lock(period))
             current = _current_row(session, period)
             if current is not None and reason is None:
                 return ClearingOutcome(_run(current), created=False)

@@ -111,11 +111,13 @@ def lock_key(*parts: object) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def lock_for_transaction(session: Session, *parts: object) -> None:
+def lock_for_transaction(session: Session, *parts: object, shared: bool = False) -> None:
     """Serialise transactions that touch the same thing, until this one ends.
 
-    On PostgreSQL a transaction-level advisory lock; on SQLite the transaction already holds the
+    On PostgreSQL a transaction-level advisory lock: ``shared`` holders do not wait for each other,
+    only for an exclusive holder (and it for them). On SQLite the transaction already holds the
     database's write lock (``BEGIN IMMEDIATE``), which serialises everything.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(sa.text(f"SELECT {function}(:key)"), {"key": lock_key(*parts)})

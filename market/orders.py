@@ -21,12 +21,13 @@ from decimal import Decimal, InvalidOperation
 
 from sqlmodel import Session, col, func, select
 
+from market.database import lock_for_transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
 from market.network import network_in_force
 from market.participants import HOUSEHOLD
 from market.rules import MarketRules
-from market.tables import OrderEventRow, OrderRow, ParticipantRow
+from market.tables import ClearingRunRow, OrderEventRow, OrderRow, ParticipantRow
 
 BUY, SELL = "buy", "sell"
 OPEN, CANCELLED = "open", "cancelled"
@@ -94,6 +95,7 @@ def place_order(
         If ``idempotency_key`` was used for a different order.
     """
     participant = _lock_household(session, participant_id)
+    _lock_open_book(session, period)
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 128:
             raise MarketError("Idempotency-Key", "must be 1 to 128 characters")
@@ -298,7 +300,33 @@ def _own_open_order(
         raise ConflictError(
             "order_id", f"order {order_id!r} is frozen: gate closure for {period.key} was at {gate}"
         )
+    _lock_open_book(session, period, conflict=True)
     return row
+
+
+def book_lock(period: SettlementPeriod) -> tuple[str, str, int]:
+    """The lock on an interval's book: clearing holds it exclusively, order changes shared, so
+    no order change can commit after the clearing has read the book."""
+    return ("book", period.start_utc.isoformat(), period.length_minutes)
+
+
+def _lock_open_book(session: Session, period: SettlementPeriod, *, conflict: bool = False) -> None:
+    """Share the interval's book lock with other order changes, and refuse a book already cleared.
+
+    The caller's ``now`` was read before this transaction could wait for a clearing in progress;
+    checking for the clearing run under the lock closes that window: an order change either
+    commits before the clearing reads the book, or is refused.
+    """
+    lock_for_transaction(session, *book_lock(period), shared=True)
+    cleared = session.exec(
+        select(ClearingRunRow.id).where(
+            ClearingRunRow.interval_start_utc == period.start_utc,
+            ClearingRunRow.length_minutes == period.length_minutes,
+        )
+    ).first()
+    if cleared is not None:
+        reason = f"{period.key} has been cleared: its gate has closed"
+        raise ConflictError("order_id", reason) if conflict else MarketError("interval", reason)
 
 
 def _decimal(value: object, field: str) -> Decimal:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -28,7 +29,7 @@ from market.intervals import period_at
 from market.network import network_in_force, publish_network
 from market.orders import place_order
 from market.rules import MarketRules
-from market.tables import ClearingRunRow, NodePriceRow, TradeRow
+from market.tables import ClearingRunRow, NodePriceRow, OrderRow, TradeRow
 from optimiser import Network
 from tests.factories import node, seed_market
 
@@ -278,3 +279,59 @@ def test_racing_processes_make_one_run(market, database_url, tmp_path):
     assert words == ["created", "found", "found", "found"]
     assert len({out.split()[1] for out, _ in results}) == 1
     assert counts(market) == (1, 2, 4)
+
+
+def test_orders_racing_gate_closure_are_either_cleared_or_refused(market, database_url):
+    """Households keep placing (their clocks just before the gate) while the interval is cleared:
+    each order commits before the clearing reads the book, or is refused; none is lost."""
+    from market.errors import MarketError
+
+    rules = MarketRules(max_open_orders=10_000)
+    just_before = RULES.gate_closure_utc(PERIOD) - timedelta(microseconds=1)
+    started = threading.Barrier(4)
+    accepted: list[str] = []
+    refused: list[str] = []
+
+    def place_until_refused(home: str) -> None:
+        engine = create_database_engine(database_url)
+        started.wait(timeout=30)
+        try:
+            for _ in range(2000):
+                try:
+                    with transaction(engine) as session:
+                        order, _ = place_order(
+                            session,
+                            rules=rules,
+                            participant_id=home,
+                            period=PERIOD,
+                            side="buy",
+                            quantity_kwh=Decimal("0.1"),
+                            price_p_per_kwh=Decimal("15"),
+                            now=just_before,
+                        )
+                    accepted.append(order.id)
+                except MarketError as error:
+                    refused.append(error.reason)
+                    return
+        finally:
+            engine.dispose()
+
+    placers = [threading.Thread(target=place_until_refused, args=(home,)) for home in ("H1", "H2", "H3")]
+    for thread in placers:
+        thread.start()
+    started.wait(timeout=30)
+    wait_for_orders = time.monotonic() + 30
+    while len(accepted) < 20:
+        assert time.monotonic() < wait_for_orders
+        time.sleep(0.001)
+    outcome = clear(market, rules=rules)
+    for thread in placers:
+        thread.join(timeout=120)
+    assert len(refused) == 3
+    assert all("has been cleared" in reason for reason in refused)
+    with Session(market) as session:
+        stored = session.exec(
+            select(func.count()).select_from(OrderRow).where(OrderRow.status == "open")
+        ).one()
+    assert stored == len(accepted) + 2  # the fixture's two orders
+    assert outcome.run.orders == stored
