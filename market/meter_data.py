@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -81,10 +82,45 @@ def store_readings(session: Session, readings: Sequence[Reading]) -> int:
             }
         )
     table = MeterReadingRow.__table__  # type: ignore[attr-defined]
-    statement = _insert_new(session, table, ["meter_id", "polled_at"]).returning(table.c.id)
-    added = len(session.execute(statement, rows).all())
+    if session.get_bind().dialect.name == "postgresql":
+        added = _store_by_arrays(session, rows)
+    else:
+        statement = _insert_new(session, table, ["meter_id", "polled_at"]).returning(table.c.id)
+        added = len(session.execute(statement, rows).all())
     session.flush()
     return added
+
+
+#: One statement with a column per array: PostgreSQL parses it once however many rows there are
+#: (a multi-row VALUES list is re-parsed per batch, which dominated storing a 10,000-meter cycle).
+_INSERT_BY_ARRAYS = sa.text(
+    """
+    INSERT INTO meter_reading
+        (meter_id, polled_at, meter_time, quality, import_wh, export_wh, values_json, problems)
+    SELECT * FROM unnest(
+        CAST(:meter_id AS text[]), CAST(:polled_at AS timestamptz[]), CAST(:meter_time AS timestamptz[]),
+        CAST(:quality AS text[]), CAST(:import_wh AS bigint[]), CAST(:export_wh AS bigint[]),
+        CAST(:values_json AS text[]), CAST(:problems AS text[])
+    )
+    ON CONFLICT (meter_id, polled_at) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _store_by_arrays(session: Session, rows: list[dict[str, Any]]) -> int:
+    columns = (
+        "meter_id",
+        "polled_at",
+        "meter_time",
+        "quality",
+        "import_wh",
+        "export_wh",
+        "values_json",
+        "problems",
+    )
+    parameters = {column: [row[column] for row in rows] for column in columns}
+    return len(session.execute(_INSERT_BY_ARRAYS, parameters).all())
 
 
 def _insert_new(session: Session, table: Any, key: list[str]) -> Any:

@@ -440,7 +440,15 @@ def load_register_map(model: str, *, extra_dirs: Sequence[Path] = ()) -> Registe
             "metering.sunspec.discover_sunspec",
             source=str(path),
         )
-    return read_register_map(path)
+    stat = path.stat()
+    return _read_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_cached(path: str, _mtime_ns: int, _size: int) -> RegisterMap:
+    """One map object per file version: the plan and decoder caches then hit on identity, not on
+    a field-by-field comparison of equal copies (a changed file is read again)."""
+    return read_register_map(Path(path))
 
 
 def available_models(*, extra_dirs: Sequence[Path] = ()) -> list[str]:
