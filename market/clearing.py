@@ -161,8 +161,10 @@ def clear_interval(
                 reason=reason,
                 now=now,
                 triggered_by=triggered_by,
-                seconds=time.perf_counter() - started,
+                seconds=0.0,
             )
+            row.total_seconds = time.perf_counter() - started  # read, clear and write, before commit
+            session.add(row)
             return ClearingOutcome(_run(row), created=True)
     except sa.exc.IntegrityError:
         # Another writer stored this interval's run between our check and our commit.

@@ -118,6 +118,10 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
     only for an exclusive holder (and it for them). On SQLite the transaction already holds the
     database's write lock (``BEGIN IMMEDIATE``), which serialises everything.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        session.execute(sa.text(f"SELECT {function}(:key)"), {"key": lock_key(*parts)})
+        # Advisory locks are per database server; the URL (database and search path) keeps
+        # markets in different databases or schemas from waiting on each other.
+        key = lock_key(bind.engine.url.render_as_string(hide_password=True), *parts)
+        session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})

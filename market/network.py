@@ -84,6 +84,23 @@ def network_in_force(session: Session, at: datetime) -> NetworkVersion:
     return network_version(session, row.id)
 
 
+def node_in_force(session: Session, node_id: str, at: datetime) -> bool:
+    """Whether ``node_id`` is a node (or the root) of the network in force at ``at``.
+
+    Two indexed lookups, not a whole tree: order placement asks this for every order.
+    """
+    version = session.exec(
+        select(NetworkVersionRow.id, NetworkVersionRow.root)
+        .where(NetworkVersionRow.effective_from_utc <= at)
+        .order_by(col(NetworkVersionRow.effective_from_utc).desc())
+        .limit(1)
+    ).first()
+    if version is None:
+        raise NotFoundError("network", f"no network version is in force at {at.isoformat()}")
+    version_id, root = version
+    return node_id == root or session.get(NetworkNodeRow, (version_id, node_id)) is not None
+
+
 def network_version(session: Session, version_id: int) -> NetworkVersion:
     """A stored network version by id."""
     row = session.get(NetworkVersionRow, version_id)

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, func, select
 from market.database import lock_for_transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
-from market.network import network_in_force
+from market.network import node_in_force
 from market.participants import HOUSEHOLD
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, OrderEventRow, OrderRow, ParticipantRow
@@ -116,8 +116,7 @@ def place_order(
         raise MarketError(
             "node", f"household {participant_id!r} sits on {participant.node_id!r}, not {node_id!r}"
         )
-    network = network_in_force(session, period.start_utc).network
-    if participant.node_id not in network.node_ids:
+    if not node_in_force(session, participant.node_id, period.start_utc):
         raise MarketError(
             "node", f"{participant.node_id!r} is not a node of the network in force for {period.key}"
         )

@@ -146,7 +146,9 @@ class OrderRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("participant_id", "idempotency_key", name="uq_order_idempotency"),
         sa.Index("ix_order_interval", "interval_start_utc", "length_minutes", "status"),
-        sa.Index("ix_order_participant_interval", "participant_id", "interval_start_utc"),
+        sa.Index(
+            "ix_order_participant_open", "participant_id", "interval_start_utc", "length_minutes", "status"
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=36)
