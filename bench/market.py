@@ -1,0 +1,913 @@
+"""Benchmark of the market's database path: a day of orders for 1,000 households placed and cleared.
+
+What it measures
+----------------
+On each backend (a fresh SQLite file in a temporary directory, and a fresh schema in the local
+PostgreSQL database, dropped afterwards), built by the Alembic migrations:
+
+1. Setup, not timed: the operator, a network of a grid supply point ``GSP``, one primary ``P1``
+   and ten feeders ``F01`` ... ``F10``, the backstop tariff (24.5 p/kWh import, 4.1 export), and
+   ``--households`` households spread round-robin over the feeders, each with a valid MPAN.
+2. Placing, timed: a seeded day of orders for the settlement date 2026-06-21 (48 half-hours).
+   Every household places 1 to 3 orders per period; homes with solar panels sell in the sunny
+   periods (08:00 to 17:00 local) and buy otherwise, the others always buy. Quantities 0.1 to
+   3 kWh at 1 Wh, limit prices on the 0.01 p tick (sells 3 to 15 p/kWh, buys 5 to 30 p/kWh).
+   Every order goes through :func:`market.orders.place_order` (validation, the per-household
+   row lock, the network lookup, the open-order count, the order row and its history event),
+   with ``now`` injected (computed, never the wall clock) and before every gate closure.
+
+   - *one order per transaction* (the headline figure): each order is its own
+     :func:`market.database.transaction`, as each API request will be. Only the first
+     ``--single-periods`` periods are placed this way (a sample, to keep the run short); the
+     figure is their orders divided by their wall time;
+   - *batched*: the remaining periods, ``--batch`` orders per transaction (bulk loading);
+   - *amend and cancel*: afterwards, ``--amend-share`` of the orders get a new price and
+     ``--cancel-share`` are cancelled, one per transaction (reported, no target).
+
+3. Clearing, timed: every period in turn, with ``now`` at its gate closure,
+   :func:`market.clearing.clear_interval` end to end (the lock, reading the frozen book, the
+   network and the tariff, clearing with HiGHS, writing the run, its node prices and its trades
+   in one transaction, the commit). Reported: median, 95th percentile and maximum seconds per
+   interval, the total for the day, orders per interval, trades for the day, and where the median
+   interval's time goes: reading the book, network and tariff (the run's stored
+   ``total_seconds``, which ends when the engine returns, less the engine's time); the engine,
+   :func:`optimiser.clear_market`, timed by a thin wrapper the benchmark puts around the name
+   ``market.clearing.clear_market`` while it clears, and within it the HiGHS solve (the run's
+   ``solve_seconds``); and the rest of the call: writing the run, node prices and trades,
+   beginning, locking and committing (the wall time less ``total_seconds``).
+   The first interval is shown on its own (it also pays SQLAlchemy's first compile of the
+   clearing's statements on that engine).
+
+Before anything is timed the engine clears a two-order book once, and the seconds are reported on
+their own: a fresh process's first clearing pays one-time costs (mostly Pyomo importing SciPy on its
+first model compile, over half a second) that the first interval of a newly started service or of a
+one-shot command would pay on top of the per-interval figures.
+
+The targets (issue text): at least 2,000 orders/s placed (checked on the one-order-per-transaction
+figure) and under 1 s per 1,000-household interval end to end (checked on the slowest interval).
+
+The network congests on purpose: ``F01`` and ``F02`` are sunny streets (70% solar homes) whose
+export capacity is far below their midday surplus, so their nodal price falls below the others'
+in the middle of the day; the table reports in how many periods a sunny feeder's export edge was
+full.
+
+Usage
+-----
+::
+
+    .venv/bin/python bench/market.py                          # both backends, 1,000 households
+    .venv/bin/python bench/market.py --backend sqlite --quick # 100 households, small sample
+    .venv/bin/python bench/market.py --profile var/profiles   # also write cProfile stats per phase
+
+PostgreSQL is reached at ``--postgres-url`` (default the machine's test database,
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Exit status 1 if a target is missed or the
+day does not add up (the orders cleared or the order events stored differ from what was placed,
+amended and cancelled).
+"""
+
+# ruff: noqa: E402 (the project's imports must come after the sys.path fix below)
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import math
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Run as ``python bench/market.py``, this file's folder comes first on sys.path and the file's own
+# name would shadow the ``market`` package: drop the folder before importing it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from market import clearing as market_clearing
+from market.clearing import clear_interval, node_prices
+from market.database import create_database_engine, transaction, upgrade_database
+from market.intervals import SettlementPeriod, periods_of_day
+from market.network import publish_network, set_tariff
+from market.orders import BUY, SELL, amend_order, cancel_order, place_order
+from market.participants import register_household, register_operator
+from market.rules import MarketRules
+from market.tables import OrderEventRow, OrderRow, TradeRow
+from optimiser import ClearingResult, Network, Node, Order, OrderBook, Side, Tariff, clear_market
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DAY = date(2026, 6, 21)
+FEEDERS = tuple(f"F{i:02d}" for i in range(1, 11))
+SUNNY_FEEDERS = ("F01", "F02")
+SUNNY_PERIODS = range(17, 35)  # 08:00 to 17:00 local time
+TARGET_ORDERS_PER_SECOND = 2_000
+TARGET_CLEARING_SECONDS = 1.0
+TARGET_HOUSEHOLDS = 1_000
+MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
+
+
+# --- the generated market ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Home:
+    """A household: its id, its feeder and whether it has solar panels."""
+
+    id: str
+    node_id: str
+    solar: bool
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """One order to place: everything :func:`market.orders.place_order` takes but the session."""
+
+    participant_id: str
+    period: SettlementPeriod
+    side: str
+    quantity_kwh: Decimal
+    price_p_per_kwh: Decimal
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Day:
+    """The generated day: households, periods, orders in placing order and the time window."""
+
+    homes: tuple[Home, ...]
+    periods: tuple[SettlementPeriod, ...]
+    orders: tuple[OrderSpec, ...]
+    setup_at: datetime
+    changes_from: datetime
+
+
+def mpan(serial: int) -> str:
+    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit.
+
+    Parameters
+    ----------
+    serial : int
+        Any number below 10**10; distinct serials give distinct MPANs.
+
+    Returns
+    -------
+    str
+        The MPAN core, the same computation as ``tests/factories.py``.
+    """
+    body = f"14{serial:010d}"
+    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
+    return body + str(check)
+
+
+def bench_network(households: int) -> Network:
+    """The grid supply point, a primary and ten feeders; the two sunny feeders' export is tight.
+
+    Parameters
+    ----------
+    households : int
+        The number of households, to size the capacities: a feeder's export capacity is about
+        0.15 kWh per household on a sunny feeder (a fraction of its midday surplus) and ample
+        elsewhere.
+
+    Returns
+    -------
+    Network
+        The tree the market publishes.
+    """
+    per_feeder = max(1, households // len(FEEDERS))
+    ample = Decimal(max(100, 10 * per_feeder))
+    tight = Decimal(max(1, int(0.15 * per_feeder)))
+    nodes = [Node("P1", "GSP", ample * len(FEEDERS), ample * len(FEEDERS), Decimal("0.4"))]
+    for feeder in FEEDERS:
+        export = tight if feeder in SUNNY_FEEDERS else ample
+        nodes.append(Node(feeder, "P1", ample, export, Decimal("0.2")))
+    return Network("GSP", tuple(nodes))
+
+
+def generate_day(households: int, seed: int) -> Day:
+    """Households and a day of orders, seeded and reproducible.
+
+    Parameters
+    ----------
+    households : int
+        How many households.
+    seed : int
+        The random seed; the day depends only on it and ``households``.
+
+    Returns
+    -------
+    Day
+        Orders sorted by period; within a period the households come in a shuffled order. The
+        ``now`` of the k-th order is spread evenly over 00:00 to 20:00 UTC on the day before, so
+        it rises monotonically and is before every gate closure (the first is 22:55 UTC).
+    """
+    rng = random.Random(seed)
+    homes = []
+    for i in range(households):
+        feeder = FEEDERS[i % len(FEEDERS)]
+        solar = rng.random() < (0.7 if feeder in SUNNY_FEEDERS else 0.25)
+        homes.append(Home(f"H{i + 1:05d}", feeder, solar))
+    periods = tuple(periods_of_day(DAY))
+    drafts: list[tuple[str, SettlementPeriod, str, Decimal, Decimal]] = []
+    for period in periods:
+        sunny = period.period in SUNNY_PERIODS
+        # The sun's strength, 0 at the edges of the sunny window and 1 at its middle.
+        sun = 1 - abs(period.period - 25.5) / 9.5 if sunny else 0.0
+        for home in rng.sample(homes, len(homes)):
+            for _ in range(rng.randint(1, 3)):
+                if home.solar and sunny:
+                    side = SELL
+                    quantity_wh = rng.randint(100, 100 + int(2_900 * sun))
+                    price_ticks = rng.randint(300, 1_500)
+                else:
+                    side = BUY
+                    quantity_wh = rng.randint(100, 3_000)
+                    price_ticks = rng.randint(500, 3_000)
+                drafts.append(
+                    (
+                        home.id,
+                        period,
+                        side,
+                        Decimal(quantity_wh).scaleb(-3),
+                        Decimal(price_ticks).scaleb(-2),
+                    )
+                )
+    window_start = datetime.combine(DAY - timedelta(days=1), datetime.min.time(), UTC)
+    step = timedelta(hours=20) / max(1, len(drafts))
+    orders = tuple(
+        OrderSpec(home_id, period, side, quantity, price, window_start + k * step)
+        for k, (home_id, period, side, quantity, price) in enumerate(drafts)
+    )
+    return Day(
+        homes=tuple(homes),
+        periods=periods,
+        orders=orders,
+        setup_at=window_start - timedelta(days=1),
+        changes_from=window_start + timedelta(hours=20),
+    )
+
+
+def warm_up_engine() -> float:
+    """Clear a two-order book once, so the process's one-time costs fall outside the timed phases.
+
+    Returns
+    -------
+    float
+        The seconds the first :func:`optimiser.clear_market` call took in this process.
+    """
+    network = Network("GSP", (Node("F01", "GSP", Decimal(10), Decimal(10)),))
+    at = datetime.combine(DAY, datetime.min.time(), UTC)
+    book = OrderBook.from_orders(
+        [
+            Order("warm-buy", "H1", "F01", Side.BUY, Decimal(1), Decimal(20), at),
+            Order("warm-sell", "H2", "F01", Side.SELL, Decimal(1), Decimal(5), at),
+        ]
+    )
+    started = time.perf_counter()
+    clear_market(book, network, Tariff(Decimal("24.5"), Decimal("4.1")))
+    return time.perf_counter() - started
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_database(backend: str, postgres_url: str) -> Iterator[Engine]:
+    """A migrated, empty database on ``backend``, removed afterwards.
+
+    Parameters
+    ----------
+    backend : str
+        ``"sqlite"`` (a file in a temporary directory) or ``"postgresql"`` (a new schema
+        ``bench_<random>`` in the database at ``postgres_url``, dropped at the end).
+    postgres_url : str
+        The PostgreSQL server's URL, without a search path.
+
+    Yields
+    ------
+    Engine
+        An engine from :func:`market.database.create_database_engine`.
+    """
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="smartbrum-bench-") as folder:
+            engine = create_database_engine(f"sqlite:///{Path(folder) / 'market.db'}")
+            try:
+                upgrade_database(engine)
+                yield engine
+            finally:
+                engine.dispose()
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
+    try:
+        upgrade_database(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def seed(engine: Engine, day: Day) -> None:
+    """Register the operator, publish the network and tariff, register the households (not timed).
+
+    Parameters
+    ----------
+    engine : Engine
+        A migrated, empty database.
+    day : Day
+        The generated day.
+    """
+    effective = day.setup_at - timedelta(days=30)
+    with transaction(engine) as session:
+        register_operator(session, participant_id="OPS", display_name="Brum Energy", now=day.setup_at)
+        publish_network(
+            session, network=bench_network(len(day.homes)), effective_from_utc=effective, now=day.setup_at
+        )
+        set_tariff(
+            session,
+            import_p_per_kwh=Decimal("24.5"),
+            export_p_per_kwh=Decimal("4.1"),
+            effective_from_utc=effective,
+            now=day.setup_at,
+        )
+        for serial, home in enumerate(day.homes, start=1):
+            register_household(
+                session,
+                participant_id=home.id,
+                display_name=f"Home {home.id}",
+                mpan=mpan(serial),
+                node_id=home.node_id,
+                now=day.setup_at,
+            )
+
+
+# --- the timed phases ----------------------------------------------------------------------------
+
+
+@dataclass
+class Placed:
+    """Orders placed and the seconds they took."""
+
+    orders: int = 0
+    seconds: float = 0.0
+    #: (order id, participant id, limit price) of each order placed.
+    order_ids: list[tuple[str, str, Decimal]] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        """Orders (or changes) per wall second; NaN if none were timed."""
+        return self.orders / self.seconds if self.seconds else float("nan")
+
+
+@dataclass
+class Cleared:
+    """Per-interval clearing figures, in period order."""
+
+    seconds: list[float] = field(default_factory=list)
+    in_transaction_seconds: list[float] = field(default_factory=list)
+    engine_seconds: list[float] = field(default_factory=list)
+    solve_seconds: list[float] = field(default_factory=list)
+    orders: list[int] = field(default_factory=list)
+    run_ids: list[int] = field(default_factory=list)
+
+    def read_seconds(self) -> list[float]:
+        """Per interval, reading the frozen book, network and tariff: ``total_seconds`` less the engine."""
+        return [inside - engine for inside, engine in zip(self.in_transaction_seconds, self.engine_seconds)]
+
+    def write_seconds(self) -> list[float]:
+        """Per interval, the wall time after the engine: writes, begin, lock and commit."""
+        return [wall - inside for wall, inside in zip(self.seconds, self.in_transaction_seconds)]
+
+
+@contextmanager
+def profiled(folder: Path | None, name: str) -> Iterator[None]:
+    """Run the block under cProfile and dump the stats to ``folder/name.prof``, if a folder is given."""
+    if folder is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        folder.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(folder / f"{name}.prof")
+
+
+def _place(session: Session, rules: MarketRules, spec: OrderSpec) -> str:
+    """Place one order through :func:`market.orders.place_order` in ``session``; its id."""
+    order, created = place_order(
+        session,
+        rules=rules,
+        participant_id=spec.participant_id,
+        period=spec.period,
+        side=spec.side,
+        quantity_kwh=spec.quantity_kwh,
+        price_p_per_kwh=spec.price_p_per_kwh,
+        now=spec.now,
+    )
+    assert created
+    return order.id
+
+
+def place_one_per_transaction(engine: Engine, rules: MarketRules, specs: Sequence[OrderSpec]) -> Placed:
+    """Place each order in a transaction of its own, as the API does per request.
+
+    Parameters
+    ----------
+    engine : Engine
+        The seeded database.
+    rules : MarketRules
+        The market's rules.
+    specs : sequence of OrderSpec
+        The orders, in placing order.
+
+    Returns
+    -------
+    Placed
+        The count, the wall seconds and the placed orders' ids.
+    """
+    placed = Placed()
+    started = time.perf_counter()
+    for spec in specs:
+        with transaction(engine) as session:
+            placed.order_ids.append((_place(session, rules, spec), spec.participant_id, spec.price_p_per_kwh))
+    placed.seconds = time.perf_counter() - started
+    placed.orders = len(specs)
+    return placed
+
+
+def place_batched(engine: Engine, rules: MarketRules, specs: Sequence[OrderSpec], batch: int) -> Placed:
+    """Place the orders ``batch`` to a transaction, for bulk loading.
+
+    Parameters
+    ----------
+    engine : Engine
+        The seeded database.
+    rules : MarketRules
+        The market's rules.
+    specs : sequence of OrderSpec
+        The orders, in placing order.
+    batch : int
+        Orders per transaction.
+
+    Returns
+    -------
+    Placed
+        The count, the wall seconds and the placed orders' ids.
+    """
+    placed = Placed()
+    started = time.perf_counter()
+    for first in range(0, len(specs), batch):
+        with transaction(engine) as session:
+            for spec in specs[first : first + batch]:
+                placed.order_ids.append(
+                    (_place(session, rules, spec), spec.participant_id, spec.price_p_per_kwh)
+                )
+    placed.seconds = time.perf_counter() - started
+    placed.orders = len(specs)
+    return placed
+
+
+def amend_and_cancel(
+    engine: Engine,
+    rules: MarketRules,
+    order_ids: Sequence[tuple[str, str, Decimal]],
+    *,
+    amend_share: float,
+    cancel_share: float,
+    changes_from: datetime,
+    seed_value: int,
+) -> Placed:
+    """Amend the price of some orders and cancel others, one change per transaction.
+
+    Parameters
+    ----------
+    engine : Engine
+        The database holding the placed orders.
+    rules : MarketRules
+        The market's rules.
+    order_ids : sequence of (order id, participant id, limit price)
+        The placed orders.
+    amend_share, cancel_share : float
+        The shares of the orders to amend and to cancel (disjoint).
+    changes_from : datetime
+        ``now`` of the first change; the rest follow a millisecond apart, all before every gate.
+    seed_value : int
+        The random seed choosing the orders and their new prices.
+
+    Returns
+    -------
+    Placed
+        The number of changes and their wall seconds.
+    """
+    rng = random.Random(seed_value)
+    amends, cancels = int(amend_share * len(order_ids)), int(cancel_share * len(order_ids))
+    chosen = rng.sample(list(order_ids), amends + cancels)
+    # A new price 0.01 to 1 p away from the old one (an unchanged price would record no event).
+    moves = [Decimal(rng.choice((-1, 1)) * rng.randint(1, 100)).scaleb(-2) for _ in range(amends)]
+    changes = Placed()
+    started = time.perf_counter()
+    for k, (order_id, participant_id, price) in enumerate(chosen):
+        now = changes_from + timedelta(milliseconds=k)
+        with transaction(engine) as session:
+            if k < amends:
+                amend_order(
+                    session,
+                    rules=rules,
+                    order_id=order_id,
+                    participant_id=participant_id,
+                    now=now,
+                    price_p_per_kwh=price + moves[k],
+                )
+            else:
+                cancel_order(session, rules=rules, order_id=order_id, participant_id=participant_id, now=now)
+    changes.seconds = time.perf_counter() - started
+    changes.orders = len(chosen)
+    return changes
+
+
+def clear_day(engine: Engine, rules: MarketRules, periods: Sequence[SettlementPeriod]) -> Cleared:
+    """Clear every period at its gate closure, timing each :func:`clear_interval` call end to end.
+
+    Parameters
+    ----------
+    engine : Engine
+        The database holding the day's orders.
+    rules : MarketRules
+        The market's rules.
+    periods : sequence of SettlementPeriod
+        The day's periods, in order.
+
+    Returns
+    -------
+    Cleared
+        Wall seconds, the run's own in-transaction and solve seconds, and orders, per interval.
+    """
+    cleared = Cleared()
+    with timing_the_engine(cleared.engine_seconds):
+        for period in periods:
+            started = time.perf_counter()
+            outcome = clear_interval(
+                engine, period=period, rules=rules, now=rules.gate_closure_utc(period), triggered_by="bench"
+            )
+            cleared.seconds.append(time.perf_counter() - started)
+            assert outcome.created
+            record_run(cleared, outcome.run)
+    return cleared
+
+
+def record_run(cleared: Cleared, run: market_clearing.ClearingRun) -> None:
+    """Add a run's stored figures to ``cleared``."""
+    cleared.in_transaction_seconds.append(run.total_seconds)
+    cleared.solve_seconds.append(run.solve_seconds)
+    cleared.orders.append(run.orders)
+    cleared.run_ids.append(run.id)
+
+
+@contextmanager
+def timing_the_engine(into: list[float]) -> Iterator[None]:
+    """Time each call :mod:`market.clearing` makes to the engine, appending the seconds to ``into``.
+
+    The name ``market.clearing.clear_market`` is replaced by a thin timing wrapper for the block and
+    restored afterwards; the engine itself is untouched.
+    """
+    engine = market_clearing.clear_market
+
+    def timed(*args: Any, **kwargs: Any) -> ClearingResult:
+        started = time.perf_counter()
+        try:
+            return engine(*args, **kwargs)
+        finally:
+            into.append(time.perf_counter() - started)
+
+    market_clearing.clear_market = timed
+    try:
+        yield
+    finally:
+        market_clearing.clear_market = engine
+
+
+# --- one backend ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendResult:
+    """Everything measured on one backend."""
+
+    backend: str
+    households: int
+    single: Placed
+    batched: Placed
+    changes: Placed
+    cleared: Cleared
+    trades: int
+    events: int
+    congested_periods: int
+    problems: list[str]
+
+
+def run_backend(backend: str, day: Day, args: argparse.Namespace, console: Console) -> BackendResult:
+    """Set up, place, change and clear the day on one backend.
+
+    Parameters
+    ----------
+    backend : str
+        ``"sqlite"`` or ``"postgresql"``.
+    day : Day
+        The generated day.
+    args : argparse.Namespace
+        The command line.
+    console : Console
+        Where progress goes.
+
+    Returns
+    -------
+    BackendResult
+        The figures, and any inconsistency found when checking the day afterwards.
+    """
+    rules = MarketRules()
+    profile_dir = None if args.profile is None else Path(args.profile)
+    single_periods = {p.start_utc for p in day.periods[: args.single_periods]}
+    single_specs = [spec for spec in day.orders if spec.period.start_utc in single_periods]
+    batched_specs = [spec for spec in day.orders if spec.period.start_utc not in single_periods]
+    with fresh_database(backend, args.postgres_url) as engine:
+        seed(engine, day)
+        console.log(f"{backend}: placing {len(single_specs):,} orders one per transaction")
+        with profiled(profile_dir, f"{backend}-place-single"):
+            single = place_one_per_transaction(engine, rules, single_specs)
+        console.log(f"{backend}: placing {len(batched_specs):,} orders {args.batch} per transaction")
+        with profiled(profile_dir, f"{backend}-place-batched"):
+            batched = place_batched(engine, rules, batched_specs, args.batch)
+        console.log(f"{backend}: amending and cancelling")
+        with profiled(profile_dir, f"{backend}-amend-cancel"):
+            changes = amend_and_cancel(
+                engine,
+                rules,
+                single.order_ids + batched.order_ids,
+                amend_share=args.amend_share,
+                cancel_share=args.cancel_share,
+                changes_from=day.changes_from,
+                seed_value=args.seed + 1,
+            )
+        console.log(f"{backend}: clearing {len(day.periods)} periods")
+        with profiled(profile_dir, f"{backend}-clear"):
+            cleared = clear_day(engine, rules, day.periods)
+        trades, events, congested, problems = check_day(engine, day, changes, cleared, args)
+    return BackendResult(
+        backend, len(day.homes), single, batched, changes, cleared, trades, events, congested, problems
+    )
+
+
+def check_day(
+    engine: Engine, day: Day, changes: Placed, cleared: Cleared, args: argparse.Namespace
+) -> tuple[int, int, int, list[str]]:
+    """Count trades and events and check that the day adds up (not timed).
+
+    Parameters
+    ----------
+    engine : Engine
+        The database after clearing.
+    day : Day
+        The generated day.
+    changes : Placed
+        The amendments and cancellations made.
+    cleared : Cleared
+        The clearing figures.
+    args : argparse.Namespace
+        The command line (for the cancel share).
+
+    Returns
+    -------
+    tuple of (int, int, int, list of str)
+        Trades stored, order events stored, periods in which a sunny feeder exported its full
+        export capacity (congestion), and the problems found.
+    """
+    problems = []
+    cancelled = int(args.cancel_share * len(day.orders))
+    with transaction(engine) as session:
+        open_orders = session.exec(
+            select(func.count()).select_from(OrderRow).where(OrderRow.status == "open")
+        ).one()
+        trades = session.exec(select(func.count()).select_from(TradeRow)).one()
+        events = session.exec(select(func.count()).select_from(OrderEventRow)).one()
+        network = bench_network(len(day.homes))
+        export_kwh = {node.id: node.export_capacity_kwh for node in network.nodes}
+        congested = 0
+        for run_id in cleared.run_ids:
+            flows = {price.node_id: price.net_import_kwh for price in node_prices(session, run_id)}
+            if any(-(flows[sunny] or 0) >= export_kwh[sunny] for sunny in SUNNY_FEEDERS):
+                congested += 1
+    if sum(cleared.orders) != open_orders or open_orders != len(day.orders) - cancelled:
+        problems.append(
+            f"{sum(cleared.orders):,} orders cleared, {open_orders:,} open, "
+            f"{len(day.orders) - cancelled:,} expected"
+        )
+    if events != len(day.orders) + changes.orders:
+        problems.append(f"{events:,} order events, {len(day.orders) + changes.orders:,} expected")
+    return trades, events, congested, problems
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The ``share`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def report(
+    results: Sequence[BackendResult], day: Day, args: argparse.Namespace, warm_up: float, console: Console
+) -> bool:
+    """Print the table and the target checks; whether every target was met and the day added up.
+
+    Parameters
+    ----------
+    results : sequence of BackendResult
+        One per backend run.
+    day : Day
+        The generated day.
+    args : argparse.Namespace
+        The command line.
+    warm_up : float
+        Seconds of the process's first clearing (:func:`warm_up_engine`).
+    console : Console
+        Where the report goes.
+
+    Returns
+    -------
+    bool
+        ``True`` if every check passed.
+    """
+    table = Table(title=f"Market: placing and clearing {DAY} for {len(day.homes):,} households")
+    table.add_column("")
+    for result in results:
+        table.add_column(result.backend, justify="right")
+
+    def row(label: str, cell: Callable[[BackendResult], str]) -> None:
+        table.add_row(label, *(cell(result) for result in results))
+
+    def seconds(values: Sequence[float], pick: Callable[[Sequence[float]], float]) -> str:
+        return f"{pick(values):.3f}"
+
+    row("orders placed (day)", lambda r: f"{r.single.orders + r.batched.orders:,}")
+    row(
+        f"orders/s, 1 per transaction ({args.single_periods} periods)",
+        lambda r: f"{r.single.per_second:,.0f}  ({r.single.orders:,} in {r.single.seconds:.1f} s)",
+    )
+    row(
+        f"orders/s, {args.batch} per transaction",
+        lambda r: f"{r.batched.per_second:,.0f}  ({r.batched.orders:,} in {r.batched.seconds:.1f} s)",
+    )
+    row(
+        "amend/cancel per s, 1 per transaction",
+        lambda r: f"{r.changes.per_second:,.0f}  ({r.changes.orders:,} in {r.changes.seconds:.1f} s)",
+    )
+    row(
+        "orders per interval, median / max",
+        lambda r: f"{statistics.median(r.cleared.orders):,.0f} / {max(r.cleared.orders):,}",
+    )
+    row("clearing s per interval, median", lambda r: seconds(r.cleared.seconds, statistics.median))
+    row("clearing s per interval, p95", lambda r: seconds(r.cleared.seconds, lambda v: percentile(v, 0.95)))
+    row("clearing s per interval, max", lambda r: seconds(r.cleared.seconds, max))
+    row("clearing s, first interval", lambda r: f"{r.cleared.seconds[0]:.3f}")
+    row("clearing s, whole day", lambda r: f"{sum(r.cleared.seconds):.2f}")
+    row(
+        "  median: read book, network, tariff", lambda r: seconds(r.cleared.read_seconds(), statistics.median)
+    )
+    row("  median: engine (clear_market)", lambda r: seconds(r.cleared.engine_seconds, statistics.median))
+    row("    of which HiGHS solve", lambda r: seconds(r.cleared.solve_seconds, statistics.median))
+    row(
+        "  median: write run, prices, trades; commit",
+        lambda r: seconds(r.cleared.write_seconds(), statistics.median),
+    )
+    row("trades stored (day)", lambda r: f"{r.trades:,}")
+    row(
+        "periods with a sunny feeder's export full",
+        lambda r: f"{r.congested_periods} of {len(r.cleared.seconds)}",
+    )
+    console.print(table)
+    console.print(
+        f"One-time engine start-up, paid by a fresh process's first clearing and not in the figures "
+        f"above: {warm_up:.3f} s."
+    )
+
+    ok = True
+    scale = "" if len(day.homes) == TARGET_HOUSEHOLDS else f" (run with {len(day.homes):,} households)"
+    for result in results:
+        placing = result.single.per_second >= TARGET_ORDERS_PER_SECOND
+        slowest = max(result.cleared.seconds)
+        clearing = slowest < TARGET_CLEARING_SECONDS
+        ok = ok and placing and clearing and not result.problems
+        console.print(
+            f"{result.backend}: orders/s >= {TARGET_ORDERS_PER_SECOND:,}: {verdict(placing)} "
+            f"({result.single.per_second:,.0f}/s, one order per transaction)"
+        )
+        console.print(
+            f"{result.backend}: clearing per 1,000-household interval < {TARGET_CLEARING_SECONDS:.0f} s: "
+            f"{verdict(clearing)} (slowest {slowest:.3f} s){scale}"
+        )
+        for problem in result.problems:
+            console.print(f"{result.backend}: [red]the day does not add up[/red]: {problem}")
+    return ok
+
+
+def verdict(passed: bool) -> str:
+    """PASS or FAIL, coloured for the console."""
+    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
+
+
+def machine_notes(args: argparse.Namespace) -> str:
+    """Python, library and server versions, CPUs and load, for the record."""
+    parts = [
+        f"Python {platform.python_version()}",
+        f"SQLAlchemy {sa.__version__}",
+        f"SQLite {sqlite3.sqlite_version}",
+        f"highspy {metadata.version('highspy')}",
+        f"{os.cpu_count()} CPUs",
+        f"load {os.getloadavg()[0]:.2f}",
+    ]
+    if "postgresql" in backends(args):
+        admin = sa.create_engine(args.postgres_url)
+        with admin.connect() as connection:
+            parts.append(f"PostgreSQL {connection.exec_driver_sql('SHOW server_version').scalar()}")
+            parts.append(
+                f"synchronous_commit={connection.exec_driver_sql('SHOW synchronous_commit').scalar()}"
+            )
+        admin.dispose()
+    return ", ".join(parts)
+
+
+def backends(args: argparse.Namespace) -> list[str]:
+    """The backends ``--backend`` names, in the order they run."""
+    return ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; ``--quick`` shrinks the defaults that were not given explicitly."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--households", type=int, default=None, help="default 1,000 (100 with --quick)")
+    parser.add_argument(
+        "--single-periods",
+        type=int,
+        default=None,
+        help="periods placed one order per transaction, the rest batched (default 8; 4 with --quick)",
+    )
+    parser.add_argument("--batch", type=int, default=500, help="orders per transaction when batched")
+    parser.add_argument("--amend-share", type=float, default=0.03)
+    parser.add_argument("--cancel-share", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--postgres-url", default=POSTGRES_URL)
+    parser.add_argument("--profile", metavar="DIR", help="write cProfile stats per backend and phase here")
+    parser.add_argument("--quick", action="store_true", help="100 households, a 4-period sample")
+    args = parser.parse_args(argv)
+    if args.households is None:
+        args.households = 100 if args.quick else TARGET_HOUSEHOLDS
+    if args.single_periods is None:
+        args.single_periods = 4 if args.quick else 8
+    if args.households < 1 or args.batch < 1 or not 1 <= args.single_periods <= 47:
+        parser.error("--households and --batch must be positive, --single-periods 1 to 47")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; the exit status is 1 if a target is missed or the day does not add up."""
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    day = generate_day(args.households, args.seed)
+    warm_up = warm_up_engine()
+    console.log(
+        f"{len(day.homes):,} households, {len(day.orders):,} orders over {len(day.periods)} periods; "
+        f"{machine_notes(args)}"
+    )
+    results = [run_backend(backend, day, args, console) for backend in backends(args)]
+    return 0 if report(results, day, args, warm_up, console) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
