@@ -98,7 +98,21 @@ def node_in_force(session: Session, node_id: str, at: datetime) -> bool:
     if version is None:
         raise NotFoundError("network", f"no network version is in force at {at.isoformat()}")
     version_id, root = version
-    return node_id == root or session.get(NetworkNodeRow, (version_id, node_id)) is not None
+    assert version_id is not None
+    return node_id == root or node_id in _node_ids(session, version_id)
+
+
+#: Node ids per network version. A version never changes once published, so this is safe to keep
+#: for the life of the process (and a version id names the same tree in every process).
+_NODE_IDS: dict[tuple[str, int], frozenset[str]] = {}
+
+
+def _node_ids(session: Session, version_id: int) -> frozenset[str]:
+    key = (session.get_bind().engine.url.render_as_string(hide_password=True), version_id)
+    if key not in _NODE_IDS:
+        rows = session.exec(select(NetworkNodeRow.node_id).where(NetworkNodeRow.version_id == version_id))
+        _NODE_IDS[key] = frozenset(rows)
+    return _NODE_IDS[key]
 
 
 def network_version(session: Session, version_id: int) -> NetworkVersion:
