@@ -125,3 +125,36 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
         # markets in different databases or schemas from waiting on each other.
         key = lock_key(bind.engine.url.render_as_string(hide_password=True), *parts)
         session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})
+
+
+def bulk_insert(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in the session's transaction, fast: ``COPY`` on PostgreSQL, the driver's
+    ``executemany`` on SQLite.
+
+    Each value goes through its column type's own bind processing first (the same conversion an
+    ORM or Core insert applies), so what is stored is exactly what a normal insert stores; only
+    the per-row statement overhead is gone. For tables written tens of thousands of rows at a time
+    (the ledger).
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    names = list(rows[0])
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    values = [
+        tuple(
+            value if process is None else process(value) for process, value in zip(processors, row.values())
+        )
+        for row in rows
+    ]
+    column_list = ", ".join(names)
+    if dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({column_list}) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row(value)
+    else:
+        marks = ", ".join("?" for _ in names)
+        connection.exec_driver_sql(f"INSERT INTO {table.name} ({column_list}) VALUES ({marks})", values)

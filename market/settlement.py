@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from market.clearing import current_run
-from market.database import lock_for_transaction, transaction
+from market.database import bulk_insert, lock_for_transaction, transaction
 from market.errors import MarketError, NotFoundError
 from market.intervals import SettlementPeriod, periods_of_day, settlement_period
 from market.network import network_version, tariff_version
@@ -271,10 +271,19 @@ def _gather(session: Session, period: SettlementPeriod, config: SettlementConfig
     if clearing is None:
         digest = _digest("uncleared", sorted(metered.items()))
         return _Gathered(None, None, digest)
+    trade_columns = TradeRow.__table__.c  # type: ignore[attr-defined]
     trades = [
         TradeInput(row.participant_id, row.node_id, row.side, row.accepted_wh, row.price_p_per_kwh)
-        for row in session.exec(
-            select(TradeRow).where(TradeRow.run_id == clearing.id).order_by(col(TradeRow.order_id))
+        for row in session.execute(
+            sa.select(
+                trade_columns.participant_id,
+                trade_columns.node_id,
+                trade_columns.side,
+                trade_columns.accepted_wh,
+                trade_columns.price_p_per_kwh,
+            )
+            .where(trade_columns.run_id == clearing.id)
+            .order_by(trade_columns.order_id)
         )
     ]
     for trade in trades:
@@ -325,13 +334,14 @@ def _metered(session: Session, period: SettlementPeriod) -> tuple[dict[str, int 
     households = session.exec(
         select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD, col(ParticipantRow.active))
     ).all()
+    columns = IntervalEnergyRow.__table__.c  # type: ignore[attr-defined]
     energy = {
         row.meter_id: row
-        for row in session.exec(
-            select(IntervalEnergyRow).where(
-                IntervalEnergyRow.interval_start_utc == period.start_utc,
-                IntervalEnergyRow.length_minutes == period.length_minutes,
-                col(IntervalEnergyRow.is_current),
+        for row in session.execute(
+            sa.select(columns.meter_id, columns.import_wh, columns.export_wh, columns.estimated).where(
+                columns.interval_start_utc == period.start_utc,
+                columns.length_minutes == period.length_minutes,
+                columns.is_current,
             )
         )
     }
@@ -376,12 +386,20 @@ def line_totals(lines: Iterable[Line | LedgerLineRow]) -> dict[tuple, tuple[int,
 
 
 def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int, int, Decimal | None]]:
-    query = select(LedgerLineRow).where(
-        LedgerLineRow.interval_start_utc == period.start_utc,
-        LedgerLineRow.length_minutes == period.length_minutes,
-    )
-    rows: list[LedgerLineRow] = list(session.exec(query))
-    return line_totals(rows)
+    """Everything posted for an interval, summed by line identity (rows, not ORM objects: an
+    interval of a city has tens of thousands of lines)."""
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    query = sa.select(
+        lines.kind,
+        lines.participant_id,
+        lines.debit,
+        lines.credit,
+        lines.amount_cp,
+        lines.energy_wh,
+        lines.price_p_per_kwh,
+        lines.memo,
+    ).where(lines.interval_start_utc == period.start_utc, lines.length_minutes == period.length_minutes)
+    return line_totals(session.execute(query))  # type: ignore[arg-type]
 
 
 def reconciling_lines(
@@ -420,8 +438,9 @@ def _post(session: Session, run: SettlementRunRow, lines: Sequence[Line], correc
     if not lines:
         return
     table = LedgerLineRow.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.insert(table),
+    bulk_insert(
+        session,
+        table,
         [
             {
                 "run_id": run.id,
