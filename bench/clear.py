@@ -63,6 +63,7 @@ Usage
 Exit status 1 if a cross-check finds a different welfare or price, or a run fails.
 """
 
+# ruff: noqa: E402 (third-party and project imports come after the sys.path fix below)
 from __future__ import annotations
 
 import argparse
@@ -83,6 +84,11 @@ from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+# Run as ``python bench/clear.py``, this file's folder comes first on sys.path, and its neighbours
+# bench/api.py and bench/market.py would shadow the packages of those names: drop the folder.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
 import numpy as np
 import numpy.typing as npt
