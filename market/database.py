@@ -1,9 +1,10 @@
 """Connecting to the market's database and bringing its schema up to date.
 
 SQLite (the default, a file such as ``var/smartbrum.db``) runs in WAL mode with foreign keys on,
-and every transaction takes the write lock at its start (``BEGIN IMMEDIATE``), so two processes
-never interleave a read-then-write; PostgreSQL (production) is reached by URL. The schema is
-made only by the Alembic migrations in ``market/migrations``, never by ``create_all``.
+and every write transaction (:func:`transaction`) takes the write lock at its start
+(``BEGIN IMMEDIATE``), so two processes never interleave a read-then-write; PostgreSQL
+(production) is reached by URL. The schema is made only by the Alembic migrations in
+``market/migrations``, never by ``create_all``.
 
 The caller (:mod:`api`, or a test) decides the URL; nothing here reads the environment.
 
@@ -27,6 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Execution option marking a write transaction (SQLite then begins it IMMEDIATE).
+WRITE_OPTION = "smartbrum_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -63,7 +66,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction takes the write lock at its start, so two never interleave a
+    # read-then-write; a read waits for nothing (WAL readers do not block the writer) and must
+    # not hold the lock, or a request reading while it waits for a pooled connection would stall
+    # every writer behind it.
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -98,8 +106,13 @@ def head_revision(engine: Engine) -> str | None:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work commits together at the end, or not at all."""
+    """A write session whose work commits together at the end, or not at all.
+
+    On SQLite it takes the database's write lock at its start (``BEGIN IMMEDIATE``); a plain
+    ``Session`` (for reads) does not.
+    """
     with Session(engine, expire_on_commit=False) as session, session.begin():
+        session.connection(execution_options={WRITE_OPTION: True})
         yield session
 
 

@@ -31,3 +31,29 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_an_open_read_does_not_block_a_write(database_url):
+    """Reads never hold the write lock (on SQLite only writes begin IMMEDIATE)."""
+    import time
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session, select
+
+    from market.database import create_database_engine, transaction
+    from market.participants import register_operator
+    from market.tables import ParticipantRow
+
+    reader, writer = create_database_engine(database_url), create_database_engine(database_url)
+    try:
+        with Session(reader) as session:
+            session.exec(select(ParticipantRow)).all()  # the read transaction is open from here
+            started = time.monotonic()
+            with transaction(writer) as write:
+                register_operator(
+                    write, participant_id="OPS", display_name="Brum Energy", now=datetime.now(UTC)
+                )
+            assert time.monotonic() - started < 5
+    finally:
+        reader.dispose()
+        writer.dispose()
