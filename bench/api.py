@@ -1,0 +1,1152 @@
+"""Benchmark of the HTTP API under load: households placing and cancelling orders over loopback.
+
+What it measures
+----------------
+On each backend, the real service: ``smartbrum serve`` started as a subprocess on a free
+loopback port (PostgreSQL with ``--pg-workers`` worker processes, 2 by default; SQLite with one,
+as the command requires), against a fresh database (a new schema in the local PostgreSQL
+database, dropped afterwards; a SQLite file in a temporary directory), built by the Alembic
+migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every worker's
+"Application startup complete" in the server's log) with a deadline, never a fixed sleep.
+
+1. Setup, not timed, written with the :mod:`market` functions on the server's database URL:
+   the operator, a network (``GSP``, a primary ``P1`` and ten feeders), the tariff, and
+   ``--households`` households round-robin over the feeders, each with an API token.
+2. Load: an asyncio client (``httpx2.AsyncClient``, one keep-alive connection per concurrent
+   task) runs ``--concurrency`` tasks in a closed loop; each task owns its share of the
+   households (a household is only ever driven by one task, as one home's app would) and, for
+   its households in turn:
+
+   - places an order (``POST /v1/orders`` with a fresh ``Idempotency-Key``) for one of six
+     half-hour intervals starting 2 to 5.5 hours after the real clock (the server's), buy or sell,
+     0.1 to 3 kWh, 3 to 30 p/kWh; a household already holding the market's ten open orders for
+     that interval first cancels one;
+   - then, with probability ``--cancel-share`` (0.25), cancels one of its open orders
+     (``DELETE /v1/orders/{id}``); with ``--statement-share`` (0.05) reads its statement for the
+     month (``GET /v1/statements/{YYYY-MM}``); with ``--replay-share`` (0.02) sends the same
+     placement again with the same key, which must answer 200 with the same order.
+
+   A warm-up of ``--warmup`` placements (every worker's first requests) comes first and is not
+   timed; then the timed run, bounded by ``--orders`` placements and ``--seconds`` of wall time.
+   Every request's latency is taken around ``await client.request(...)`` (client side, so it
+   includes the client's own event loop).
+
+Reported per backend: placements (201) per second and requests per second of the timed run;
+p50, p99 and the maximum latency per request kind and over all requests; the responses by
+class; where the CPU went during the timed run (this process, the server's processes, the
+PostgreSQL backends serving it, and everything else on the machine, from ``/proc``), per request;
+and how many PostgreSQL connections the server opened during the run (its backends are found by
+the ``application_name`` in the server's database URL, sampled every 0.1 s: a lower bound).
+
+Checks: the target (issue text) of at least 1,000 placements per second with a placement p99
+under 50 ms, on PostgreSQL with 2 workers (SQLite's figures are shown beside it, without a
+target); no 5xx response and no transport error; and **no accepted order missing**: afterwards
+the database's orders (open and cancelled) are exactly the orders answered 201, counted and
+compared id by id, the cancelled ones exactly those a DELETE answered 200 for, one order event
+per placement and cancellation, and one audit row per POST and DELETE answered.
+
+The client shares the machine with the server and the database, and costs CPU of its own (the
+table shows how much per request: about 1.4 ms with httpx2 on the 2-core machine of
+``bench/README.md``, so at the target's rate it alone would take most of two cores): the figures
+are a lower bound for the service on its own hardware.
+
+Usage
+-----
+::
+
+    .venv/bin/python bench/api.py                         # both backends, 20,000 placements each
+    .venv/bin/python bench/api.py --quick                 # 200 households, 2,000 placements
+    .venv/bin/python bench/api.py --backend postgresql --concurrency 20 --orders 50000
+    .venv/bin/python bench/api.py --backend sqlite --statement-share 0    # orders only
+    .venv/bin/python bench/api.py --quick --keep-logs var/bench-api       # keep the server's output
+
+Exit status 1 if a check fails (the throughput target included).
+"""
+
+# ruff: noqa: E402 (the project's imports must come after the sys.path fix below)
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+
+# Run as ``python bench/api.py``, this file's folder comes first on sys.path and the file's own
+# name would shadow the ``api`` package: drop the folder before importing anything of the project.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+import httpx2
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from market.access import issue_token
+from market.database import create_database_engine, transaction, upgrade_database
+from market.intervals import SettlementPeriod, period_at
+from market.network import publish_network, set_tariff
+from market.participants import register_household, register_operator
+from optimiser import Network, Node
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SMARTBRUM = Path(sys.executable).with_name("smartbrum")
+FEEDERS = tuple(f"F{i:02d}" for i in range(1, 11))
+MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
+#: The market's default cap on one household's open orders for one interval (``max_open_orders``).
+MAX_OPEN_ORDERS = 10
+#: Intervals the orders are spread over, the first starting this long after the real now.
+INTERVALS = 6
+FIRST_INTERVAL_AHEAD = timedelta(hours=2)
+TARGET_PLACEMENTS_PER_SECOND = 1_000
+TARGET_P99_SECONDS = 0.050
+READY_SECONDS = 90.0
+STOP_SECONDS = 30.0
+KINDS = ("place", "cancel", "statement", "replay")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def mpan(serial: int) -> str:
+    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit.
+
+    Parameters
+    ----------
+    serial : int
+        Any number below 10**10; distinct serials give distinct MPANs.
+
+    Returns
+    -------
+    str
+        The MPAN core, the same computation as ``tests/factories.py``.
+    """
+    body = f"14{serial:010d}"
+    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
+    return body + str(check)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A fresh database for one backend: the URL the server gets and an engine on it."""
+
+    backend: str
+    url: str
+    engine: Engine
+    #: PostgreSQL: the ``application_name`` the server's connections carry (to find its backends).
+    application_name: str | None = None
+
+
+@contextmanager
+def fresh_database(backend: str, postgres_url: str, folder: Path) -> Iterator[Database]:
+    """A migrated, empty database on ``backend``, removed afterwards.
+
+    Parameters
+    ----------
+    backend : str
+        ``"sqlite"`` (a file in ``folder``) or ``"postgresql"`` (a new schema ``bench_api_<random>``
+        in the database at ``postgres_url``, dropped at the end).
+    postgres_url : str
+        The PostgreSQL server's URL, without a search path.
+    folder : Path
+        A temporary directory for the SQLite file.
+
+    Yields
+    ------
+    Database
+        The URL (with the schema as search path and an ``application_name`` on PostgreSQL) and an
+        engine from :func:`market.database.create_database_engine` on it.
+    """
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / 'market.db'}"
+        engine = create_database_engine(url)
+        try:
+            upgrade_database(engine)
+            yield Database(backend, url, engine)
+        finally:
+            engine.dispose()
+        return
+    schema = f"bench_api_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}&application_name={schema}"
+    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}&application_name=bench")
+    try:
+        upgrade_database(engine)
+        yield Database(backend, url, engine, application_name=schema)
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def seed(engine: Engine, households: int) -> list[tuple[str, str]]:
+    """Register the operator, the network, the tariff and the households with a token each.
+
+    Parameters
+    ----------
+    engine : Engine
+        A migrated, empty database.
+    households : int
+        How many households.
+
+    Returns
+    -------
+    list of (str, str)
+        Each household's id and its API token's secret.
+    """
+    now = datetime.now(UTC)
+    effective = now - timedelta(days=30)
+    ample = Decimal(10_000)
+    network = Network(
+        "GSP",
+        (
+            Node("P1", "GSP", ample, ample, Decimal("0.4")),
+            *(Node(feeder, "P1", ample, ample, Decimal("0.2")) for feeder in FEEDERS),
+        ),
+    )
+    homes = []
+    with transaction(engine) as session:
+        register_operator(session, participant_id="OPS", display_name="Brum Energy", now=now)
+        publish_network(session, network=network, effective_from_utc=effective, now=now)
+        set_tariff(
+            session,
+            import_p_per_kwh=Decimal("24.5"),
+            export_p_per_kwh=Decimal("4.1"),
+            effective_from_utc=effective,
+            now=now,
+        )
+        for serial in range(1, households + 1):
+            home = f"H{serial:05d}"
+            register_household(
+                session,
+                participant_id=home,
+                display_name=f"Home {home}",
+                mpan=mpan(serial),
+                node_id=FEEDERS[serial % len(FEEDERS)],
+                now=now,
+            )
+            homes.append((home, issue_token(session, participant_id=home, now=now, label="bench").secret))
+    return homes
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``smartbrum serve``."""
+
+    process: subprocess.Popen
+    base_url: str
+    log: Path
+    workers: int
+    ready_seconds: float = 0.0
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's output, for an error message."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pids(self) -> list[int]:
+        """The server's process and its descendants (the uvicorn workers)."""
+        parents = _parent_pids()
+        found = [self.process.pid]
+        for pid in found:
+            found.extend(child for child, parent in parents.items() if parent == pid)
+        return found
+
+
+@contextmanager
+def running_server(database: Database, workers: int, folder: Path) -> Iterator[Server]:
+    """``smartbrum serve`` on a free loopback port, ready; always stopped afterwards.
+
+    Parameters
+    ----------
+    database : Database
+        The database the server uses (``SMARTBRUM_DATABASE_URL``).
+    workers : int
+        ``--workers``.
+    folder : Path
+        Where the server's output is written (``serve-<backend>.log``).
+
+    Yields
+    ------
+    Server
+        The process, its base URL and log, once ``/openapi.json`` answers and every worker has
+        logged "Application startup complete".
+
+    Raises
+    ------
+    RuntimeError
+        If the server exits or is not ready within ``READY_SECONDS``.
+    """
+    port = free_port()
+    log = folder / f"serve-{database.backend}.log"
+    env = {**os.environ, "SMARTBRUM_DATABASE_URL": database.url}
+    env.pop("SMARTBRUM_CONFIG", None)
+    command = [str(SMARTBRUM), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    started = time.perf_counter()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log, workers)
+    try:
+        wait_until_ready(server)
+        server.ready_seconds = time.perf_counter() - started
+        yield server
+    finally:
+        stop_server(server)
+
+
+def wait_until_ready(server: Server) -> None:
+    """Poll ``/openapi.json`` and the log until the server and all its workers are up.
+
+    Parameters
+    ----------
+    server : Server
+        The started server.
+
+    Raises
+    ------
+    RuntimeError
+        If the process exits first, or ``READY_SECONDS`` pass.
+    """
+    deadline = time.monotonic() + READY_SECONDS
+    with httpx2.Client(base_url=server.base_url, timeout=2.0) as client:
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(
+                    f"smartbrum serve exited with {server.process.returncode}:\n{server.log_tail()}"
+                )
+            try:
+                answered = client.get("/openapi.json").status_code == 200
+            except httpx2.TransportError:
+                answered = False
+            text = server.log.read_text(errors="replace")
+            if answered and text.count("Application startup complete") >= server.workers:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"smartbrum serve not ready after {READY_SECONDS:.0f} s:\n{server.log_tail()}"
+                )
+            time.sleep(0.05)
+
+
+def stop_server(server: Server) -> None:
+    """Stop the server: SIGTERM to its process (uvicorn stops its workers), SIGKILL to its
+    process group if it has not exited within ``STOP_SECONDS``."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_SECONDS)
+    # Stray workers too: the group is the one this benchmark started (start_new_session).
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+# --- CPU accounting ------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _parent_pids() -> dict[int, int]:
+    """Every process's parent, from ``/proc``."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process so far (0 if it is gone)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all but idle and iowait), from ``/proc/stat``."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS
+
+
+def database_pids(database: Database) -> list[int]:
+    """The PostgreSQL backends serving the server (by ``application_name``); none for SQLite."""
+    if database.application_name is None:
+        return []
+    with database.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": database.application_name},
+        )
+        return [int(pid) for (pid,) in rows]
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds spent during the timed run, by whom, and the server's new database connections."""
+
+    client: float
+    server: float
+    database: float
+    machine: float
+    #: PostgreSQL backends serving the server that appeared during the run (sampled: a lower bound).
+    connections_opened: int
+
+    @property
+    def other(self) -> float:
+        """Everything else the machine did (other benchmarks, the kernel's own work)."""
+        return max(0.0, self.machine - self.client - self.server - self.database)
+
+
+class CpuMonitor:
+    """Measures the CPU time used while it is entered: this process, the server's processes, the
+    PostgreSQL backends serving the server (sampled every ``SAMPLE_SECONDS`` in a thread, since the
+    connection pool opens and closes connections while it runs) and the whole machine.
+
+    Parameters
+    ----------
+    server : Server
+        The running server.
+    database : Database
+        Its database; on PostgreSQL its backends are found by ``application_name``.
+    """
+
+    SAMPLE_SECONDS = 0.1
+
+    def __init__(self, server: Server, database: Database) -> None:
+        self.server = server
+        self.database = database
+        self.server_pids: list[int] = []
+        self.server_start = self.client_start = self.machine_start = 0.0
+        self.existing: set[int] = set()
+        #: Per PostgreSQL backend: CPU seconds when first seen (0 for one opened during the run), latest.
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cpu-monitor", daemon=True)
+        self.result: CpuUse | None = None
+
+    def _sample(self) -> None:
+        for pid in database_pids(self.database):
+            self.first.setdefault(pid, 0.0)
+            self.last[pid] = max(process_cpu_seconds(pid), self.last.get(pid, 0.0))
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.SAMPLE_SECONDS):
+            self._sample()
+
+    def __enter__(self) -> CpuMonitor:
+        self.server_pids = self.server.pids()
+        self.server_start = sum(process_cpu_seconds(pid) for pid in self.server_pids)
+        self.existing = set(database_pids(self.database))
+        self.first = {pid: process_cpu_seconds(pid) for pid in self.existing}
+        self.client_start, self.machine_start = time.process_time(), machine_busy_seconds()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        self.result = CpuUse(
+            client=time.process_time() - self.client_start,
+            server=sum(process_cpu_seconds(pid) for pid in self.server_pids) - self.server_start,
+            database=sum(max(0.0, self.last.get(pid, 0.0) - first) for pid, first in self.first.items()),
+            machine=machine_busy_seconds() - self.machine_start,
+            connections_opened=len(set(self.first) - self.existing),
+        )
+
+
+# --- the load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What the client saw, over the warm-up and the timed run."""
+
+    #: Per request kind: latencies (seconds) and statuses (0 for a transport error) of the timed run.
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    statuses: dict[str, Counter] = field(default_factory=lambda: {kind: Counter() for kind in KINDS})
+    #: Over the warm-up and the timed run: order ids answered 201, and those a DELETE answered 200.
+    accepted: set[str] = field(default_factory=set)
+    cancelled: set[str] = field(default_factory=set)
+    #: POST and DELETE requests answered (any status): each must leave one audit row.
+    state_changing_answered: int = 0
+    transport_errors: int = 0
+    replay_mismatches: int = 0
+    #: The first few unexpected answers, for the report.
+    surprises: list[str] = field(default_factory=list)
+    placements_started: int = 0
+    seconds: float = 0.0
+    timing: bool = False
+
+    def placed(self) -> int:
+        """Placements answered 201 in the timed run."""
+        return self.statuses["place"][201]
+
+    def requests(self) -> int:
+        """Requests of the timed run, every kind."""
+        return sum(sum(counter.values()) for counter in self.statuses.values())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the client drives the server."""
+
+    intervals: tuple[SettlementPeriod, ...]
+    cancel_share: float
+    statement_share: float
+    replay_share: float
+
+
+class Household:
+    """One household as its app sees it: its token and its open orders per interval."""
+
+    def __init__(self, household_id: str, token: str) -> None:
+        self.id = household_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.open: dict[str, list[str]] = {}
+
+    def open_orders(self) -> list[tuple[str, str]]:
+        """(interval key, order id) of every open order."""
+        return [(key, order_id) for key, ids in self.open.items() for order_id in ids]
+
+
+async def call(
+    client: httpx2.AsyncClient, load: Load, kind: str, method: str, path: str, **options: object
+) -> httpx2.Response | None:
+    """One request, timed and counted; ``None`` after a transport error.
+
+    Parameters
+    ----------
+    client : httpx2.AsyncClient
+        The client.
+    load : Load
+        Where the latency and status go (the latency only while ``load.timing``).
+    kind : str
+        One of ``KINDS``.
+    method, path : str
+        The request.
+    **options
+        Passed to :meth:`httpx2.AsyncClient.request` (headers, json).
+
+    Returns
+    -------
+    httpx2.Response or None
+        The response, read.
+    """
+    started = time.perf_counter()
+    try:
+        response = await client.request(method, path, **options)  # type: ignore[arg-type]
+    except httpx2.TransportError as error:
+        load.transport_errors += 1
+        if load.timing:
+            load.statuses[kind][0] += 1
+        if len(load.surprises) < 10:
+            load.surprises.append(f"{kind} {method} {path}: {type(error).__name__}: {error}")
+        return None
+    elapsed = time.perf_counter() - started
+    if method in ("POST", "DELETE"):
+        load.state_changing_answered += 1
+    if load.timing:
+        load.latencies[kind].append(elapsed)
+        load.statuses[kind][response.status_code] += 1
+    return response
+
+
+def surprise(load: Load, kind: str, response: httpx2.Response) -> None:
+    """Note an unexpected answer (the first ten are kept)."""
+    if len(load.surprises) < 10:
+        load.surprises.append(f"{kind}: {response.status_code} {response.text[:300]}")
+
+
+async def cancel(client: httpx2.AsyncClient, load: Load, home: Household, key: str, order_id: str) -> None:
+    """Cancel one of the household's open orders."""
+    home.open[key].remove(order_id)
+    response = await call(client, load, "cancel", "DELETE", f"/v1/orders/{order_id}", headers=home.headers)
+    if response is None:
+        return
+    if response.status_code == 200:
+        load.cancelled.add(order_id)
+    else:
+        surprise(load, "cancel", response)
+
+
+async def place(
+    client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
+) -> None:
+    """Place one order for the household (cancelling one first at the open-order cap), maybe replay it."""
+    period = rng.choice(plan.intervals)
+    open_here = home.open.setdefault(period.key, [])
+    if len(open_here) >= MAX_OPEN_ORDERS:
+        await cancel(client, load, home, period.key, rng.choice(open_here))
+    side = rng.choice(("buy", "sell"))
+    body = {
+        "interval": period.key,
+        "side": side,
+        "quantity_kwh": str(Decimal(rng.randint(100, 3_000)).scaleb(-3)),
+        "price_p_per_kwh": str(Decimal(rng.randint(300, 3_000)).scaleb(-2)),
+    }
+    headers = {**home.headers, "Idempotency-Key": uuid.uuid4().hex}
+    response = await call(client, load, "place", "POST", "/v1/orders", headers=headers, json=body)
+    if response is None:
+        return
+    if response.status_code != 201:
+        surprise(load, "place", response)
+        return
+    order_id = response.json()["id"]
+    load.accepted.add(order_id)
+    open_here.append(order_id)
+    if rng.random() < plan.replay_share:
+        again = await call(client, load, "replay", "POST", "/v1/orders", headers=headers, json=body)
+        if again is not None and (again.status_code != 200 or again.json()["id"] != order_id):
+            load.replay_mismatches += 1
+            surprise(load, "replay", again)
+
+
+async def household_task(
+    client: httpx2.AsyncClient,
+    load: Load,
+    homes: Sequence[Household],
+    plan: Plan,
+    rng: random.Random,
+    placements: int,
+    deadline: float,
+) -> None:
+    """One concurrent client: its households in turn until the placements or the time run out."""
+    turn = 0
+    while load.placements_started < placements and time.perf_counter() < deadline:
+        load.placements_started += 1
+        home = homes[turn % len(homes)]
+        turn += 1
+        await place(client, load, home, plan, rng)
+        if rng.random() < plan.cancel_share and (open_orders := home.open_orders()):
+            await cancel(client, load, home, *rng.choice(open_orders))
+        if rng.random() < plan.statement_share:
+            month = rng.choice(plan.intervals).settlement_date.strftime("%Y-%m")
+            response = await call(
+                client, load, "statement", "GET", f"/v1/statements/{month}", headers=home.headers
+            )
+            if response is not None and response.status_code != 200:
+                surprise(load, "statement", response)
+
+
+async def drive(
+    server: Server,
+    homes: Sequence[Household],
+    plan: Plan,
+    load: Load,
+    *,
+    concurrency: int,
+    placements: int,
+    seconds: float,
+    timing: bool,
+    seed: int,
+) -> None:
+    """Run ``concurrency`` household tasks until ``placements`` placements or ``seconds`` pass.
+
+    Parameters
+    ----------
+    server : Server
+        The running server.
+    homes : sequence of Household
+        Split round-robin between the tasks (each household belongs to one task).
+    plan : Plan
+        The intervals and the shares of cancels, statements and replays.
+    load : Load
+        Accumulates what the client sees; its ``seconds`` is set to this run's wall time if timed.
+    concurrency : int
+        Concurrent tasks, one connection each.
+    placements : int
+        Placements to start (the run ends when all are answered).
+    seconds : float
+        Wall time after which no new placement starts.
+    timing : bool
+        Whether latencies and statuses are recorded (the warm-up is not).
+    seed : int
+        Seeds each task's random choices.
+    """
+    load.timing = timing
+    load.placements_started = 0
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx2.Timeout(60.0)
+    async with httpx2.AsyncClient(base_url=server.base_url, limits=limits, timeout=timeout) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(
+            *(
+                household_task(
+                    client,
+                    load,
+                    homes[task::concurrency],
+                    plan,
+                    random.Random(seed * 1_000 + task),
+                    placements,
+                    deadline,
+                )
+                for task in range(concurrency)
+            )
+        )
+        if timing:
+            load.seconds = time.perf_counter() - started
+
+
+# --- checking the database -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the database holds afterwards, compared with what the client was told."""
+
+    orders: int
+    missing: int  # answered 201, not in the database
+    extra: int  # in the database, never answered 201
+    cancelled_mismatch: int  # cancelled in the database xor a DELETE answered 200
+    events: int
+    expected_events: int
+    audit_rows: int
+    expected_audit_rows: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.missing == self.extra == self.cancelled_mismatch == 0
+            and self.events == self.expected_events
+            and self.audit_rows == self.expected_audit_rows
+        )
+
+
+def check_database(database: Database, load: Load) -> Stored:
+    """Count and compare the stored orders, order events and audit rows with the answers.
+
+    Parameters
+    ----------
+    database : Database
+        The benchmark's database (read after the server has stopped).
+    load : Load
+        What the client saw over the warm-up and the timed run.
+
+    Returns
+    -------
+    Stored
+        The counts and differences.
+    """
+    with database.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT id, status FROM market_order").all()
+        events = connection.exec_driver_sql("SELECT count(*) FROM order_event").scalar_one()
+        audit = connection.exec_driver_sql("SELECT count(*) FROM audit_event").scalar_one()
+    stored = {order_id for order_id, _ in rows}
+    cancelled = {order_id for order_id, status in rows if status == "cancelled"}
+    return Stored(
+        orders=len(rows),
+        missing=len(load.accepted - stored),
+        extra=len(stored - load.accepted),
+        cancelled_mismatch=len(cancelled ^ load.cancelled),
+        events=int(events),
+        expected_events=len(load.accepted) + len(load.cancelled),
+        audit_rows=int(audit),
+        expected_audit_rows=load.state_changing_answered,
+    )
+
+
+# --- one backend ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendResult:
+    """Everything measured on one backend."""
+
+    backend: str
+    workers: int
+    households: int
+    concurrency: int
+    load: Load
+    cpu: CpuUse
+    stored: Stored
+    ready_seconds: float
+    server_errors_logged: int
+    server_version: str
+
+
+def future_intervals(now: datetime) -> tuple[SettlementPeriod, ...]:
+    """``INTERVALS`` consecutive half-hours, the first starting at least ``FIRST_INTERVAL_AHEAD`` from now."""
+    period = period_at(now + FIRST_INTERVAL_AHEAD).next()
+    periods = [period]
+    while len(periods) < INTERVALS:
+        periods.append(periods[-1].next())
+    return tuple(periods)
+
+
+def run_backend(backend: str, args: argparse.Namespace, console: Console) -> BackendResult:
+    """Set up, start the server, warm it up, run the timed load, stop it, check the database.
+
+    Parameters
+    ----------
+    backend : str
+        ``"sqlite"`` or ``"postgresql"``.
+    args : argparse.Namespace
+        The command line.
+    console : Console
+        For progress.
+
+    Returns
+    -------
+    BackendResult
+        The figures.
+    """
+    workers = args.pg_workers if backend == "postgresql" else 1
+    with (
+        tempfile.TemporaryDirectory(prefix="smartbrum-bench-api-") as folder,
+        fresh_database(backend, args.postgres_url, Path(folder)) as database,
+    ):
+        started = time.perf_counter()
+        homes = [Household(home, token) for home, token in seed(database.engine, args.households)]
+        console.log(
+            f"{backend}: {len(homes):,} households and tokens in {time.perf_counter() - started:.1f} s"
+        )
+        plan = Plan(
+            intervals=future_intervals(datetime.now(UTC)),
+            cancel_share=args.cancel_share,
+            statement_share=args.statement_share,
+            replay_share=args.replay_share,
+        )
+        load = Load()
+        with running_server(database, workers, Path(folder)) as server:
+            console.log(
+                f"{backend}: smartbrum serve ready ({workers} worker(s)) in {server.ready_seconds:.1f} s"
+            )
+            options = {"concurrency": args.concurrency, "seed": args.seed}
+            asyncio.run(
+                drive(server, homes, plan, load, placements=args.warmup, seconds=60, timing=False, **options)
+            )
+            with CpuMonitor(server, database) as monitor:
+                timed = {**options, "seed": args.seed + 1}
+                asyncio.run(
+                    drive(
+                        server,
+                        homes,
+                        plan,
+                        load,
+                        placements=args.orders,
+                        seconds=args.seconds,
+                        timing=True,
+                        **timed,
+                    )
+                )
+            assert monitor.result is not None
+            cpu = monitor.result
+            console.log(
+                f"{backend}: {load.placed():,} placements in {load.seconds:.1f} s "
+                f"({load.placed() / load.seconds:,.0f}/s)"
+            )
+        server_log = server.log.read_text(errors="replace")
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            (args.keep_logs / server.log.name).write_text(server_log)
+        errors_logged = server_log.count("Traceback") + server_log.count(" 500 Internal Server Error")
+        stored = check_database(database, load)
+        return BackendResult(
+            backend=backend,
+            workers=workers,
+            households=len(homes),
+            concurrency=args.concurrency,
+            load=load,
+            cpu=cpu,
+            stored=stored,
+            ready_seconds=server.ready_seconds,
+            server_errors_logged=errors_logged,
+            server_version=database_version(database),
+        )
+
+
+def database_version(database: Database) -> str:
+    """``PostgreSQL 15.x`` or ``SQLite 3.x``."""
+    if database.backend == "sqlite":
+        return f"SQLite {sqlite3.sqlite_version}"
+    with database.engine.connect() as connection:
+        return f"PostgreSQL {connection.exec_driver_sql('SHOW server_version').scalar()}"
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The ``share`` quantile (nearest rank) of ``values``; NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def milliseconds(values: Sequence[float]) -> str:
+    """``p50 / p99 / max`` in ms, or a dash."""
+    if not values:
+        return "-"
+    p50, p99, most = statistics.median(values), percentile(values, 0.99), max(values)
+    return f"{1e3 * p50:.1f} / {1e3 * p99:.1f} / {1e3 * most:.1f}"
+
+
+def placement_p99(result: BackendResult) -> float:
+    """The timed run's placement p99, seconds."""
+    return percentile(result.load.latencies["place"], 0.99)
+
+
+def placements_per_second(result: BackendResult) -> float:
+    """Placements answered 201 per wall second of the timed run."""
+    return result.load.placed() / result.load.seconds if result.load.seconds else float("nan")
+
+
+def responses(load: Load) -> str:
+    """Responses of the timed run by class, e.g. ``2xx 25,010 · 4xx 0 · 5xx 0 · failed 0``."""
+    classes: Counter = Counter()
+    for counter in load.statuses.values():
+        for status, count in counter.items():
+            classes["failed" if status == 0 else f"{status // 100}xx"] += count
+    return " · ".join(f"{name} {classes[name]:,}" for name in ("2xx", "4xx", "5xx", "failed"))
+
+
+def report(results: Sequence[BackendResult], console: Console) -> bool:
+    """Print the table and the checks.
+
+    Parameters
+    ----------
+    results : sequence of BackendResult
+        One per backend.
+    console : Console
+        Where to print.
+
+    Returns
+    -------
+    bool
+        Whether every check passed.
+    """
+    table = Table(title="HTTP API under load: households placing and cancelling orders over loopback")
+    table.add_column("")
+    for result in results:
+        table.add_column(f"{result.server_version}, {result.workers} worker(s)", justify="right")
+
+    def row(label: str, *cells: str) -> None:
+        table.add_row(label, *cells)
+
+    row("households / concurrent clients", *(f"{r.households:,} / {r.concurrency}" for r in results))
+    row("timed run, s", *(f"{r.load.seconds:.1f}" for r in results))
+    row("placements (201)", *(f"{r.load.placed():,}" for r in results))
+    row("[bold]placements / s[/bold]", *(f"[bold]{placements_per_second(r):,.0f}[/bold]" for r in results))
+    row("requests / s (all kinds)", *(f"{r.load.requests() / r.load.seconds:,.0f}" for r in results))
+    for kind, label in (
+        ("place", "POST /v1/orders"),
+        ("cancel", "DELETE /v1/orders/{id}"),
+        ("statement", "GET /v1/statements/{month}"),
+        ("replay", "POST, same Idempotency-Key (200)"),
+    ):
+        row(f"{label}: n", *(f"{len(r.load.latencies[kind]):,}" for r in results))
+        row("  p50 / p99 / max ms", *(milliseconds(r.load.latencies[kind]) for r in results))
+    row(
+        "all requests p50 / p99 / max ms",
+        *(milliseconds([x for values in r.load.latencies.values() for x in values]) for r in results),
+    )
+    row("responses", *(responses(r.load) for r in results))
+    row("orders stored / answered 201", *(f"{r.stored.orders:,} / {len(r.load.accepted):,}" for r in results))
+    row(
+        "missing / extra / cancel mismatches",
+        *(f"{r.stored.missing} / {r.stored.extra} / {r.stored.cancelled_mismatch}" for r in results),
+    )
+    row("order events / expected", *(f"{r.stored.events:,} / {r.stored.expected_events:,}" for r in results))
+    row(
+        "audit rows / expected",
+        *(f"{r.stored.audit_rows:,} / {r.stored.expected_audit_rows:,}" for r in results),
+    )
+
+    def per_request(result: BackendResult, seconds: float) -> str:
+        requests = result.load.requests()
+        return f"{1e3 * seconds / requests:.2f}" if requests else "-"
+
+    for label, pick in (
+        ("CPU ms / request: server", lambda c: c.server),
+        ("  PostgreSQL backends", lambda c: c.database),
+        ("  client (this process)", lambda c: c.client),
+        ("  rest of the machine", lambda c: c.other),
+    ):
+        row(label, *(per_request(r, pick(r.cpu)) for r in results))
+    row("server CPU, cores busy", *(f"{r.cpu.server / r.load.seconds:.2f}" for r in results))
+    row(
+        "PostgreSQL connections opened (sampled, >=)",
+        *(f"{r.cpu.connections_opened:,}" if r.backend == "postgresql" else "-" for r in results),
+    )
+    row(
+        "machine CPU busy (of cores)",
+        *(f"{r.cpu.machine / r.load.seconds:.2f} of {os.cpu_count()}" for r in results),
+    )
+    row("server ready after, s", *(f"{r.ready_seconds:.1f}" for r in results))
+    console.print(table)
+
+    ok = True
+    for result in results:
+        name = f"{result.server_version.split()[0]}, {result.workers} worker(s)"
+        rate, p99 = placements_per_second(result), placement_p99(result)
+        figures = f"{rate:,.0f} placements/s, placement p99 {1e3 * p99:.1f} ms"
+        if result.backend == "postgresql":
+            passed = rate >= TARGET_PLACEMENTS_PER_SECOND and p99 < TARGET_P99_SECONDS
+            ok &= passed
+            console.print(
+                f"{name}: >= {TARGET_PLACEMENTS_PER_SECOND:,} placements/s and p99 < "
+                f"{1e3 * TARGET_P99_SECONDS:.0f} ms: {verdict(passed)} ({figures})"
+            )
+        else:
+            console.print(f"{name}: {figures} (no target)")
+        load = result.load
+        server_errors = sum(count for c in load.statuses.values() for s, count in c.items() if s >= 500)
+        clean = server_errors == 0 and load.transport_errors == 0 and result.server_errors_logged == 0
+        ok &= clean
+        console.print(
+            f"{name}: no 5xx, no transport error, no traceback in the server log: {verdict(clean)} "
+            f"({server_errors} 5xx, {load.transport_errors} transport errors, "
+            f"{result.server_errors_logged} logged)"
+        )
+        stored = result.stored
+        ok &= stored.ok and load.replay_mismatches == 0
+        console.print(
+            f"{name}: every accepted order stored, nothing else: {verdict(stored.ok)} "
+            f"({stored.orders:,} orders stored, {len(load.accepted):,} answered 201, "
+            f"{stored.missing} missing, {stored.extra} extra; "
+            f"events {stored.events:,}/{stored.expected_events:,}; "
+            f"audit {stored.audit_rows:,}/{stored.expected_audit_rows:,})"
+        )
+        if load.replay_mismatches:
+            console.print(
+                f"{name}: [red]{load.replay_mismatches} idempotent replays did not return the order[/red]"
+            )
+        for text in load.surprises:
+            console.print(f"{name}: unexpected: {text}")
+    return ok
+
+
+def verdict(passed: bool) -> str:
+    """PASS or FAIL, coloured for the console."""
+    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
+
+
+def machine_notes() -> str:
+    """Python and library versions, CPUs and load, for the record."""
+    return ", ".join(
+        [
+            f"Python {platform.python_version()}",
+            f"FastAPI {metadata.version('fastapi')}",
+            f"uvicorn {metadata.version('uvicorn')}",
+            f"SQLAlchemy {sa.__version__}",
+            f"httpx2 {metadata.version('httpx2')}",
+            f"{os.cpu_count()} CPUs",
+            f"load average {os.getloadavg()[0]:.2f}",
+        ]
+    )
+
+
+def backends(args: argparse.Namespace) -> list[str]:
+    """The backends ``--backend`` names, in the order they run."""
+    return ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; ``--quick`` shrinks the defaults that were not given explicitly."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--households", type=int, default=None, help="default 1,000 (200 with --quick)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="concurrent clients (default 50; 20 --quick)"
+    )
+    parser.add_argument(
+        "--orders", type=int, default=None, help="timed placements (default 20,000; 2,000 --quick)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="timed run's wall-time cap (60; 20 --quick)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed placements first (500; 100 --quick)"
+    )
+    parser.add_argument("--pg-workers", type=int, default=2, help="server workers on PostgreSQL")
+    parser.add_argument("--cancel-share", type=float, default=0.25)
+    parser.add_argument("--statement-share", type=float, default=0.05)
+    parser.add_argument("--replay-share", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--postgres-url", default=POSTGRES_URL)
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the server's output here")
+    parser.add_argument("--quick", action="store_true", help="a small run: a few seconds per backend")
+    args = parser.parse_args(argv)
+    for name, full, quick in (
+        ("households", 1_000, 200),
+        ("concurrency", 50, 20),
+        ("orders", 20_000, 2_000),
+        ("seconds", 60.0, 20.0),
+        ("warmup", 500, 100),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if min(args.households, args.concurrency, args.orders, args.pg_workers) < 1 or args.seconds <= 0:
+        parser.error("--households, --concurrency, --orders, --pg-workers and --seconds must be positive")
+    if args.concurrency > args.households:
+        parser.error("--concurrency must not exceed --households (each household has one client)")
+    return args
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; the exit status is 1 if a check fails."""
+    args = parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so that the server is stopped and the schema dropped.
+    signal.signal(signal.SIGTERM, _terminate)
+    console = Console(width=None if sys.stdout.isatty() else 130)
+    console.log(machine_notes())
+    results = [run_backend(backend, args, console) for backend in backends(args)]
+    return 0 if report(results, console) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
