@@ -234,3 +234,31 @@ class FixedClock:
 
     def real_seconds_until(self, moment: datetime) -> float:
         return (moment - self.moment).total_seconds()
+
+
+def race(database_url: str, work, *, workers: int) -> list:  # type: ignore[no-untyped-def]
+    """Run ``work(engine)`` in ``workers`` threads released together, each with its own engine
+    (its own connections); any error fails the test. Returns what each returned."""
+    from market.database import create_database_engine
+
+    barrier = threading.Barrier(workers)
+    outcomes: list = []
+    errors: list[Exception] = []
+
+    def worker() -> None:
+        engine = create_database_engine(database_url)
+        try:
+            barrier.wait(timeout=30)
+            outcomes.append(work(engine))
+        except Exception as error:
+            errors.append(error)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [], errors
+    return outcomes

@@ -31,7 +31,7 @@ from market.orders import place_order
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, NodePriceRow, OrderRow, TradeRow
 from optimiser import Network
-from tests.factories import node, seed_market
+from tests.factories import node, race, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RULES = MarketRules()
@@ -222,25 +222,7 @@ def test_a_crash_before_commit_leaves_nothing_and_the_next_trigger_clears(market
 
 def test_racing_threads_make_one_run(market, database_url):
     """Eight workers, each with its own connection pool, released together."""
-    barrier = threading.Barrier(8)
-    outcomes, errors = [], []
-
-    def worker() -> None:
-        engine = create_database_engine(database_url)
-        try:
-            barrier.wait(timeout=30)
-            outcomes.append(clear(engine))
-        except Exception as error:
-            errors.append(error)
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    outcomes = race(database_url, clear, workers=8)
     assert sorted(o.created for o in outcomes) == [False] * 7 + [True]
     assert len({o.run.id for o in outcomes}) == 1
     assert counts(market) == (1, 2, 4)

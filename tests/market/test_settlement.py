@@ -3,7 +3,6 @@ difference, statements; balances always zero."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -11,7 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from market.clearing import clear_interval
-from market.database import create_database_engine, transaction
+from market.database import transaction
 from market.errors import MarketError
 from market.intervals import period_at, periods_of_day
 from market.meter_data import refresh_interval_energy, store_readings
@@ -34,7 +33,7 @@ from market.settlement import (
 from market.settlement_rules import settle_interval
 from market.tables import LedgerLineRow, MeterReadingRow
 from metering.readings import Quality, Reading
-from tests.factories import seed_market
+from tests.factories import race, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RULES = MarketRules()
@@ -212,25 +211,7 @@ def test_reconcile_needs_an_initial_run(market):
 
 def test_racing_initial_runs_make_one(market, database_url):
     meter_data(market, "M1", (100, 0), (102.4, 0))
-    barrier = threading.Barrier(6)
-    outcomes, errors = [], []
-
-    def worker() -> None:
-        engine = create_database_engine(database_url)
-        try:
-            barrier.wait(timeout=30)
-            outcomes.append(run(engine))
-        except Exception as error:
-            errors.append(error)
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    outcomes = race(database_url, run, workers=6)
     assert sorted(o.created for o in outcomes) == [False] * 5 + [True]
     with Session(market) as session:
         assert len(runs_of(session, PERIOD)) == 1
