@@ -9,14 +9,16 @@ who, what, when, from where, and the status it got.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from api.clock import Clock, SystemClock
@@ -27,6 +29,7 @@ from market.database import transaction
 from market.participants import HOUSEHOLD, OPERATOR, Participant
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+log = logging.getLogger("smartbrum.api")
 
 
 @dataclass
@@ -77,7 +80,9 @@ def app_from_settings() -> FastAPI:
     from market.database import create_database_engine
 
     settings = get_settings()
-    platform = Platform(engine=create_database_engine(settings.database_url), settings=settings)
+    # One connection for each of the worker's threads (40 by default), so none is opened per request.
+    pool = {"pool_size": 20, "max_overflow": 30} if settings.database_url.startswith("postgresql") else {}
+    platform = Platform(engine=create_database_engine(settings.database_url, **pool), settings=settings)
     platform.jobs = [JobLeader(platform.engine, build_jobs(platform))]
     return create_app(platform)
 
@@ -120,7 +125,11 @@ def create_app(platform: Platform) -> FastAPI:
 
 
 class AuditMiddleware(BaseHTTPMiddleware):
-    """Writes every state-changing request to the audit log after it is answered."""
+    """Writes every state-changing request to the audit log after it is answered.
+
+    The write runs in the threadpool (a database write must not block the event loop), and a
+    failure to write it is logged, not turned into an error for a change already committed.
+    """
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await call_next(request)
@@ -128,17 +137,24 @@ class AuditMiddleware(BaseHTTPMiddleware):
             platform: Platform = request.app.state.platform
             actor = getattr(request.state, "participant_id", None) or "anonymous"
             client = request.client.host if request.client else ""
-            with transaction(platform.engine) as session:
-                record_audit(
-                    session,
-                    at=platform.clock.now(),
-                    actor=actor,
-                    method=request.method,
-                    path=request.url.path,
-                    status_code=response.status_code,
-                    client=client,
-                )
+            entry = {
+                "at": platform.clock.now(),
+                "actor": actor,
+                "method": request.method,
+                "path": request.url.path,
+                "status_code": response.status_code,
+                "client": client,
+            }
+            try:
+                await run_in_threadpool(_audit, platform.engine, entry)
+            except Exception:
+                log.exception("could not write the audit entry %s", entry)
         return response
+
+
+def _audit(engine: Engine, entry: dict[str, Any]) -> None:
+    with transaction(engine) as session:
+        record_audit(session, **entry)
 
 
 def get_platform(request: Request) -> Platform:
