@@ -313,6 +313,8 @@ class IntervalEnergyRow(SQLModel, table=True):
 
     __tablename__ = "interval_energy"
     __table_args__ = (
+        # Settlement reads one interval's energy for every meter.
+        sa.Index("ix_energy_interval", "interval_start_utc", "length_minutes"),
         sa.UniqueConstraint(
             "meter_id", "interval_start_utc", "length_minutes", "revision", name="uq_energy_rev"
         ),

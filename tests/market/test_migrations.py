@@ -11,7 +11,7 @@ from market.database import head_revision, schema_revision, upgrade_database
 
 
 def test_database_is_at_the_head_revision(engine):
-    assert schema_revision(engine) == head_revision(engine) == "0005"
+    assert schema_revision(engine) == head_revision(engine) == "0006"
 
 
 def test_migrations_match_the_table_classes(engine):
@@ -22,7 +22,7 @@ def test_migrations_match_the_table_classes(engine):
 
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
-    assert schema_revision(engine) == "0005"
+    assert schema_revision(engine) == "0006"
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
