@@ -173,16 +173,14 @@ class GatewayThread:
         self.loop.close()
 
 
-def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
-    """The street market with meters M1..M3 for H1..H3, two crossing orders for ``period``, its
-    clearing, and meter readings exactly at its boundaries (H1 2.4 kWh, H2 1 kWh, H3 -2.5 kWh)."""
+def seed_cleared_interval(engine, period, *, now: datetime) -> None:
+    """The street market with meters M1..M3 for H1..H3, two crossing orders for ``period`` (H1 buys
+    2 kWh at 20 p; H3 sells 3 kWh from 5 p; F2's export limit lets 2 through), and its clearing."""
     from market.clearing import clear_interval
     from market.database import transaction
-    from market.meter_data import refresh_interval_energy, store_readings
     from market.orders import place_order
     from market.participants import register_meter
     from market.rules import MarketRules
-    from metering.readings import Quality, Reading
 
     with transaction(engine) as session:
         seed_market(session, now=now)
@@ -210,6 +208,16 @@ def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
                 now=now,
             )
     clear_interval(engine, period=period, rules=MarketRules(), now=period.start_utc, triggered_by="seed")
+
+
+def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
+    """:func:`seed_cleared_interval`, and meter readings exactly at the period's boundaries
+    (H1 2.4 kWh, H2 1 kWh, H3 -2.5 kWh)."""
+    from market.database import transaction
+    from market.meter_data import refresh_interval_energy, store_readings
+    from metering.readings import Quality, Reading
+
+    seed_cleared_interval(engine, period, now=now)
     counters = {"M1": ((100, 0), (102.4, 0)), "M2": ((50, 0), (51, 0)), "M3": ((10, 20), (10, 22.5))}
     with transaction(engine) as session:
         for meter, (start, end) in counters.items():

@@ -239,8 +239,6 @@ def test_intervals_are_paged_and_clearing_is_public(api, engine):
 
 def test_a_day_from_orders_to_statement_over_http(api, engine):
     """Orders over HTTP, clearing and settlement triggered by the operator, the household's view."""
-    from tests.factories import seed_cleared_metered_interval  # noqa: F401  (documents the shape)
-
     api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
     sell = {**ORDER, "side": "sell", "price_p_per_kwh": "5"}
     assert api.post("/v1/orders", json=sell, headers=auth(api, "H2")).status_code == 201

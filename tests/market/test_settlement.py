@@ -9,13 +9,10 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session, select
 
-from market.clearing import clear_interval
 from market.database import transaction
 from market.errors import MarketError
 from market.intervals import period_at, periods_of_day
 from market.meter_data import refresh_interval_energy, store_readings
-from market.orders import place_order
-from market.participants import register_meter
 from market.rules import MarketRules
 from market.settlement import (
     INITIAL,
@@ -33,7 +30,7 @@ from market.settlement import (
 from market.settlement_rules import settle_interval
 from market.tables import LedgerLineRow, MeterReadingRow
 from metering.readings import Quality, Reading
-from tests.factories import race, seed_market
+from tests.factories import race, seed_cleared_interval, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RULES = MarketRules()
@@ -60,33 +57,8 @@ def meter_data(engine, meter: str, start_kwh: tuple[float, float], end_kwh: tupl
 @pytest.fixture
 def market(engine):
     """H1 (F1) buys 2 kWh at 20 p; H3 (F2) sells 3 kWh from 5 p; H2 (F1) does not trade.
-    F2 can export 2 kWh, so H3 sells 2. Meters M1..M3; the interval is cleared."""
-    with transaction(engine) as session:
-        seed_market(session, now=NOW)
-        for i, home in enumerate(("H1", "H2", "H3"), start=1):
-            register_meter(
-                session,
-                meter_id=f"M{i}",
-                participant_id=home,
-                host="10.0.0.1",
-                port=502,
-                unit_id=i,
-                transport="tcp",
-                model="sdm630",
-                now=NOW,
-            )
-        for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
-            place_order(
-                session,
-                rules=RULES,
-                participant_id=home,
-                period=PERIOD,
-                side=side,
-                quantity_kwh=Decimal(kwh),
-                price_p_per_kwh=Decimal(price),
-                now=NOW,
-            )
-    clear_interval(engine, period=PERIOD, rules=RULES, now=PERIOD.start_utc, triggered_by="test")
+    F2 can export 2 kWh, so H3 sells 2. Meters M1..M3; the interval is cleared; no meter data."""
+    seed_cleared_interval(engine, PERIOD, now=NOW)
     return engine
 
 
