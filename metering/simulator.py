@@ -5,7 +5,9 @@ and an evening peak, optional PV export at midday, voltages and frequency around
 power is constant over each step (five minutes by default), so the import and export counters
 are the exact integrals of the power the meter shows, computed at read time from an injectable
 clock: an accelerated clock runs a day in seconds and the counters keep up. Everything is drawn
-from a seeded generator, so a meter's values depend only on its seed and the time.
+from a seeded generator, so a meter's values depend only on its seed and the time. A
+:class:`SeriesProfile` does the same for an explicit series of net power (a scenario's household,
+from :mod:`simulation`).
 
 A :class:`SimulatedMeter` puts a profile into a meter model's registers (``sdm630``, ``sdm120``,
 ``sdm72``, ``em24``, or a SunSpec device ``sunspec201`` ... ``sunspec214``) and can be told to
@@ -73,7 +75,9 @@ __all__ = [
     "MeterFleet",
     "MeterProfile",
     "MeterSpec",
+    "Profile",
     "RequestRecord",
+    "SeriesProfile",
     "SimulatedMeter",
     "accelerated_clock",
     "serve_fleet",
@@ -259,18 +263,7 @@ class MeterProfile:
 
     @functools.cached_property
     def _constants(self) -> _Constants:
-        rng = np.random.default_rng([self.seed, 1])
-        shares = rng.uniform(0.2, 0.5, 3)
-        shares[self.phases :] = 0.0
-        shares /= shares.sum()
-        phases = rng.uniform(0.0, 2 * math.pi, 3)
-        offsets = rng.uniform(-1.0, 1.0, 3)
-        return _Constants(
-            phase_shares=(float(shares[0]), float(shares[1]), float(shares[2])),
-            voltage_phases_rad=(float(phases[0]), float(phases[1]), float(phases[2])),
-            voltage_offsets_v=(float(offsets[0]), float(offsets[1]), float(offsets[2])),
-            frequency_phase_rad=float(rng.uniform(0.0, 2 * math.pi)),
-        )
+        return _profile_constants(self.seed, self.phases)
 
     @functools.cached_property
     def _day(self) -> _DayTable:
@@ -347,42 +340,196 @@ class MeterProfile:
         Phases that carry no power read 0 W and 0 A.
         """
         seconds = self._seconds(at)
-        constants = self._constants
         net = self._day.net_power_w[int(seconds % SECONDS_PER_DAY) // self.step_s]
-        day_angle = 2 * math.pi * seconds / SECONDS_PER_DAY
-        nominal_v = self.nominal_voltage_v
-        shares, angles, offsets = (
-            constants.phase_shares,
-            constants.voltage_phases_rad,
-            constants.voltage_offsets_v,
-        )
-        v1 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[0])) + offsets[0] * nominal_v / 230.0
-        v2 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[1])) + offsets[1] * nominal_v / 230.0
-        v3 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[2])) + offsets[2] * nominal_v / 230.0
-        p1, p2, p3 = net * shares[0], net * shares[1], net * shares[2]
-        frequency = self.nominal_frequency_hz + 0.04 * math.sin(
-            2 * math.pi * seconds / 900.0 + constants.frequency_phase_rad
-        )
         import_kwh, export_kwh = self._counters_at_s(seconds)
-        return [
-            v1,
-            v2,
-            v3,
-            abs(p1) / v1,
-            abs(p2) / v2,
-            abs(p3) / v3,
-            p1,
-            p2,
-            p3,
+        return _standard_values(
+            self._constants,
+            self.nominal_voltage_v,
+            self.nominal_frequency_hz,
+            seconds,
             net,
-            frequency,
             import_kwh,
             export_kwh,
-        ]
+        )
 
     def values_at(self, at: datetime) -> dict[str, float]:
         """Every standard quantity at ``at``, by name (see :meth:`standard_values`)."""
         return dict(zip(STANDARD_QUANTITIES, self.standard_values(at)))
+
+
+def _profile_constants(seed: int, phases: int) -> _Constants:
+    """A meter's fixed electrical character, drawn from its seed: phase split and voltage wobble."""
+    rng = np.random.default_rng([seed, 1])
+    shares = rng.uniform(0.2, 0.5, 3)
+    shares[phases:] = 0.0
+    shares /= shares.sum()
+    angles = rng.uniform(0.0, 2 * math.pi, 3)
+    offsets = rng.uniform(-1.0, 1.0, 3)
+    return _Constants(
+        phase_shares=(float(shares[0]), float(shares[1]), float(shares[2])),
+        voltage_phases_rad=(float(angles[0]), float(angles[1]), float(angles[2])),
+        voltage_offsets_v=(float(offsets[0]), float(offsets[1]), float(offsets[2])),
+        frequency_phase_rad=float(rng.uniform(0.0, 2 * math.pi)),
+    )
+
+
+def _standard_values(
+    constants: _Constants,
+    nominal_v: float,
+    nominal_hz: float,
+    seconds: float,
+    net: float,
+    import_kwh: float,
+    export_kwh: float,
+) -> list[float]:
+    """The standard quantities for net power ``net`` split over the phases, ``seconds`` into the
+    profile's day grid (which drives the voltage and frequency wobble), and the two counters."""
+    day_angle = 2 * math.pi * seconds / SECONDS_PER_DAY
+    shares, angles, offsets = (
+        constants.phase_shares,
+        constants.voltage_phases_rad,
+        constants.voltage_offsets_v,
+    )
+    v1 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[0])) + offsets[0] * nominal_v / 230.0
+    v2 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[1])) + offsets[1] * nominal_v / 230.0
+    v3 = nominal_v * (1 + 0.01 * math.sin(day_angle + angles[2])) + offsets[2] * nominal_v / 230.0
+    p1, p2, p3 = net * shares[0], net * shares[1], net * shares[2]
+    frequency = nominal_hz + 0.04 * math.sin(2 * math.pi * seconds / 900.0 + constants.frequency_phase_rad)
+    return [
+        v1,
+        v2,
+        v3,
+        abs(p1) / v1,
+        abs(p2) / v2,
+        abs(p3) / v3,
+        p1,
+        p2,
+        p3,
+        net,
+        frequency,
+        import_kwh,
+        export_kwh,
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesProfile:
+    """What one household's meter measures, given as an explicit series of net power.
+
+    For scenarios whose households come from a demand and PV model (:mod:`simulation`): net power
+    ``net_power_w[k]`` (positive imports, negative exports) holds over
+    ``[start + k * step_s, start + (k + 1) * step_s)``; before ``start`` and after the series ends it
+    is zero, so the counters stand still there. The import counter is the exact integral of the
+    positive part of net power from ``start``, plus ``import_kwh_at_start``; likewise export.
+
+    Attributes
+    ----------
+    start : datetime
+        Timezone-aware start of the series.
+    step_s : int
+        Seconds each value holds.
+    net_power_w : array of float
+        The series, W.
+    seed : int
+        Seeds the phase split and the voltage and frequency wobble.
+    phases, nominal_voltage_v, nominal_frequency_hz
+        As for :class:`MeterProfile`.
+    import_kwh_at_start, export_kwh_at_start : float
+        The counters' readings at (and before) ``start``.
+    """
+
+    start: datetime
+    step_s: int
+    net_power_w: array[float]
+    seed: int = 0
+    phases: int = 3
+    nominal_voltage_v: float = 230.0
+    nominal_frequency_hz: float = 50.0
+    import_kwh_at_start: float = 0.0
+    export_kwh_at_start: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        if not (isinstance(self.step_s, int) and self.step_s > 0):
+            raise ValueError(f"step_s must be a positive whole number of seconds, got {self.step_s}")
+        if self.phases not in (1, 2, 3):
+            raise ValueError(f"phases must be 1, 2 or 3, got {self.phases}")
+        if self.import_kwh_at_start < 0 or self.export_kwh_at_start < 0:
+            raise ValueError("counters start at zero or above")
+        if not all(math.isfinite(value) for value in self.net_power_w):
+            raise ValueError("net_power_w must be finite")
+
+    @functools.cached_property
+    def _constants(self) -> _Constants:
+        return _profile_constants(self.seed, self.phases)
+
+    @functools.cached_property
+    def _cumulative(self) -> tuple[array[float], array[float]]:
+        """Import and export energy from ``start`` to each step's start (len(series) + 1 entries)."""
+        net = np.asarray(self.net_power_w, dtype=np.float64)
+        per_step_kwh = self.step_s / SECONDS_PER_KWH_PER_W
+        imported = np.concatenate(([0.0], np.cumsum(np.clip(net, 0.0, None) * per_step_kwh)))
+        exported = np.concatenate(([0.0], np.cumsum(np.clip(-net, 0.0, None) * per_step_kwh)))
+        return array("d", imported.tolist()), array("d", exported.tolist())
+
+    def _seconds(self, at: datetime) -> float:
+        if at.tzinfo is None:
+            raise ValueError(f"the clock must give timezone-aware times, got {at!r}")
+        return (at - self.start).total_seconds()
+
+    def _step(self, seconds: float) -> int | None:
+        if seconds < 0:
+            return None
+        step = int(seconds // self.step_s)
+        return step if step < len(self.net_power_w) else None
+
+    def _counters_at_s(self, seconds: float) -> tuple[float, float]:
+        imported, exported = self._cumulative
+        steps = len(self.net_power_w)
+        if seconds <= 0:
+            return self.import_kwh_at_start, self.export_kwh_at_start
+        step = int(seconds // self.step_s)
+        if step >= steps:
+            return self.import_kwh_at_start + imported[steps], self.export_kwh_at_start + exported[steps]
+        net = self.net_power_w[step]
+        partial_kwh = abs(net) * (seconds - step * self.step_s) / SECONDS_PER_KWH_PER_W
+        import_kwh = imported[step] + (partial_kwh if net > 0 else 0.0)
+        export_kwh = exported[step] + (partial_kwh if net < 0 else 0.0)
+        return self.import_kwh_at_start + import_kwh, self.export_kwh_at_start + export_kwh
+
+    def net_power_w_at(self, at: datetime) -> float:
+        """Net power at ``at``: positive imports, negative exports, zero outside the series."""
+        step = self._step(self._seconds(at))
+        return 0.0 if step is None else self.net_power_w[step]
+
+    def counters_kwh(self, at: datetime) -> tuple[float, float]:
+        """The import and export counters at ``at``, in kWh."""
+        return self._counters_at_s(self._seconds(at))
+
+    def standard_values(self, at: datetime) -> list[float]:
+        """Every standard quantity at ``at``, in the order of :data:`STANDARD_QUANTITIES`."""
+        seconds = self._seconds(at)
+        step = self._step(seconds)
+        net = 0.0 if step is None else self.net_power_w[step]
+        import_kwh, export_kwh = self._counters_at_s(seconds)
+        return _standard_values(
+            self._constants,
+            self.nominal_voltage_v,
+            self.nominal_frequency_hz,
+            seconds,
+            net,
+            import_kwh,
+            export_kwh,
+        )
+
+    def values_at(self, at: datetime) -> dict[str, float]:
+        """Every standard quantity at ``at``, by name."""
+        return dict(zip(STANDARD_QUANTITIES, self.standard_values(at)))
+
+
+Profile = MeterProfile | SeriesProfile
+"""What a :class:`SimulatedMeter` measures."""
 
 
 # --- register images -----------------------------------------------------------------------------
@@ -588,7 +735,7 @@ class SimulatedMeter:
         Its Modbus unit ID on the gateway (1 to 255).
     model : str
         One of :data:`SIMULATED_MODELS`, or a model with a user map in ``map_dirs``.
-    profile : MeterProfile, optional
+    profile : MeterProfile or SeriesProfile, optional
         What it measures; a single- or two-phase map overrides the profile's ``phases``.
     meter_id : str, optional
         A name for reports and endpoints; ``unit-<unit_id>`` by default.
@@ -615,7 +762,7 @@ class SimulatedMeter:
         self,
         unit_id: int,
         model: str,
-        profile: MeterProfile | None = None,
+        profile: Profile | None = None,
         *,
         meter_id: str | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -978,7 +1125,7 @@ class MeterSpec:
     meter_id: str
     unit_id: int
     model: str
-    profile: MeterProfile
+    profile: Profile
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from array import array
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +27,7 @@ from metering.simulator import (
     Gateway,
     MeterFleet,
     MeterProfile,
+    SeriesProfile,
     SimulatedMeter,
     accelerated_clock,
     serve_fleet,
@@ -198,6 +200,67 @@ def test_a_single_phase_meter_puts_all_power_on_its_phase():
 def test_bad_profiles_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MeterProfile(**kwargs)
+
+
+def series(values, *, start=T0, step_s=60, **kwargs):
+    return SeriesProfile(start=start, step_s=step_s, net_power_w=array("d", values), **kwargs)
+
+
+def test_a_series_profile_integrates_its_steps_by_hand():
+    # 1.2 kW import for a minute, 3 kW export for two, then nothing: 0.02 kWh in, 0.1 kWh out.
+    profile = series([1200.0, -3000.0, -3000.0], import_kwh_at_start=50.0, export_kwh_at_start=2.0)
+    assert profile.counters_kwh(T0 - timedelta(hours=1)) == (50.0, 2.0)
+    assert profile.counters_kwh(T0 + timedelta(seconds=30)) == pytest.approx((50.01, 2.0))
+    assert profile.counters_kwh(T0 + timedelta(minutes=2)) == pytest.approx((50.02, 2.05))
+    assert profile.counters_kwh(T0 + timedelta(days=2)) == pytest.approx((50.02, 2.1))
+    assert profile.net_power_w_at(T0 + timedelta(seconds=90)) == -3000.0
+    assert profile.net_power_w_at(T0 + timedelta(minutes=5)) == 0.0
+    assert profile.net_power_w_at(T0 - timedelta(seconds=1)) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(min_value=-8000, max_value=8000), min_size=1, max_size=40),
+    a_s=st.floats(min_value=-600, max_value=3000),
+    b_s=st.floats(min_value=-600, max_value=3000),
+)
+def test_series_counters_never_go_backwards(values, a_s, b_s):
+    profile = series(values)
+    early, late = sorted((a_s, b_s))
+    before = profile.counters_kwh(T0 + timedelta(seconds=early))
+    after = profile.counters_kwh(T0 + timedelta(seconds=late))
+    assert after[0] >= before[0] - 1e-12
+    assert after[1] >= before[1] - 1e-12
+    total_in = sum(max(v, 0.0) for v in values) * 60 / 3_600_000
+    assert profile.counters_kwh(T0 + timedelta(days=1))[0] == pytest.approx(total_in, abs=1e-9)
+
+
+@pytest.mark.parametrize("model", ["sdm630", "sdm120", "em24", "sunspec203", "sunspec213"])
+def test_a_series_profile_drives_a_meter_register_image(model):
+    clock = ManualClock(T0 + timedelta(seconds=150))
+    meter = SimulatedMeter(3, model, series([500.0, -2500.0, 4000.0, 100.0], seed=5), clock=clock)
+    first, registers = registers_of(meter)
+    assert_matches(meter, decode_from(meter.register_map, first, registers), clock())
+    assert meter.values_at(clock())["power_w"] == pytest.approx(4000.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"start": datetime(2026, 6, 1)}, "timezone-aware"),
+        ({"step_s": 0}, "step_s"),
+        ({"phases": 0}, "phases"),
+        ({"import_kwh_at_start": -1.0}, "counters"),
+    ],
+)
+def test_bad_series_profiles_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        series([1.0], **kwargs)
+
+
+def test_a_series_profile_refuses_non_finite_power():
+    with pytest.raises(ValueError, match="finite"):
+        series([1.0, math.nan])
 
 
 def test_accelerated_clock_runs_a_day_in_a_second():
