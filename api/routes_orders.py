@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     IntervalPublic,
     OrderAmend,
+    OrderBatchCreate,
+    OrderBatchPublic,
     OrderCreate,
     OrderEventPublic,
     OrderPublic,
@@ -22,12 +27,14 @@ from market.errors import MarketError
 from market.intervals import InvalidPeriodError, SettlementPeriod, parse_period_key
 from market.orders import (
     MarketOrder,
+    OrderRequest,
     amend_order,
     cancel_order,
     get_order,
     list_orders,
     order_history,
     place_order,
+    place_orders,
 )
 from market.participants import OPERATOR
 from market.rules import MarketRules
@@ -94,6 +101,86 @@ def place(
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)
+
+
+class BatchRoute(APIRoute):
+    """A route whose request validation errors name a list's items as the market does:
+    ``orders[3].price_p_per_kwh``, not ``orders.3.price_p_per_kwh``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def indexed(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                errors = [{**item, "loc": _indexed(tuple(item["loc"]))} for item in error.errors()]
+                raise RequestValidationError(
+                    errors, body=error.body, endpoint_ctx=error.endpoint_ctx
+                ) from None
+
+        return indexed
+
+
+def _indexed(location: tuple[Any, ...]) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    for part in location:
+        if isinstance(part, int) and parts:
+            parts[-1] = f"{parts[-1]}[{part}]"
+        else:
+            parts.append(part)
+    return tuple(parts)
+
+
+def place_batch(
+    body: OrderBatchCreate,
+    participant: HouseholdDep,
+    platform: PlatformDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> OrderBatchPublic:
+    """Place a household's orders together (its day, or one period): all of them, or none.
+
+    Each order is checked as ``POST /orders`` checks one, and a refusal names the order
+    (``orders[3].price_p_per_kwh``) and stores nothing. A retry with the same ``Idempotency-Key``
+    returns the orders already placed (200), never a second batch.
+    """
+    rules = platform.settings.market_rules()
+    requests = [
+        OrderRequest(
+            period=interval_of(item.interval, rules, f"orders[{i}].interval"),
+            side=item.side,
+            quantity_kwh=item.quantity_kwh,
+            price_p_per_kwh=item.price_p_per_kwh,
+            node_id=item.node,
+        )
+        for i, item in enumerate(body.orders)
+    ]
+    with transaction(platform.engine) as session:
+        placed, created = place_orders(
+            session,
+            rules=rules,
+            participant_id=participant.id,
+            requests=requests,
+            now=platform.clock.now(),
+            idempotency_key=idempotency_key,
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return OrderBatchPublic(orders=[order_public(order, rules) for order in placed])
+
+
+router.add_api_route(
+    "/orders/batch",
+    place_batch,
+    methods=["POST"],
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderBatchPublic,
+    responses={
+        200: {"description": "The orders this Idempotency-Key already placed", "model": OrderBatchPublic}
+    },
+    route_class_override=BatchRoute,
+)
 
 
 @router.get("/orders", response_model=Page[OrderPublic])

@@ -13,6 +13,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from market.intervals import SettlementPeriod
+from market.orders import MAX_BATCH_ORDERS
 
 T = TypeVar("T")
 FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2100, 12, 31)
@@ -134,6 +135,24 @@ class OrderEventPublic(BaseModel):
     status: str
     at: datetime
     actor: str
+
+
+class OrderBatchCreate(BaseModel):
+    """A household's orders placed together (its day, or one period): all of them, or none.
+
+    Each order has the fields of a single placement; a refusal names the order, as
+    ``orders[3].price_p_per_kwh``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    orders: Annotated[list[OrderCreate], Field(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+
+class OrderBatchPublic(BaseModel):
+    """The orders a batch placed, in the order they were sent."""
+
+    orders: list[OrderPublic]
 
 
 class Page(BaseModel, Generic[T]):

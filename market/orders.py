@@ -9,30 +9,52 @@ Time priority (who fills first among equal prices) is ``priority_at``: set when 
 placed, kept when an amendment only lowers the quantity, reset when it raises the quantity or
 changes the price, as on an exchange.
 
-May import :mod:`market` and SQLModel.
+Placing is the market's busiest write, so it runs on SQLAlchemy Core statements built once here
+(their compiled forms are cached per engine), not ORM objects: one order takes the household's row
+lock, the interval's book lock (PostgreSQL), one query for everything it checks, and the two
+inserts. :func:`place_orders` places a household's batch (its day, or one period) in one
+transaction: every order is checked before anything is written, each affected interval's book lock
+is taken once, and the rows go in with one bulk insert each.
+
+May import :mod:`market`, SQLModel and SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlmodel import Session, col, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from market.database import lock_for_transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
-from market.network import node_in_force
 from market.participants import HOUSEHOLD
 from market.rules import MarketRules
-from market.tables import ClearingRunRow, OrderEventRow, OrderRow, ParticipantRow
+from market.tables import (
+    ClearingRunRow,
+    NetworkNodeRow,
+    NetworkVersionRow,
+    OrderEventRow,
+    OrderRow,
+    ParticipantRow,
+)
 
 BUY, SELL = "buy", "sell"
 OPEN, CANCELLED = "open", "cancelled"
 WH_PER_KWH = 1000
 TICKS_PER_P = 100
+#: Most orders one :func:`place_orders` batch may hold: a day of half-hours at ten orders each fits.
+MAX_BATCH_ORDERS = 500
+#: Longest ``Idempotency-Key`` (the column's width).
+MAX_IDEMPOTENCY_KEY = 128
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,124 @@ class OrderEvent:
     actor: str
 
 
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order of a batch for :func:`place_orders`: what :func:`place_order` takes for one order."""
+
+    period: SettlementPeriod
+    side: str
+    quantity_kwh: Decimal
+    price_p_per_kwh: Decimal
+    node_id: str | None = None
+
+
+# --- the statements placing runs, built once (SQLAlchemy caches their compiled forms per engine) --
+
+_ORDERS: sa.Table = OrderRow.__table__  # type: ignore[attr-defined]
+_EVENTS: sa.Table = OrderEventRow.__table__  # type: ignore[attr-defined]
+_PARTICIPANTS: sa.Table = ParticipantRow.__table__  # type: ignore[attr-defined]
+_RUNS: sa.Table = ClearingRunRow.__table__  # type: ignore[attr-defined]
+_VERSIONS: sa.Table = NetworkVersionRow.__table__  # type: ignore[attr-defined]
+_NODES: sa.Table = NetworkNodeRow.__table__  # type: ignore[attr-defined]
+
+_INSERT_ORDERS = _ORDERS.insert()
+_INSERT_EVENTS = _EVENTS.insert()
+
+#: The household, locked so that its concurrent requests take turns.
+_HOUSEHOLD = (
+    sa.select(_PARTICIPANTS.c.kind, _PARTICIPANTS.c.active, _PARTICIPANTS.c.node_id)
+    .where(_PARTICIPANTS.c.id == sa.bindparam("participant_id"))
+    .with_for_update()
+)
+
+
+def _in_force(column: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    """``column`` of the network version in force at ``:start``."""
+    return (
+        sa.select(column)
+        .where(_VERSIONS.c.effective_from_utc <= sa.bindparam("start"))
+        .order_by(_VERSIONS.c.effective_from_utc.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_EARLIER_KEY_FILTER = (
+    _ORDERS.c.participant_id == sa.bindparam("participant_id"),
+    _ORDERS.c.idempotency_key.in_([sa.bindparam("key"), sa.bindparam("batch_key")]),
+)
+#: Everything one placement checks in the database, in one round trip, read under the book lock:
+#: whether the interval has been cleared, the order an idempotency key already placed, the network
+#: version in force with its root and whether the household's node is in it, and the household's
+#: open orders for the interval (counted through ``ix_order_participant_open``).
+_PLACING = sa.select(
+    sa.exists()
+    .where(
+        _RUNS.c.interval_start_utc == sa.bindparam("start"),
+        _RUNS.c.length_minutes == sa.bindparam("length"),
+    )
+    .label("cleared"),
+    sa.select(_ORDERS.c.id).where(*_EARLIER_KEY_FILTER).limit(1).scalar_subquery().label("earlier"),
+    _in_force(_VERSIONS.c.id).label("version_id"),
+    _in_force(_VERSIONS.c.root).label("root"),
+    sa.exists()
+    .where(_NODES.c.version_id == _in_force(_VERSIONS.c.id), _NODES.c.node_id == sa.bindparam("node"))
+    .label("node_known"),
+    sa.select(sa.func.count())
+    .select_from(_ORDERS)
+    .where(
+        _ORDERS.c.participant_id == sa.bindparam("participant_id"),
+        _ORDERS.c.interval_start_utc == sa.bindparam("start"),
+        _ORDERS.c.length_minutes == sa.bindparam("length"),
+        _ORDERS.c.status == OPEN,
+    )
+    .scalar_subquery()
+    .label("open_orders"),
+)
+_ORDER_BY_ID = sa.select(_ORDERS).where(_ORDERS.c.id == sa.bindparam("order_id"))
+
+# A batch's checks, each over all the batch's intervals at once.
+_EARLIER = sa.select(_ORDERS.c.id).where(*_EARLIER_KEY_FILTER).limit(1)
+_BATCH_ORDERS = sa.select(_ORDERS).where(
+    _ORDERS.c.participant_id == sa.bindparam("participant_id"),
+    _ORDERS.c.idempotency_key.like(sa.bindparam("prefix")),
+)
+_CLEARED = (
+    sa.select(_RUNS.c.interval_start_utc, _RUNS.c.length_minutes)
+    .where(_RUNS.c.interval_start_utc.in_(sa.bindparam("starts", expanding=True)))
+    .distinct()
+)
+#: The network versions in force at some instant from ``:earliest`` to ``:latest``, newest first.
+_VERSIONS_SPANNING = (
+    sa.select(_VERSIONS.c.id, _VERSIONS.c.root, _VERSIONS.c.effective_from_utc)
+    .where(
+        _VERSIONS.c.effective_from_utc <= sa.bindparam("latest"),
+        sa.or_(
+            _VERSIONS.c.effective_from_utc > sa.bindparam("earliest"),
+            _VERSIONS.c.effective_from_utc
+            == sa.select(sa.func.max(_VERSIONS.c.effective_from_utc))
+            .where(_VERSIONS.c.effective_from_utc <= sa.bindparam("earliest"))
+            .scalar_subquery(),
+        ),
+    )
+    .order_by(_VERSIONS.c.effective_from_utc.desc())
+)
+_NODE_VERSIONS = sa.select(_NODES.c.version_id).where(
+    _NODES.c.node_id == sa.bindparam("node"),
+    _NODES.c.version_id.in_(sa.bindparam("version_ids", expanding=True)),
+)
+_OPEN_COUNTS = (
+    sa.select(_ORDERS.c.interval_start_utc, sa.func.count())
+    .where(
+        _ORDERS.c.participant_id == sa.bindparam("participant_id"),
+        _ORDERS.c.interval_start_utc.in_(sa.bindparam("starts", expanding=True)),
+        _ORDERS.c.length_minutes == sa.bindparam("length"),
+        _ORDERS.c.status == OPEN,
+    )
+    .group_by(_ORDERS.c.interval_start_utc)
+)
+
+
 def place_order(
     session: Session,
     *,
@@ -92,70 +232,146 @@ def place_order(
         out of bounds or finer than 1 Wh / 0.01 p, an unknown or inactive household, a node that
         is not the household's or not in the network, too many open orders.
     ConflictError
-        If ``idempotency_key`` was used for a different order.
+        If ``idempotency_key`` was used for a different order (or for a batch).
     """
-    participant = _lock_household(session, participant_id)
-    _lock_open_book(session, period)
+    connection = _connection(session)
+    home_node = _lock_household(connection, participant_id)
+    lock_for_transaction(session, *book_lock(period), shared=True)
+    facts = connection.execute(
+        _PLACING,
+        {
+            "participant_id": participant_id,
+            "start": period.start_utc,
+            "length": period.length_minutes,
+            "node": home_node,
+            "key": idempotency_key,
+            "batch_key": None if idempotency_key is None else _batch_key(idempotency_key, 0),
+        },
+    ).one()
+    if facts.cleared:
+        raise MarketError("interval", _cleared_reason(period))
     if idempotency_key is not None:
-        if not 1 <= len(idempotency_key) <= 128:
-            raise MarketError("Idempotency-Key", "must be 1 to 128 characters")
-        earlier = session.exec(
-            select(OrderRow).where(
-                OrderRow.participant_id == participant_id, OrderRow.idempotency_key == idempotency_key
-            )
-        ).first()
-        if earlier is not None:
+        _check_idempotency_key(idempotency_key)
+        if facts.earlier is not None:
+            earlier = connection.execute(_ORDER_BY_ID, {"order_id": facts.earlier}).one()
+            if earlier.idempotency_key != idempotency_key:
+                raise ConflictError("Idempotency-Key", "was already used for a batch of orders")
             return _replay(earlier, period, side, quantity_kwh, price_p_per_kwh), False
     _check_period(rules, period, now)
-    if side not in (BUY, SELL):
-        raise MarketError("side", f"must be buy or sell, not {side!r}")
-    quantity_wh = _quantity_wh(rules, quantity_kwh)
-    price_ticks = _price_ticks(rules, price_p_per_kwh)
-    assert participant.node_id is not None
-    if node_id is not None and node_id != participant.node_id:
-        raise MarketError(
-            "node", f"household {participant_id!r} sits on {participant.node_id!r}, not {node_id!r}"
-        )
-    if not node_in_force(session, participant.node_id, period.start_utc):
-        raise MarketError(
-            "node", f"{participant.node_id!r} is not a node of the network in force for {period.key}"
-        )
-    open_orders = session.exec(
-        select(func.count())
-        .select_from(OrderRow)
-        .where(
-            OrderRow.participant_id == participant_id,
-            OrderRow.interval_start_utc == period.start_utc,
-            OrderRow.length_minutes == period.length_minutes,
-            OrderRow.status == OPEN,
-        )
-    ).one()
-    if open_orders >= rules.max_open_orders:
-        raise MarketError(
-            "interval", f"household {participant_id!r} already has {open_orders} open orders for {period.key}"
-        )
-    row = OrderRow(
-        id=str(uuid.uuid4()),
-        participant_id=participant_id,
-        node_id=participant.node_id,
-        interval_start_utc=period.start_utc,
-        length_minutes=period.length_minutes,
-        settlement_date=period.settlement_date,
-        period=period.period,
-        side=side,
-        quantity_wh=quantity_wh,
-        price_ticks=price_ticks,
-        status=OPEN,
-        version=1,
-        priority_at=now,
-        created_at=now,
-        updated_at=now,
-        idempotency_key=idempotency_key,
+    quantity_wh, price_ticks = _check_order(
+        rules, participant_id, home_node, side, quantity_kwh, price_p_per_kwh, node_id
     )
-    session.add(row)
-    session.flush()
-    _record(session, row, "placed", now, participant_id)
-    return _order(row), True
+    if facts.version_id is None:
+        raise NotFoundError("network", f"no network version is in force at {period.start_utc.isoformat()}")
+    if home_node != facts.root and not facts.node_known:
+        raise MarketError("node", _not_in_network(home_node, period))
+    if facts.open_orders >= rules.max_open_orders:
+        raise MarketError(
+            "interval",
+            f"household {participant_id!r} already has {facts.open_orders} open orders for {period.key}",
+        )
+    row = _new_order(participant_id, home_node, period, side, quantity_wh, price_ticks, now, idempotency_key)
+    connection.execute(_INSERT_ORDERS, [row])
+    connection.execute(_INSERT_EVENTS, [_placed_event(row, participant_id)])
+    return _stored_order(row, period), True
+
+
+def place_orders(
+    session: Session,
+    *,
+    rules: MarketRules,
+    participant_id: str,
+    requests: Sequence[OrderRequest],
+    now: datetime,
+    actor: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[list[MarketOrder], bool]:
+    """Place a household's batch of orders (its day, or one period) all together, or none of them.
+
+    Every order is checked as :func:`place_order` checks one, and all are checked before any is
+    written; then the orders and their ``placed`` events go in with one bulk insert each. Each
+    interval's book lock is taken once (in time order), and the open-order limit counts, per
+    interval, the orders stored and the batch's. The orders share ``now`` as their time priority.
+
+    Parameters
+    ----------
+    requests:
+        The orders, 1 to :data:`MAX_BATCH_ORDERS`, for any intervals.
+    actor:
+        Who is recorded on the orders' events; the household by default.
+    idempotency_key:
+        Names the batch: a retry with the same key and the same orders returns the orders
+        already placed (``created`` is ``False``) and stores nothing.
+
+    Returns
+    -------
+    The orders, in request order, and whether they were created now.
+
+    Raises
+    ------
+    MarketError
+        The first refusal, its field naming the order: ``orders[3].price_p_per_kwh``,
+        ``orders[0].interval`` (past gate closure, cleared, or one order too many for the
+        household's open-order limit); ``orders`` for an empty or oversized batch;
+        ``participant_id`` for an unknown or inactive household.
+    ConflictError
+        If ``idempotency_key`` was used for a different batch or for a single order.
+    """
+    if not requests:
+        raise MarketError("orders", "a batch needs at least one order")
+    if len(requests) > MAX_BATCH_ORDERS:
+        raise MarketError("orders", f"a batch holds at most {MAX_BATCH_ORDERS} orders, not {len(requests)}")
+    connection = _connection(session)
+    home_node = _lock_household(connection, participant_id)
+    periods = sorted({request.period for request in requests}, key=lambda p: (p.start_utc, p.length_minutes))
+    for period in periods:
+        lock_for_transaction(session, *book_lock(period), shared=True)
+    starts = [period.start_utc for period in periods]
+    cleared = {(start, length) for start, length in connection.execute(_CLEARED, {"starts": starts})}
+    for i, request in enumerate(requests):
+        if (request.period.start_utc, request.period.length_minutes) in cleared:
+            raise MarketError(_item(i, "interval"), _cleared_reason(request.period))
+    if idempotency_key is not None:
+        _check_idempotency_key(idempotency_key)
+        earlier = _earlier_batch(connection, participant_id, idempotency_key)
+        if earlier is not None:
+            return _replay_batch(earlier, requests), False
+    checked: list[tuple[int, int]] = []
+    for i, request in enumerate(requests):
+        try:
+            _check_period(rules, request.period, now)
+            checked.append(
+                _check_order(
+                    rules,
+                    participant_id,
+                    home_node,
+                    request.side,
+                    request.quantity_kwh,
+                    request.price_p_per_kwh,
+                    request.node_id,
+                )
+            )
+        except MarketError as error:
+            raise type(error)(_item(i, error.field), error.reason) from None
+    _check_network(connection, home_node, requests)
+    _check_open_orders(connection, rules, participant_id, requests, starts)
+    rows = [
+        _new_order(
+            participant_id,
+            home_node,
+            request.period,
+            request.side,
+            quantity_wh,
+            price_ticks,
+            now,
+            None if idempotency_key is None else _batch_key(idempotency_key, i),
+        )
+        for i, (request, (quantity_wh, price_ticks)) in enumerate(zip(requests, checked, strict=True))
+    ]
+    recorded_by = participant_id if actor is None else actor
+    connection.execute(_INSERT_ORDERS, rows)
+    connection.execute(_INSERT_EVENTS, [_placed_event(row, recorded_by) for row in rows])
+    return [_stored_order(row, request.period) for row, request in zip(rows, requests, strict=True)], True
 
 
 def amend_order(
@@ -259,18 +475,34 @@ def order_period(row: OrderRow) -> SettlementPeriod:
     return settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes)
 
 
-def _lock_household(session: Session, participant_id: str) -> ParticipantRow:
-    """The household, locked so that its concurrent requests take turns."""
-    row = session.exec(
-        select(ParticipantRow).where(ParticipantRow.id == participant_id).with_for_update()
-    ).first()
+def book_lock(period: SettlementPeriod) -> tuple[str, str, int]:
+    """The lock on an interval's book: clearing holds it exclusively, order changes shared, so
+    no order change can commit after the clearing has read the book."""
+    return ("book", period.start_utc.isoformat(), period.length_minutes)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _connection(session: Session) -> sa.Connection:
+    """The session's connection, after writing any ORM changes pending in the session (the Core
+    statements here do not flush the session as its ORM queries would)."""
+    session.flush()
+    return session.connection()
+
+
+def _lock_household(connection: sa.Connection, participant_id: str) -> str:
+    """Lock the household's row, so that its concurrent requests take turns; its node."""
+    row = connection.execute(_HOUSEHOLD, {"participant_id": participant_id}).first()
     if row is None:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a participant")
     if row.kind != HOUSEHOLD:
         raise MarketError("participant_id", f"{participant_id!r} is not a household")
     if not row.active:
         raise MarketError("participant_id", f"household {participant_id!r} is not active")
-    return row
+    node_id: str | None = row.node_id
+    assert node_id is not None
+    return node_id
 
 
 def _check_period(rules: MarketRules, period: SettlementPeriod, now: datetime) -> None:
@@ -284,10 +516,80 @@ def _check_period(rules: MarketRules, period: SettlementPeriod, now: datetime) -
         raise MarketError("interval", f"gate closure for {period.key} was at {gate.isoformat()}")
 
 
+def _check_order(
+    rules: MarketRules,
+    participant_id: str,
+    home_node: str,
+    side: str,
+    quantity_kwh: object,
+    price_p_per_kwh: object,
+    node_id: str | None,
+) -> tuple[int, int]:
+    """The checks of one order that need no database; its quantity in Wh and price in ticks."""
+    if side not in (BUY, SELL):
+        raise MarketError("side", f"must be buy or sell, not {side!r}")
+    quantity_wh = _quantity_wh(rules, quantity_kwh)
+    price_ticks = _price_ticks(rules, price_p_per_kwh)
+    if node_id is not None and node_id != home_node:
+        raise MarketError("node", f"household {participant_id!r} sits on {home_node!r}, not {node_id!r}")
+    return quantity_wh, price_ticks
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise MarketError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+
+
+def _check_network(connection: sa.Connection, home_node: str, requests: Sequence[OrderRequest]) -> None:
+    """Refuse the first order whose interval has no network in force or one without the household's node."""
+    starts = [request.period.start_utc for request in requests]
+    versions = connection.execute(_VERSIONS_SPANNING, {"earliest": min(starts), "latest": max(starts)}).all()
+    with_node: set[int] = set()
+    if any(version.root != home_node for version in versions):
+        found = connection.execute(
+            _NODE_VERSIONS, {"node": home_node, "version_ids": [v.id for v in versions]}
+        )
+        with_node = set(found.scalars())
+    for i, request in enumerate(requests):
+        start = request.period.start_utc
+        version = next((v for v in versions if v.effective_from_utc <= start), None)
+        if version is None:
+            raise NotFoundError(_item(i, "network"), f"no network version is in force at {start.isoformat()}")
+        if home_node != version.root and version.id not in with_node:
+            raise MarketError(_item(i, "node"), _not_in_network(home_node, request.period))
+
+
+def _check_open_orders(
+    connection: sa.Connection,
+    rules: MarketRules,
+    participant_id: str,
+    requests: Sequence[OrderRequest],
+    starts: list[datetime],
+) -> None:
+    """Refuse the first order that would take the household past its open orders for an interval."""
+    counted = connection.execute(
+        _OPEN_COUNTS, {"participant_id": participant_id, "starts": starts, "length": rules.interval_minutes}
+    )
+    stored: dict[datetime, int] = dict(counted.all())
+    batch = Counter(request.period.start_utc for request in requests)
+    adding: Counter[datetime] = Counter()
+    for i, request in enumerate(requests):
+        start = request.period.start_utc
+        adding[start] += 1
+        already = stored.get(start, 0)
+        if already + adding[start] > rules.max_open_orders:
+            raise MarketError(
+                _item(i, "interval"),
+                f"household {participant_id!r} already has {already} open orders for "
+                f"{request.period.key} and the batch adds {batch[start]}: at most "
+                f"{rules.max_open_orders} may be open",
+            )
+
+
 def _own_open_order(
     session: Session, rules: MarketRules, order_id: str, participant_id: str, now: datetime
 ) -> OrderRow:
-    _lock_household(session, participant_id)
+    _lock_household(_connection(session), participant_id)
     row = session.get(OrderRow, order_id)
     if row is None or row.participant_id != participant_id:
         raise NotFoundError("order_id", f"{order_id!r} is not an order")
@@ -303,29 +605,32 @@ def _own_open_order(
     return row
 
 
-def book_lock(period: SettlementPeriod) -> tuple[str, str, int]:
-    """The lock on an interval's book: clearing holds it exclusively, order changes shared, so
-    no order change can commit after the clearing has read the book."""
-    return ("book", period.start_utc.isoformat(), period.length_minutes)
-
-
 def _lock_open_book(session: Session, period: SettlementPeriod, *, conflict: bool = False) -> None:
     """Share the interval's book lock with other order changes, and refuse a book already cleared.
 
     The caller's ``now`` was read before this transaction could wait for a clearing in progress;
     checking for the clearing run under the lock closes that window: an order change either
-    commits before the clearing reads the book, or is refused.
+    commits before the clearing reads the book, or is refused. (Placing does the same, its check
+    for the clearing run being part of its one query after the lock.)
     """
     lock_for_transaction(session, *book_lock(period), shared=True)
-    cleared = session.exec(
-        select(ClearingRunRow.id).where(
-            ClearingRunRow.interval_start_utc == period.start_utc,
-            ClearingRunRow.length_minutes == period.length_minutes,
-        )
-    ).first()
-    if cleared is not None:
-        reason = f"{period.key} has been cleared: its gate has closed"
+    cleared = session.connection().execute(_CLEARED, {"starts": [period.start_utc]})
+    if any(length == period.length_minutes for _, length in cleared):
+        reason = _cleared_reason(period)
         raise ConflictError("order_id", reason) if conflict else MarketError("interval", reason)
+
+
+def _cleared_reason(period: SettlementPeriod) -> str:
+    return f"{period.key} has been cleared: its gate has closed"
+
+
+def _not_in_network(node_id: str, period: SettlementPeriod) -> str:
+    return f"{node_id!r} is not a node of the network in force for {period.key}"
+
+
+def _item(index: int, field: str) -> str:
+    """The field of a batch's order, as a caller names it: ``orders[3].price_p_per_kwh``."""
+    return f"orders[{index}].{field}"
 
 
 def _decimal(value: object, field: str) -> Decimal:
@@ -363,8 +668,41 @@ def _price_ticks(rules: MarketRules, price_p_per_kwh: object) -> int:
     return int(ticks)
 
 
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+def _batch_prefix(key: str) -> str:
+    """What every order of the batch placed with ``key`` stores as its idempotency key, before its
+    position: a digest, so that any key up to 128 characters fits the column with the position."""
+    return f"batch:{hashlib.sha256(key.encode()).hexdigest()}:"
+
+
+def _batch_key(key: str, index: int) -> str:
+    """The stored idempotency key of the ``index``-th order of the batch placed with ``key``."""
+    return f"{_batch_prefix(key)}{index:03d}"
+
+
+def _earlier_batch(connection: sa.Connection, participant_id: str, key: str) -> list[sa.Row[Any]] | None:
+    """The orders of the batch the household already placed with ``key``, in request order."""
+    first = connection.execute(
+        _EARLIER, {"participant_id": participant_id, "key": key, "batch_key": _batch_key(key, 0)}
+    ).first()
+    if first is None:
+        return None
+    prefix = _batch_prefix(key)
+    rows = connection.execute(_BATCH_ORDERS, {"participant_id": participant_id, "prefix": f"{prefix}%"})
+    placed = [row for row in rows if row.idempotency_key.startswith(prefix)]
+    if not placed:
+        raise ConflictError("Idempotency-Key", "was already used for a single order")
+    return sorted(placed, key=lambda row: int(row.idempotency_key[len(prefix) :]))
+
+
 def _replay(
-    row: OrderRow, period: SettlementPeriod, side: str, quantity_kwh: object, price_p_per_kwh: object
+    row: OrderRow | sa.Row[Any],
+    period: SettlementPeriod,
+    side: str,
+    quantity_kwh: object,
+    price_p_per_kwh: object,
 ) -> MarketOrder:
     """The order an idempotency key already placed, if the retried request is the same one."""
     same = (
@@ -376,6 +714,90 @@ def _replay(
     if not same:
         raise ConflictError("Idempotency-Key", "was already used for a different order")
     return _order(row)
+
+
+def _replay_batch(rows: list[sa.Row[Any]], requests: Sequence[OrderRequest]) -> list[MarketOrder]:
+    """The orders a batch's idempotency key already placed, if the retried batch is the same one."""
+    different = ConflictError("Idempotency-Key", "was already used for a different batch of orders")
+    if len(rows) != len(requests):
+        raise different
+    orders = []
+    for i, (row, request) in enumerate(zip(rows, requests, strict=True)):
+        try:
+            orders.append(
+                _replay(row, request.period, request.side, request.quantity_kwh, request.price_p_per_kwh)
+            )
+        except ConflictError:
+            raise different from None
+        except MarketError as error:
+            raise type(error)(_item(i, error.field), error.reason) from None
+    return orders
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+
+def _new_order(
+    participant_id: str,
+    node_id: str,
+    period: SettlementPeriod,
+    side: str,
+    quantity_wh: int,
+    price_ticks: int,
+    now: datetime,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """A new open order's row, as the insert takes it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "participant_id": participant_id,
+        "node_id": node_id,
+        "interval_start_utc": period.start_utc,
+        "length_minutes": period.length_minutes,
+        "settlement_date": period.settlement_date,
+        "period": period.period,
+        "side": side,
+        "quantity_wh": quantity_wh,
+        "price_ticks": price_ticks,
+        "status": OPEN,
+        "version": 1,
+        "priority_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "idempotency_key": idempotency_key,
+    }
+
+
+def _placed_event(row: dict[str, Any], actor: str) -> dict[str, Any]:
+    """The ``placed`` event of a new order's row."""
+    return {
+        "order_id": row["id"],
+        "version": 1,
+        "kind": "placed",
+        "quantity_wh": row["quantity_wh"],
+        "price_ticks": row["price_ticks"],
+        "status": OPEN,
+        "at": row["created_at"],
+        "actor": actor,
+    }
+
+
+def _stored_order(row: dict[str, Any], period: SettlementPeriod) -> MarketOrder:
+    """The order a new row stores (for ``period``, the period it was built from)."""
+    return MarketOrder(
+        id=row["id"],
+        participant_id=row["participant_id"],
+        node_id=row["node_id"],
+        period=period,
+        side=row["side"],
+        quantity_kwh=Decimal(row["quantity_wh"]) / WH_PER_KWH,
+        price_p_per_kwh=Decimal(row["price_ticks"]) / TICKS_PER_P,
+        status=OPEN,
+        version=1,
+        priority_at=row["priority_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 def _record(session: Session, row: OrderRow, kind: str, now: datetime, actor: str) -> None:
@@ -394,12 +816,12 @@ def _record(session: Session, row: OrderRow, kind: str, now: datetime, actor: st
     session.flush()
 
 
-def _order(row: OrderRow) -> MarketOrder:
+def _order(row: OrderRow | sa.Row[Any]) -> MarketOrder:
     return MarketOrder(
         id=row.id,
         participant_id=row.participant_id,
         node_id=row.node_id,
-        period=order_period(row),
+        period=settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
         side=row.side,
         quantity_kwh=Decimal(row.quantity_wh) / WH_PER_KWH,
         price_p_per_kwh=Decimal(row.price_ticks) / TICKS_PER_P,
