@@ -21,6 +21,7 @@ from api.clearing_files import FileFormatError, clear_files
 from api.commands import fail
 from api.market_commands import db_app, intervals, market_app, participant_add, serve, token_issue
 from api.meter_commands import meter_app
+from api.scenario_commands import demo, scenario_app
 from api.settlement_commands import settle_command, statement_command
 from optimiser import ClearingResult, SolverError
 
@@ -44,6 +45,8 @@ token_app.command("issue")(token_issue)
 app.add_typer(participant_app, name="participant")
 app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
+app.command("demo")(demo)
+app.add_typer(scenario_app, name="scenario")
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000
@@ -94,12 +97,12 @@ def clear(
         os._exit(0)  # the answer is written and flushed; skip freeing what the OS frees anyway
 
 
-@app.command()
-def demo(
+@app.command("clear-sample")
+def clear_sample(
     book: Annotated[Path, typer.Option(help="Order book CSV.")] = SCENARIOS / "sample-book.csv",
     network: Annotated[Path, typer.Option(help="Network TOML.")] = SCENARIOS / "sample-network.toml",
 ) -> None:
-    """Clear the sample order book in scenarios/ and show the result."""
+    """Clear an order book file (the sample book in scenarios/ by default) and show the result as a table."""
     try:
         result, _ = clear_files(book, network=network)
     except (FileFormatError, SolverError) as error:

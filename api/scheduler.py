@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,8 @@ class MarketScheduler:
         self.rules = rules
         self.clock = clock
         self.on_cleared = on_cleared
+        self.busy_s = 0.0
+        """Seconds spent clearing so far (for reports and benchmarks)."""
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -108,7 +111,11 @@ class MarketScheduler:
                 self._schedule_next()
 
     def _clear_due(self, now: datetime, triggered_by: str) -> list[ClearingOutcome]:
-        outcomes = clear_due(self.engine, rules=self.rules, now=now, triggered_by=triggered_by)
+        started = time.perf_counter()
+        try:
+            outcomes = clear_due(self.engine, rules=self.rules, now=now, triggered_by=triggered_by)
+        finally:
+            self.busy_s += time.perf_counter() - started
         for outcome in outcomes:
             run = outcome.run
             log.info("cleared %s: %d orders, welfare %s p", run.period.key, run.orders, run.welfare_p)
@@ -148,6 +155,10 @@ class MeterPolling:
         self.meter_data_delay = meter_data_delay
         self.map_dirs = tuple(map_dirs)
         self.on_polled = on_polled
+        self.poll_busy_s = 0.0
+        """Seconds spent polling and storing readings so far."""
+        self.energy_busy_s = 0.0
+        """Seconds spent deriving interval energy so far."""
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -175,6 +186,13 @@ class MeterPolling:
 
     def poll_once(self) -> tuple[list[PollResult], int]:
         """One cycle: poll every active meter, store the readings; returns results and how many stored."""
+        started = time.perf_counter()
+        try:
+            return self._poll_and_store()
+        finally:
+            self.poll_busy_s += time.perf_counter() - started
+
+    def _poll_and_store(self) -> tuple[list[PollResult], int]:
         with Session(self.engine) as session:
             endpoints = tuple(
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
@@ -203,10 +221,14 @@ class MeterPolling:
         """Every active meter's energy for ``period`` and the one before; returns meters refreshed."""
         periods = [period.previous(), period]
         now = self.clock.now()
-        with transaction(self.engine) as session:
-            meters = [m.id for m in list_meters(session) if m.active]
-            for meter_id in meters:
-                refresh_interval_energy(session, meter_id, periods, now=now)
+        started = time.perf_counter()
+        try:
+            with transaction(self.engine) as session:
+                meters = [m.id for m in list_meters(session) if m.active]
+                for meter_id in meters:
+                    refresh_interval_energy(session, meter_id, periods, now=now)
+        finally:
+            self.energy_busy_s += time.perf_counter() - started
         return len(meters)
 
     def _schedule_poll(self, delay_s: float) -> None:
@@ -281,6 +303,8 @@ class SettlementJobs:
         self.config = config
         self.delay = delay
         self.on_settled = on_settled
+        self.busy_s = 0.0
+        """Seconds spent settling so far."""
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -298,6 +322,13 @@ class SettlementJobs:
 
     def settle_due(self) -> list[SettlementOutcome]:
         """Initial runs for every interval due, then reconciliations for every one that changed."""
+        started = time.perf_counter()
+        try:
+            return self._settle_due()
+        finally:
+            self.busy_s += time.perf_counter() - started
+
+    def _settle_due(self) -> list[SettlementOutcome]:
         now = self.clock.now()
         length = self.rules.interval_minutes
         with Session(self.engine) as session:

@@ -48,6 +48,15 @@ class Meter:
     active: bool
 
 
+def mpan_with_check_digit(first_twelve: str) -> str:
+    """The 13-digit MPAN core whose first twelve digits are ``first_twelve`` (distributor id, then
+    the unique number): appends the check digit."""
+    if not re.fullmatch(r"[0-9]{12}", first_twelve):
+        raise ValueError(f"an MPAN core starts with 12 digits, got {first_twelve!r}")
+    total = sum(int(digit) * weight for digit, weight in zip(first_twelve, _MPAN_WEIGHTS))
+    return first_twelve + str(total % 11 % 10)
+
+
 def mpan_check_digit_ok(mpan: str) -> bool:
     """Whether a 13-digit MPAN core's last digit is its check digit."""
     if not re.fullmatch(r"[0-9]{13}", mpan):

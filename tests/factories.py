@@ -101,14 +101,12 @@ def order_books(draw: st.DrawFn, network: Network, *, max_orders: int = 25) -> O
 
 # --- the market ------------------------------------------------------------------------------
 
-MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
-
 
 def mpan(serial: int) -> str:
     """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit."""
-    body = f"14{serial:010d}"
-    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
-    return body + str(check)
+    from market.participants import mpan_with_check_digit
+
+    return mpan_with_check_digit(f"14{serial:010d}")
 
 
 def street_network() -> Network:

@@ -1,4 +1,4 @@
-"""`smartbrum clear` and `smartbrum demo`: files in, JSON or a table out, one-line errors."""
+"""`smartbrum clear` and `smartbrum clear-sample`: files in, JSON or a table out, one-line errors."""
 
 from __future__ import annotations
 
@@ -194,8 +194,8 @@ def test_empty_book_clears(runner, tmp_path):
     assert (document["welfare_p"], document["fills"]) == (0.0, [])
 
 
-def test_demo_clears_the_sample_book(runner):
-    result = runner.invoke(app, ["demo"])
+def test_clear_sample_clears_the_sample_book(runner):
+    result = runner.invoke(app, ["clear-sample"])
     assert result.exit_code == 0, result.output
     assert "sample-book.csv" in result.stdout
     assert "FDR-3" in result.stdout

@@ -1,0 +1,706 @@
+"""Scenario runs: a simulated neighbourhood trading on the whole platform, in accelerated time.
+
+:func:`run_scenario` takes a scenario file (:mod:`simulation`) and runs what production runs, on a
+fresh SQLite database in ``var/``:
+
+1. **Simulate** the households (:func:`simulation.simulate`): each one's realised net power, which
+   its emulated meter will measure, and its orders for every period, from imperfect forecasts.
+2. **Set up** the market as the energy company would: the operator, the network and the backstop
+   tariff from the scenario, every household with an MPAN on its feeder, a token of its own, and
+   its meter (model and Modbus address) registered.
+3. **Run the day**, in three processes as in production: the emulated meters answer on loopback
+   Modbus TCP (gateways of up to 25 unit ids each, on pymodbus); the platform serves the HTTP API
+   under uvicorn on a free loopback port and runs the scheduler's jobs; this process runs the
+   households' agents. The jobs run on a market clock that runs ``day_seconds`` real seconds per simulated
+   day: meter polling every ``poll_minutes``, interval energy after each period, clearing at every
+   gate closure, settlement when each period's meter data is due. The households' agents place
+   their orders through the API, each with its own token, in one request per household per
+   bidding round (``POST /v1/orders/batch``): every ``bid_every_periods`` periods, for the next
+   that many, ``bid_ahead_periods`` periods before the first one's gate closes (rolling), or all
+   at the start (day-ahead) when ``bid_ahead_periods`` is ``None``.
+4. **Finish.** When the clock has passed the last period's settlement time, the runner waits (with
+   a deadline) until every period has its initial settlement run and stops the jobs; then it
+   derives the last periods' energy from every reading in and runs the settlement's catch-up once
+   more, which reconciles any period whose meter energy changed after its initial run, and
+   gathers the results for the summary and the report (:mod:`api.report`).
+
+The market clock is held at its start while the set-up and the first bids happen, then released,
+and only then are the jobs started: a slow set-up never makes the first gates close early.
+
+Times per stage are busy times (the jobs run concurrently): the seconds the polling job spent
+polling and storing, the agents' requests took, the clearing job spent clearing, the settlement
+job spent settling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from api.app import Platform, create_app
+from api.clock import AcceleratedClock
+from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
+from api.settings import Settings
+from market.access import issue_token
+from market.database import create_database_engine, transaction, upgrade_database
+from market.intervals import SettlementPeriod, period_at
+from market.network import publish_network, set_tariff
+from market.participants import mpan_with_check_digit, register_household, register_meter, register_operator
+from market.settlement import INITIAL, runs_of
+from market.tables import ClearingRunRow
+from metering.simulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
+from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
+
+log = logging.getLogger("smartbrum.scenario")
+
+OPERATOR_ID = "OPS"
+METERS_PER_GATEWAY = 25
+"""Meters behind one emulated gateway: one RS485 segment's worth, polled one request at a time."""
+_MP = multiprocessing.get_context("spawn")
+MAX_BATCH = 500
+"""Most orders the agents put in one request (the API's batch limit)."""
+
+
+class HeldClock(AcceleratedClock):
+    """An accelerated clock that shows its start time until :meth:`release`, then runs.
+
+    The moment of release is kept in shared memory, so that a copy of the clock in another
+    process (the emulated meters') releases with it: the monotonic clock is the machine's.
+    """
+
+    def __init__(self, start: datetime, speed: float, released_at: Any = None) -> None:
+        super().__init__(start, speed)
+        self._released_at = released_at if released_at is not None else _MP.Value("d", -1.0, lock=False)
+
+    def release(self) -> None:
+        self._released_at.value = time.monotonic()
+
+    def now(self) -> datetime:
+        released = self._released_at.value
+        if released < 0:
+            return self.start
+        return self.start + timedelta(seconds=(time.monotonic() - released) * self.speed)
+
+    def real_seconds_until(self, moment: datetime) -> float:
+        return (moment - self.now()).total_seconds() / self.speed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (HeldClock, (self.start, self.speed, self._released_at))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a scenario.
+
+    Attributes
+    ----------
+    day_seconds : float
+        Real seconds per simulated day (the clock's speed is 86,400 / this).
+    days : int, optional
+        Simulate only this many days (default: the scenario's).
+    households : int, optional
+        Keep only the first this many households (shortened runs for tests).
+    poll_minutes : float
+        Market minutes between meter polling cycles.
+    bid_ahead_periods : int or None
+        Agents bid each group of periods this many periods before the first one's gate closes;
+        ``None``: the whole day at the start (day-ahead).
+    bid_every_periods : int
+        How many periods each rolling bidding round covers (one request per household).
+    lead_minutes : int
+        The market clock starts this long before the first period.
+    agent_threads : int
+        Concurrent HTTP requests the agents make.
+    database : Path, optional
+        SQLite file (replaced); default ``var/scenario-<name>.db``.
+    report_dir : Path, optional
+        Where the report goes; default ``var/reports/<name>``. ``None`` in :func:`run_scenario`'s
+        ``write_report`` skips it.
+    deadline_s : float
+        Longest real wait for the last settlement runs after the clock has passed them.
+    """
+
+    day_seconds: float = 36.0
+    days: int | None = None
+    households: int | None = None
+    poll_minutes: float = 10.0
+    bid_ahead_periods: int | None = 6
+    bid_every_periods: int = 4
+    lead_minutes: int = 30
+    agent_threads: int = 8
+    database: Path | None = None
+    report_dir: Path | None = None
+    deadline_s: float = 120.0
+
+
+@dataclass
+class StageTimes:
+    """Wall and busy seconds of a run, by stage."""
+
+    simulate_s: float = 0.0
+    setup_s: float = 0.0
+    day_s: float = 0.0
+    polling_s: float = 0.0
+    energy_s: float = 0.0
+    placement_s: float = 0.0
+    clearing_s: float = 0.0
+    settlement_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """What a run produced: where its database is, and what happened."""
+
+    simulation: Simulation
+    database_url: str
+    periods: list[SettlementPeriod]
+    household_ids: list[str]
+    orders_placed: int = 0
+    orders_missed: int = 0
+    requests: int = 0
+    slowest_round_s: float = 0.0
+    polls: int = 0
+    readings: int = 0
+    times: StageTimes = field(default_factory=StageTimes)
+    errors: list[str] = field(default_factory=list)
+
+
+ProgressHook = Callable[[str, int], None]
+"""Called with ("cleared" | "settled" | "bid", count) as the run goes on."""
+
+
+def run_scenario(
+    path: Path,
+    options: RunOptions = RunOptions(),
+    *,
+    progress: ProgressHook | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    var_dir: Path = Path("var"),
+) -> RunResult:
+    """Run the scenario in ``path`` end to end; see the module docstring.
+
+    ``progress`` hears of each clearing and bidding round; ``on_start`` is told how many periods
+    and orders the run will have, once the households are simulated.
+    """
+    started = time.perf_counter()
+    scenario = load_scenario(path)
+    simulation = simulate(scenario, days=options.days)
+    simulated = time.perf_counter()
+    keep = len(simulation.households) if options.households is None else options.households
+    households = simulation.households[:keep]
+    periods = [
+        period_at(start, length_minutes=simulation.scenario.interval_minutes)
+        for _, _, start, _ in simulation.periods
+    ]
+
+    database = options.database or var_dir / f"scenario-{scenario.name}.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{database}"
+    result = RunResult(simulation, url, periods, [h.id for h in households])
+    result.times.simulate_s = simulated - started
+    if on_start is not None:
+        kept = set(result.household_ids)
+        on_start(len(periods), sum(1 for order in simulation.orders if order.household_id in kept))
+
+    engine = create_database_engine(url)
+    try:
+        upgrade_database(engine)
+        clock_start = simulation.start_utc - timedelta(minutes=options.lead_minutes)
+        clock = HeldClock(clock_start, speed=86_400.0 / options.day_seconds)
+        settings = _settings(url, scenario, options.poll_minutes)
+        fleet = _fleet(simulation, keep)
+        with _meters(fleet, clock) as ports:
+            tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
+            result.times.setup_s = time.perf_counter() - simulated
+            spec = _PlatformSpec(
+                settings=settings.model_dump(),
+                clock=clock,
+                poll_seconds=options.poll_minutes * 60,
+                last_period=periods[-1],
+            )
+            platform = _Platform(spec)
+            with platform as base_url:
+                _run_day(result, engine, platform, base_url, clock, settings, tokens, options, progress)
+    finally:
+        engine.dispose()
+    result.times.total_s = time.perf_counter() - started
+    return result
+
+
+# --- set-up --------------------------------------------------------------------------------------
+
+
+def _settings(url: str, scenario: Any, poll_minutes: float) -> Settings:
+    """The platform's settings for a run: the scenario's terms; meter data is due one polling
+    cycle (plus a margin) after each period, so that a reading after every boundary is in."""
+    data_delay = math.ceil(poll_minutes) + 3
+    return Settings(
+        database_url=url,
+        interval_minutes=scenario.interval_minutes,
+        platform_fee_p_per_kwh=scenario.fees.platform_p_per_kwh,
+        meter_timeout_s=2.0,
+        meter_retries=1,
+        meter_data_delay_minutes=data_delay,
+        settlement_delay_minutes=data_delay + 5,
+        max_open_orders=20,
+    )
+
+
+def _set_up(
+    engine: Engine, simulation: Simulation, fleet: MeterFleet, ports: Sequence[int], *, now: datetime
+) -> dict[str, str]:
+    """The operator, network, tariff, households, tokens and meters; returns each home's token."""
+    scenario = simulation.scenario
+    tokens: dict[str, str] = {}
+    with transaction(engine) as session:
+        register_operator(session, participant_id=OPERATOR_ID, display_name="Brum Local Energy", now=now)
+        publish_network(session, network=build_network(scenario), effective_from_utc=now, now=now)
+        set_tariff(
+            session,
+            import_p_per_kwh=Decimal(scenario.tariff.import_p_per_kwh),
+            export_p_per_kwh=Decimal(scenario.tariff.export_p_per_kwh),
+            effective_from_utc=now,
+            now=now,
+        )
+        meters = [(meter, port) for gateway, port in zip(fleet.gateways, ports) for meter in gateway.meters]
+        for index, household in enumerate(simulation.households[: fleet.meter_count]):
+            register_household(
+                session,
+                participant_id=household.id,
+                display_name=household.name,
+                mpan=mpan_with_check_digit(f"14{index + 1:010d}"),
+                node_id=household.feeder,
+                now=now,
+            )
+            tokens[household.id] = issue_token(
+                session, participant_id=household.id, now=now, label="agent"
+            ).secret
+            meter, port = meters[index]
+            register_meter(
+                session,
+                meter_id=meter.meter_id,
+                participant_id=household.id,
+                host="127.0.0.1",
+                port=port,
+                unit_id=meter.unit_id,
+                transport="tcp",
+                model=meter.model,
+                now=now,
+            )
+    return tokens
+
+
+def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
+    """Every kept household's emulated meter, up to :data:`METERS_PER_GATEWAY` per gateway."""
+    gateways = []
+    for first in range(0, keep, METERS_PER_GATEWAY):
+        meters = []
+        for index in range(first, min(first + METERS_PER_GATEWAY, keep)):
+            household = simulation.households[index]
+            profile = SeriesProfile(
+                start=simulation.start_utc,
+                step_s=simulation.step_s,
+                net_power_w=_array(simulation.net_power_w[index]),
+                seed=index,
+                phases=1,
+                import_kwh_at_start=float(1000 + (index * 7919) % 9000),
+            )
+            meters.append(MeterSpec(f"M-{household.id}", index - first + 1, household.meter_model, profile))
+        gateways.append(GatewaySpec("127.0.0.1", 0, "socket", tuple(meters)))
+    return MeterFleet(tuple(gateways))
+
+
+@contextmanager
+def _meters(fleet: MeterFleet, clock: HeldClock) -> Iterator[list[int]]:
+    """The fleet served on loopback by a process of its own, as meters are devices of their own
+    (and so that answering them does not take the platform's CPU); yields the gateways' ports."""
+    ports: Any = _MP.Queue()
+    stop = _MP.Event()
+    process = _MP.Process(target=_serve_meters, args=(fleet, clock, ports, stop), name="scenario-meters")
+    process.start()
+    try:
+        answer = ports.get(timeout=120)
+        if isinstance(answer, str):
+            raise RuntimeError(f"the emulated meters did not start: {answer}")
+        yield answer
+    finally:
+        stop.set()
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _serve_meters(fleet: MeterFleet, clock: HeldClock, ports: Any, stop: Any) -> None:
+    """The meters' process: serve every gateway until ``stop`` is set."""
+
+    async def serve() -> None:
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=lambda: (stop.wait(), loop.call_soon_threadsafe(done.set)), daemon=True
+        ).start()
+        await serve_fleet(
+            fleet.build_gateways(clock=clock.now),
+            ready=lambda live: ports.put([g.port for g in live]),
+            stop=done,
+        )
+
+    try:
+        asyncio.run(serve())
+    except Exception as error:  # tell the parent rather than leave it waiting
+        ports.put(f"{type(error).__name__}: {error}")
+
+
+def _array(row: Any) -> Any:
+    from array import array
+
+    return array("d", row.tolist())
+
+
+@dataclass(frozen=True)
+class _PlatformSpec:
+    """What the platform's process needs to run the platform."""
+
+    settings: dict[str, Any]
+    clock: HeldClock
+    poll_seconds: float
+    last_period: SettlementPeriod
+
+
+class _Platform:
+    """The platform in a process of its own, as ``smartbrum serve`` runs it: the HTTP API under
+    uvicorn on a free loopback port, and the scheduler's jobs, started on :meth:`start_jobs`."""
+
+    def __init__(self, spec: _PlatformSpec) -> None:
+        self._inbox: Any = _MP.Queue()
+        self._outbox: Any = _MP.Queue()
+        self._process = _MP.Process(
+            target=_serve_platform, args=(spec, self._inbox, self._outbox), name="scenario-platform"
+        )
+
+    def __enter__(self) -> str:
+        self._process.start()
+        port = self._receive("port")
+        return f"http://127.0.0.1:{port}"
+
+    def start_jobs(self) -> None:
+        self._inbox.put("start")
+        self._receive("started")
+
+    def finish(self) -> dict[str, float]:
+        """Stop the jobs, derive the last energy, settle what is left; returns the jobs' figures."""
+        self._inbox.put("finish")
+        figures: dict[str, float] = self._receive("figures")
+        return figures
+
+    def _receive(self, kind: str) -> Any:
+        while True:
+            try:
+                message, value = self._outbox.get(timeout=1.0)
+            except Exception:
+                if not self._process.is_alive():
+                    raise RuntimeError("the platform's process ended unexpectedly") from None
+                continue
+            if message == "error":
+                raise RuntimeError(f"the platform failed: {value}")
+            if message == kind:
+                return value
+
+    def __exit__(self, *exc: object) -> None:
+        self._inbox.put("stop")
+        self._process.join(timeout=60)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
+    """The platform's process: the API at once, the jobs when told, the day's end when told."""
+    import uvicorn
+
+    try:
+        settings = Settings(**spec.settings)
+        engine = create_database_engine(settings.database_url)
+        platform = Platform(engine=engine, settings=settings, clock=spec.clock)
+        rules = settings.market_rules()
+        counts = {"polls": 0, "readings": 0}
+
+        def on_polled(results: list[Any], stored: int) -> None:
+            counts["polls"] += 1
+            counts["readings"] += stored
+
+        market = MarketScheduler(engine, rules, spec.clock)
+        polling = MeterPolling(
+            engine,
+            rules,
+            spec.clock,
+            poll_settings=settings.poll_settings(),
+            poll_seconds=spec.poll_seconds,
+            meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
+            on_polled=on_polled,
+        )
+        settlement = SettlementJobs(
+            engine,
+            rules,
+            spec.clock,
+            config=settings.settlement_config(),
+            delay=timedelta(minutes=settings.settlement_delay_minutes),
+        )
+        config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+        outbox.put(("port", server.servers[0].sockets[0].getsockname()[1]))
+        jobs: list[Any] = [polling, market, settlement]
+        while (command := inbox.get()) != "stop":
+            if command == "start":
+                for job in jobs:
+                    job.start()
+                outbox.put(("started", None))
+            elif command == "finish":
+                for job in reversed(jobs):
+                    job.shutdown()
+                # The day is over: the last periods' energy from every reading in, then the
+                # settlement's catch-up, which reconciles every period whose energy changed after
+                # its initial run (in accelerated time a slow energy job can commit after the
+                # settlement job has read).
+                polling.derive_energy(spec.last_period)
+                settlement.settle_due()
+                outbox.put(
+                    (
+                        "figures",
+                        {
+                            "polling_s": polling.poll_busy_s,
+                            "energy_s": polling.energy_busy_s,
+                            "clearing_s": market.busy_s,
+                            "settlement_s": settlement.busy_s,
+                            **counts,
+                        },
+                    )
+                )
+        server.should_exit = True
+        thread.join(timeout=30)
+        engine.dispose()
+    except Exception as error:  # tell the parent rather than leave it waiting
+        log.exception("the platform failed")
+        outbox.put(("error", f"{type(error).__name__}: {error}"))
+
+
+# --- the day -------------------------------------------------------------------------------------
+
+
+def _run_day(
+    result: RunResult,
+    engine: Engine,
+    platform: _Platform,
+    base_url: str,
+    clock: HeldClock,
+    settings: Settings,
+    tokens: dict[str, str],
+    options: RunOptions,
+    progress: ProgressHook | None,
+) -> None:
+    rules = settings.market_rules()
+    rounds = _bidding_rounds(
+        result, rules.gate_closure_utc, options.bid_ahead_periods, options.bid_every_periods, clock.start
+    )
+    keep = set(result.household_ids)
+    counter = _ClearedCounter(engine, result.periods, progress)
+    day_started = time.perf_counter()
+    with httpx2.Client(
+        base_url=base_url, timeout=120.0, limits=httpx2.Limits(max_connections=options.agent_threads)
+    ) as client:
+        agents = _Agents(client, tokens, result, options.agent_threads, progress)
+        _, first_orders = rounds[0]
+        agents.bid([o for o in first_orders if o.household_id in keep])
+        clock.release()
+        platform.start_jobs()
+        for moment, orders in rounds[1:]:
+            _wait_until(clock, moment, counter.tick)
+            agents.bid([o for o in orders if o.household_id in keep])
+        last = result.periods[-1]
+        _wait_until(
+            clock, last.end_utc + timedelta(minutes=settings.settlement_delay_minutes + 1), counter.tick
+        )
+        _wait_for_settlement(engine, result.periods, options.deadline_s)
+        figures = platform.finish()
+        counter.tick()
+    result.times.day_s = time.perf_counter() - day_started
+    result.times.polling_s = figures["polling_s"]
+    result.times.energy_s = figures["energy_s"]
+    result.times.clearing_s = figures["clearing_s"]
+    result.times.settlement_s = figures["settlement_s"]
+    result.polls = int(figures["polls"])
+    result.readings = int(figures["readings"])
+    missing = len(result.periods) - counter.cleared
+    if missing:
+        result.errors.append(f"{missing} period(s) not cleared by the scheduler")
+
+
+class _ClearedCounter:
+    """Counts the run's periods cleared so far (from the database), for the progress bar."""
+
+    def __init__(
+        self, engine: Engine, periods: Sequence[SettlementPeriod], progress: ProgressHook | None
+    ) -> None:
+        self.engine = engine
+        self.starts = {period.start_utc for period in periods}
+        self.first, self.last = periods[0].start_utc, periods[-1].start_utc
+        self.progress = progress
+        self.cleared = 0
+        self._checked = 0.0
+
+    def tick(self) -> None:
+        if time.monotonic() - self._checked < 0.25:
+            return
+        self._checked = time.monotonic()
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ClearingRunRow.interval_start_utc).where(
+                    col(ClearingRunRow.is_current),
+                    ClearingRunRow.interval_start_utc >= self.first,
+                    ClearingRunRow.interval_start_utc <= self.last,
+                )
+            ).all()
+        cleared = len(set(rows) & self.starts)
+        if cleared > self.cleared and self.progress is not None:
+            self.progress("cleared", cleared - self.cleared)
+        self.cleared = max(self.cleared, cleared)
+
+
+def _bidding_rounds(
+    result: RunResult,
+    gate_of: Callable[[SettlementPeriod], datetime],
+    ahead: int | None,
+    every: int,
+    start: datetime,
+) -> list[tuple[datetime, list[PlannedOrder]]]:
+    """When the agents bid and what: one round per moment, orders grouped in period order.
+
+    Rolling: every ``every`` periods, each agent bids the next ``every`` periods, the first of
+    them ``ahead`` periods before its gate closes. Day-ahead (``ahead`` None): one round at the
+    start.
+    """
+    by_period: dict[datetime, list[PlannedOrder]] = defaultdict(list)
+    for order in result.simulation.orders:
+        by_period[order.period_start_utc].append(order)
+    rounds: dict[datetime, list[PlannedOrder]] = defaultdict(list)
+    rounds[start] = []
+    for index, period in enumerate(result.periods):
+        if ahead is None:
+            moment = start
+        else:
+            first = result.periods[index - index % every]
+            length = timedelta(minutes=first.length_minutes)
+            moment = max(start, gate_of(first) - ahead * length)
+        rounds[moment].extend(by_period.get(period.start_utc, []))
+    return sorted(rounds.items())
+
+
+class _Agents:
+    """The households' agents: each round, one request per household with its orders."""
+
+    def __init__(
+        self,
+        client: httpx2.Client,
+        tokens: dict[str, str],
+        result: RunResult,
+        threads: int,
+        progress: ProgressHook | None,
+    ) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.result = result
+        self.threads = threads
+        self.progress = progress
+        self.lengths = {p.start_utc: p for p in result.periods}
+
+    def bid(self, orders: list[PlannedOrder]) -> None:
+        if not orders:
+            return
+        by_home: dict[str, list[PlannedOrder]] = defaultdict(list)
+        for order in orders:
+            by_home[order.household_id].append(order)
+        requests = [
+            (home, chunk)
+            for home, planned in by_home.items()
+            for chunk in (planned[i : i + MAX_BATCH] for i in range(0, len(planned), MAX_BATCH))
+        ]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.threads) as pool:
+            outcomes = list(pool.map(lambda job: self._post(*job), requests))
+        took = time.perf_counter() - started
+        self.result.times.placement_s += took
+        self.result.slowest_round_s = max(self.result.slowest_round_s, took)
+        placed = sum(count for count, _ in outcomes)
+        self.result.orders_placed += placed
+        self.result.orders_missed += sum(len(chunk) for _, chunk in requests) - placed
+        self.result.requests += len(requests)
+        for _, error in outcomes:
+            if error and len(self.result.errors) < 20:
+                self.result.errors.append(error)
+        if self.progress is not None:
+            self.progress("bid", placed)
+
+    def _post(self, home: str, orders: list[PlannedOrder]) -> tuple[int, str | None]:
+        body = {
+            "orders": [
+                {
+                    "interval": self.lengths[order.period_start_utc].key,
+                    "side": order.side,
+                    "quantity_kwh": str(order.quantity_kwh),
+                    "price_p_per_kwh": str(order.price_p_per_kwh),
+                }
+                for order in orders
+            ]
+        }
+        response = self.client.post(
+            "/v1/orders/batch", json=body, headers={"Authorization": f"Bearer {self.tokens[home]}"}
+        )
+        if response.status_code == 201:
+            return len(orders), None
+        return 0, f"{home}: HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _wait_until(clock: HeldClock, moment: datetime, tick: Callable[[], None]) -> None:
+    """Sleep until the market clock shows ``moment`` (real sleeps: this is the run's pacing),
+    calling ``tick`` now and then."""
+    while (remaining := clock.real_seconds_until(moment)) > 0:
+        tick()
+        time.sleep(min(remaining, 0.25))
+
+
+def _wait_for_settlement(engine: Engine, periods: Sequence[SettlementPeriod], deadline_s: float) -> None:
+    """Until every period has its initial settlement run, or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        with Session(engine) as session:
+            if all(any(run.run_type == INITIAL for run in runs_of(session, p)) for p in periods):
+                return
+        time.sleep(0.2)
