@@ -26,7 +26,7 @@ from api.clock import Clock
 from market.clearing import ClearingOutcome, clear_due
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
-from market.meter_data import refresh_interval_energy, store_readings
+from market.meter_data import derive_meter_energy, store_meter_energy, store_readings
 from market.participants import list_meters
 from market.rules import MarketRules
 from market.settlement import (
@@ -223,10 +223,13 @@ class MeterPolling:
         now = self.clock.now()
         started = time.perf_counter()
         try:
-            with transaction(self.engine) as session:
+            # Derive with no write lock held (it reads and computes); store in one short transaction.
+            with Session(self.engine) as session:
                 meters = [m.id for m in list_meters(session) if m.active]
-                for meter_id in meters:
-                    refresh_interval_energy(session, meter_id, periods, now=now)
+                derived = [derive_meter_energy(session, meter_id, periods) for meter_id in meters]
+            with transaction(self.engine) as session:
+                for energy in derived:
+                    store_meter_energy(session, energy, now=now)
         finally:
             self.energy_busy_s += time.perf_counter() - started
         return len(meters)

@@ -29,7 +29,14 @@ from sqlmodel import Session, col, select
 
 from market.intervals import SettlementPeriod, settlement_period
 from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
-from metering.energy import CounterReading, IntervalEnergy, derive_interval_energy, detect_counter_resets
+from metering.energy import (
+    DEFAULT_MAX_GAP,
+    CounterEvent,
+    CounterReading,
+    IntervalEnergy,
+    derive_interval_energy,
+    detect_counter_resets,
+)
 from metering.readings import Quality, Reading
 
 WH_PER_KWH = 1000
@@ -156,21 +163,51 @@ def counter_readings(
     ]
 
 
-def refresh_interval_energy(
-    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
-) -> list[StoredEnergy]:
-    """Derive ``periods``' energy for a meter and store what changed as new revisions.
+@dataclass(frozen=True)
+class DerivedEnergy:
+    """One meter's energy for some periods, derived from its readings (not yet stored)."""
 
-    Counter decreases found on the way are recorded as meter events (once each).
+    meter_id: str
+    periods: tuple[SettlementPeriod, ...]
+    energy: tuple[IntervalEnergy, ...]
+    resets: tuple[CounterEvent, ...]
+
+
+def derive_meter_energy(
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod]
+) -> DerivedEnergy:
+    """Derive ``periods``' energy for a meter from its stored readings; reads, writes nothing.
+
+    Reads the readings within :data:`~metering.energy.DEFAULT_MAX_GAP` of the periods first: with a
+    reading that close on each side of every boundary, no others can change the result. Only when
+    an edge has to be estimated are the readings of the whole :data:`RATE_WINDOW` read, for the
+    extrapolation rate.
     """
-    if not periods:
-        return []
-    ordered = sorted(periods, key=lambda p: p.start_utc)
-    readings = counter_readings(
-        session, meter_id, start=ordered[0].start_utc - RATE_WINDOW, end=ordered[-1].end_utc + RATE_WINDOW
+    ordered = tuple(sorted(periods, key=lambda p: p.start_utc))
+    spans = [(p.start_utc, p.end_utc) for p in ordered]
+    near = counter_readings(
+        session,
+        meter_id,
+        start=ordered[0].start_utc - DEFAULT_MAX_GAP,
+        end=ordered[-1].end_utc + DEFAULT_MAX_GAP,
     )
-    derived = derive_interval_energy(readings, [(p.start_utc, p.end_utc) for p in ordered])
-    _record_resets(session, meter_id, readings, now)
+    derived = derive_interval_energy(near, spans)
+    readings = near
+    if any(energy.estimated for energy in derived):
+        readings = counter_readings(
+            session, meter_id, start=ordered[0].start_utc - RATE_WINDOW, end=ordered[-1].end_utc + RATE_WINDOW
+        )
+        derived = derive_interval_energy(readings, spans)
+    return DerivedEnergy(meter_id, ordered, tuple(derived), tuple(detect_counter_resets(readings)))
+
+
+def store_meter_energy(session: Session, derived: DerivedEnergy, *, now: datetime) -> list[StoredEnergy]:
+    """Store what changed in ``derived`` as new revisions, and its counter resets as meter events
+    (once each); returns every period's current energy."""
+    meter_id, ordered = derived.meter_id, derived.periods
+    if not ordered:
+        return []
+    _record_resets(session, meter_id, derived.resets, now)
     current = {
         row.interval_start_utc: row
         for row in session.exec(
@@ -183,7 +220,7 @@ def refresh_interval_energy(
         )
     }
     stored = []
-    for period, energy in zip(ordered, derived):
+    for period, energy in zip(ordered, derived.energy):
         row = current.get(period.start_utc)
         if row is None or (row.import_wh, row.export_wh, row.estimated) != (
             energy.import_wh,
@@ -203,6 +240,20 @@ def refresh_interval_energy(
         )
     session.flush()
     return stored
+
+
+def refresh_interval_energy(
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
+) -> list[StoredEnergy]:
+    """Derive ``periods``' energy for a meter and store what changed as new revisions.
+
+    Counter decreases found on the way are recorded as meter events (once each). A job refreshing
+    many meters should derive them all first (:func:`derive_meter_energy`, no write lock held) and
+    store them in one short transaction (:func:`store_meter_energy`).
+    """
+    if not periods:
+        return []
+    return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
 
 
 def _new_revision(
@@ -234,10 +285,8 @@ def _new_revision(
     return row
 
 
-def _record_resets(
-    session: Session, meter_id: str, readings: Sequence[CounterReading], now: datetime
-) -> None:
-    for event in detect_counter_resets(readings):
+def _record_resets(session: Session, meter_id: str, events: Sequence[CounterEvent], now: datetime) -> None:
+    for event in events:
         values = {
             "meter_id": meter_id,
             "kind": str(event.kind),

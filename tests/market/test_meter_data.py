@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from sqlmodel import Session, func, select
 
 from market.database import transaction
 from market.intervals import period_at
-from market.meter_data import interval_energy, kwh_to_wh, refresh_interval_energy, store_readings
+from market.meter_data import (
+    counter_readings,
+    derive_meter_energy,
+    interval_energy,
+    kwh_to_wh,
+    refresh_interval_energy,
+    store_readings,
+)
 from market.participants import register_meter
 from market.tables import MeterEventRow, MeterReadingRow
+from metering.energy import derive_interval_energy
 from metering.readings import Quality, Reading
 from tests.factories import seed_market
 
@@ -111,3 +120,26 @@ def test_a_counter_reset_is_recorded_once_and_never_negative(metered):
     with Session(metered) as session:
         event = session.exec(select(MeterEventRow)).one()
     assert (event.counter, event.before_wh, event.after_wh) == ("import", 500200, 100)
+
+
+def test_deriving_from_the_near_readings_gives_what_all_readings_give(metered):
+    # A reading every 10 minutes for a day either side, a reset, and a three-hour gap: the
+    # near-window derivation (with its fall-back to the whole rate window for estimates) must
+    # agree with deriving from every stored reading.
+    minutes = [m for m in range(-24 * 60, 24 * 60, 10) if not 60 <= m < 240]
+    counters, batch = 500.0, []
+    for m in minutes:
+        counters = 0.2 if m == -300 else counters + 0.05 + (m % 70) / 1000
+        batch.append(reading(m, round(counters, 3), round(m % 30 / 100, 3) + (m + 1440) / 1000))
+    with transaction(metered) as session:
+        store_readings(session, batch)
+    periods = [period_at(NOW + timedelta(minutes=30 * k)) for k in range(-12, 12)]
+    with Session(metered) as session:
+        everything = counter_readings(
+            session, "M1", start=NOW - timedelta(days=3), end=NOW + timedelta(days=3)
+        )
+        for pair in pairwise(periods):
+            derived = derive_meter_energy(session, "M1", list(pair))
+            expected = derive_interval_energy(everything, [(p.start_utc, p.end_utc) for p in pair])
+            assert list(derived.energy) == expected, pair[0].key
+        assert any(e.estimated for p in periods for e in derive_meter_energy(session, "M1", [p]).energy)
