@@ -26,7 +26,13 @@ from api.clock import Clock
 from market.clearing import ClearingOutcome, clear_due
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
-from market.meter_data import derive_meter_energy, store_meter_energy, store_readings
+from market.meter_data import (
+    counter_readings_of_meters,
+    derive_meter_energy,
+    near_window,
+    store_meter_energy,
+    store_readings,
+)
 from market.participants import list_meters
 from market.rules import MarketRules
 from market.settlement import (
@@ -226,7 +232,12 @@ class MeterPolling:
             # Derive with no write lock held (it reads and computes); store in one short transaction.
             with Session(self.engine) as session:
                 meters = [m.id for m in list_meters(session) if m.active]
-                derived = [derive_meter_energy(session, meter_id, periods) for meter_id in meters]
+                start, end = near_window(periods)
+                near = counter_readings_of_meters(session, meters, start=start, end=end)
+                derived = [
+                    derive_meter_energy(session, meter_id, periods, near=near.get(meter_id, []))
+                    for meter_id in meters
+                ]
             with transaction(self.engine) as session:
                 for energy in derived:
                     store_meter_energy(session, energy, now=now)

@@ -35,7 +35,6 @@ from metering.energy import (
     CounterReading,
     IntervalEnergy,
     derive_interval_energy,
-    detect_counter_resets,
 )
 from metering.readings import Quality, Reading
 
@@ -141,26 +140,33 @@ def counter_readings(
     session: Session, meter_id: str, *, start: datetime, end: datetime
 ) -> list[CounterReading]:
     """A meter's settleable counter readings (both counters present) in ``[start, end]``."""
-    rows = session.exec(
-        select(MeterReadingRow)
+    return counter_readings_of_meters(session, [meter_id], start=start, end=end).get(meter_id, [])
+
+
+def counter_readings_of_meters(
+    session: Session, meter_ids: Sequence[str], *, start: datetime, end: datetime
+) -> dict[str, list[CounterReading]]:
+    """Several meters' settleable counter readings in ``[start, end]``, by meter, in time order:
+    one query, plain rows."""
+    table = MeterReadingRow.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(table.c.meter_id, table.c.polled_at, table.c.import_wh, table.c.export_wh)
         .where(
-            MeterReadingRow.meter_id == meter_id,
-            MeterReadingRow.polled_at >= start,
-            MeterReadingRow.polled_at <= end,
-            MeterReadingRow.quality != Quality.INVALID.value,
-            col(MeterReadingRow.import_wh).is_not(None),
-            col(MeterReadingRow.export_wh).is_not(None),
+            table.c.meter_id.in_(list(meter_ids)),
+            table.c.polled_at >= start,
+            table.c.polled_at <= end,
+            table.c.quality != Quality.INVALID.value,
+            table.c.import_wh.is_not(None),
+            table.c.export_wh.is_not(None),
         )
-        .order_by(col(MeterReadingRow.polled_at))
+        .order_by(table.c.meter_id, table.c.polled_at)
     )
-    return [
-        CounterReading(
-            row.polled_at,
-            Decimal(row.import_wh or 0) / WH_PER_KWH,
-            Decimal(row.export_wh or 0) / WH_PER_KWH,
+    by_meter: dict[str, list[CounterReading]] = {}
+    for meter_id, polled_at, import_wh, export_wh in session.execute(query):
+        by_meter.setdefault(meter_id, []).append(
+            CounterReading(polled_at, Decimal(import_wh).scaleb(-3), Decimal(export_wh).scaleb(-3))
         )
-        for row in rows
-    ]
+    return by_meter
 
 
 @dataclass(frozen=True)
@@ -173,32 +179,40 @@ class DerivedEnergy:
     resets: tuple[CounterEvent, ...]
 
 
+def near_window(periods: Sequence[SettlementPeriod]) -> tuple[datetime, datetime]:
+    """The span whose readings :func:`derive_meter_energy` needs when nothing is estimated."""
+    ordered = sorted(periods, key=lambda p: p.start_utc)
+    return ordered[0].start_utc - DEFAULT_MAX_GAP, ordered[-1].end_utc + DEFAULT_MAX_GAP
+
+
 def derive_meter_energy(
-    session: Session, meter_id: str, periods: Sequence[SettlementPeriod]
+    session: Session,
+    meter_id: str,
+    periods: Sequence[SettlementPeriod],
+    *,
+    near: Sequence[CounterReading] | None = None,
 ) -> DerivedEnergy:
     """Derive ``periods``' energy for a meter from its stored readings; reads, writes nothing.
 
-    Reads the readings within :data:`~metering.energy.DEFAULT_MAX_GAP` of the periods first: with a
-    reading that close on each side of every boundary, no others can change the result. Only when
-    an edge has to be estimated are the readings of the whole :data:`RATE_WINDOW` read, for the
-    extrapolation rate.
+    Uses the readings within :data:`~metering.energy.DEFAULT_MAX_GAP` of the periods first
+    (``near``, if the caller has read them for many meters at once, see :func:`near_window`):
+    with a reading that close on each side of every boundary, no others can change the result.
+    Only when an edge has to be estimated are the readings of the whole :data:`RATE_WINDOW` read,
+    for the extrapolation rate. The counter resets found are those within the periods.
     """
     ordered = tuple(sorted(periods, key=lambda p: p.start_utc))
     spans = [(p.start_utc, p.end_utc) for p in ordered]
-    near = counter_readings(
-        session,
-        meter_id,
-        start=ordered[0].start_utc - DEFAULT_MAX_GAP,
-        end=ordered[-1].end_utc + DEFAULT_MAX_GAP,
-    )
+    if near is None:
+        start, end = near_window(ordered)
+        near = counter_readings(session, meter_id, start=start, end=end)
     derived = derive_interval_energy(near, spans)
-    readings = near
     if any(energy.estimated for energy in derived):
         readings = counter_readings(
             session, meter_id, start=ordered[0].start_utc - RATE_WINDOW, end=ordered[-1].end_utc + RATE_WINDOW
         )
         derived = derive_interval_energy(readings, spans)
-    return DerivedEnergy(meter_id, ordered, tuple(derived), tuple(detect_counter_resets(readings)))
+    resets = tuple(dict.fromkeys(event for energy in derived for event in energy.events))
+    return DerivedEnergy(meter_id, ordered, tuple(derived), resets)
 
 
 def store_meter_energy(session: Session, derived: DerivedEnergy, *, now: datetime) -> list[StoredEnergy]:
