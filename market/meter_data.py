@@ -218,42 +218,95 @@ def derive_meter_energy(
 def store_meter_energy(session: Session, derived: DerivedEnergy, *, now: datetime) -> list[StoredEnergy]:
     """Store what changed in ``derived`` as new revisions, and its counter resets as meter events
     (once each); returns every period's current energy."""
-    meter_id, ordered = derived.meter_id, derived.periods
-    if not ordered:
-        return []
-    _record_resets(session, meter_id, derived.resets, now)
-    current = {
-        row.interval_start_utc: row
-        for row in session.exec(
-            select(IntervalEnergyRow).where(
-                IntervalEnergyRow.meter_id == meter_id,
-                col(IntervalEnergyRow.is_current),
-                col(IntervalEnergyRow.interval_start_utc).in_([p.start_utc for p in ordered]),
-                IntervalEnergyRow.length_minutes == ordered[0].length_minutes,
-            )
+    return store_energy_of_meters(session, [derived], now=now).get(derived.meter_id, [])
+
+
+def store_energy_of_meters(
+    session: Session, derived: Sequence[DerivedEnergy], *, now: datetime
+) -> dict[str, list[StoredEnergy]]:
+    """:func:`store_meter_energy` for many meters in a few statements: one read of the current
+    revisions, one update retiring those that changed, one insert of the new ones (chunked)."""
+    work = [item for item in derived if item.periods]
+    if not work:
+        return {}
+    table = IntervalEnergyRow.__table__  # type: ignore[attr-defined]
+    events = [(item.meter_id, event) for item in work for event in item.resets]
+    if events:
+        _record_resets(session, events, now)
+    starts = sorted({period.start_utc for item in work for period in item.periods})
+    lengths = {period.length_minutes for item in work for period in item.periods}
+    current: dict[tuple[str, datetime, int], tuple[int, int, int, bool, int]] = {}
+    for chunk in _chunks([item.meter_id for item in work]):
+        query = sa.select(
+            table.c.id,
+            table.c.meter_id,
+            table.c.interval_start_utc,
+            table.c.length_minutes,
+            table.c.import_wh,
+            table.c.export_wh,
+            table.c.estimated,
+            table.c.revision,
+        ).where(
+            table.c.is_current,
+            table.c.meter_id.in_(chunk),
+            table.c.interval_start_utc.in_(starts),
+            table.c.length_minutes.in_(sorted(lengths)),
         )
-    }
-    stored = []
-    for period, energy in zip(ordered, derived.energy):
-        row = current.get(period.start_utc)
-        if row is None or (row.import_wh, row.export_wh, row.estimated) != (
-            energy.import_wh,
-            energy.export_wh,
-            energy.estimated,
+        for row_id, meter_id, start, length, import_wh, export_wh, estimated, revision in session.execute(
+            query
         ):
-            row = _new_revision(session, meter_id, period, energy, row, now)
-        stored.append(
-            StoredEnergy(
-                meter_id,
-                period,
-                Decimal(row.import_wh) / WH_PER_KWH,
-                Decimal(row.export_wh) / WH_PER_KWH,
-                row.estimated,
-                row.revision,
+            current[(meter_id, start, length)] = (row_id, import_wh, export_wh, bool(estimated), revision)
+    retire: list[int] = []
+    inserts: list[dict[str, Any]] = []
+    stored: dict[str, list[StoredEnergy]] = {}
+    for item in work:
+        out = stored.setdefault(item.meter_id, [])
+        for period, energy in zip(item.periods, item.energy):
+            old = current.get((item.meter_id, period.start_utc, period.length_minutes))
+            revision = 1 if old is None else old[4]
+            values = (energy.import_wh, energy.export_wh, energy.estimated)
+            if old is None or old[1:4] != values:
+                if old is not None:
+                    retire.append(old[0])
+                    revision = old[4] + 1
+                inserts.append(
+                    {
+                        "meter_id": item.meter_id,
+                        "interval_start_utc": period.start_utc,
+                        "length_minutes": period.length_minutes,
+                        "settlement_date": period.settlement_date,
+                        "period": period.period,
+                        "import_wh": energy.import_wh,
+                        "export_wh": energy.export_wh,
+                        "estimated": energy.estimated,
+                        "revision": revision,
+                        "is_current": True,
+                        "computed_at": now,
+                    }
+                )
+            else:
+                values = (old[1], old[2], old[3])
+            out.append(
+                StoredEnergy(
+                    item.meter_id,
+                    period,
+                    Decimal(values[0]) / WH_PER_KWH,
+                    Decimal(values[1]) / WH_PER_KWH,
+                    values[2],
+                    revision,
+                )
             )
-        )
-    session.flush()
+    # Retire first: the partial unique index allows one current revision per meter and interval.
+    for chunk in _chunks(retire):
+        session.execute(sa.update(table).where(table.c.id.in_(chunk)).values(is_current=False))
+    if inserts:
+        session.execute(sa.insert(table), inserts)
     return stored
+
+
+def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
+    """``values`` in pieces small enough for one statement's parameters on either backend."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def refresh_interval_energy(
@@ -270,38 +323,10 @@ def refresh_interval_energy(
     return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
 
 
-def _new_revision(
-    session: Session,
-    meter_id: str,
-    period: SettlementPeriod,
-    energy: IntervalEnergy,
-    previous: IntervalEnergyRow | None,
-    now: datetime,
-) -> IntervalEnergyRow:
-    if previous is not None:
-        previous.is_current = False
-        session.add(previous)
-        session.flush()  # the partial unique index must see the old revision retired first
-    row = IntervalEnergyRow(
-        meter_id=meter_id,
-        interval_start_utc=period.start_utc,
-        length_minutes=period.length_minutes,
-        settlement_date=period.settlement_date,
-        period=period.period,
-        import_wh=energy.import_wh,
-        export_wh=energy.export_wh,
-        estimated=energy.estimated,
-        revision=1 if previous is None else previous.revision + 1,
-        is_current=True,
-        computed_at=now,
-    )
-    session.add(row)
-    return row
-
-
-def _record_resets(session: Session, meter_id: str, events: Sequence[CounterEvent], now: datetime) -> None:
-    for event in events:
-        values = {
+def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]], now: datetime) -> None:
+    """Counter decreases as meter events, each once (a repeat is skipped by the unique key)."""
+    rows = [
+        {
             "meter_id": meter_id,
             "kind": str(event.kind),
             "counter": str(event.register),
@@ -311,14 +336,12 @@ def _record_resets(session: Session, meter_id: str, events: Sequence[CounterEven
             "after_wh": int(event.after_kwh * WH_PER_KWH),
             "recorded_at": now,
         }
-        table = MeterEventRow.__table__  # type: ignore[attr-defined]
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        session.execute(
-            insert.values(**values).on_conflict_do_nothing(
-                index_elements=["meter_id", "at", "counter", "kind"]
-            )
-        )
+        for meter_id, event in events
+    ]
+    table = MeterEventRow.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    session.execute(insert.on_conflict_do_nothing(index_elements=["meter_id", "at", "counter", "kind"]), rows)
 
 
 def interval_energy(

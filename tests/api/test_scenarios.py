@@ -22,19 +22,22 @@ from market.settlement import account_balances
 from market.tables import LedgerLineRow
 
 CASES = [
-    # scenario, households kept (None: all), real seconds per day, periods in the day
-    ("birmingham-street", None, 40.0, 48),
-    ("feeder-congestion", None, 40.0, 48),
-    ("clock-change", 12, 40.0, 50),
-    ("district", 150, 40.0, 48),
+    # scenario, households kept (None: all), real seconds per day, periods in the day, bidding
+    ("birmingham-street", None, 40.0, 48, "rolling"),
+    ("feeder-congestion", None, 40.0, 48, "rolling"),
+    ("clock-change", 12, 40.0, 50, "rolling"),
+    ("district", 150, 40.0, 48, "day-ahead"),
 ]
 
 
-@pytest.mark.parametrize(("name", "households", "day_seconds", "periods"), CASES, ids=[c[0] for c in CASES])
-def test_a_scenario_runs_end_to_end(tmp_path: Path, name, households, day_seconds, periods):
+@pytest.mark.parametrize(
+    ("name", "households", "day_seconds", "periods", "bidding"), CASES, ids=[c[0] for c in CASES]
+)
+def test_a_scenario_runs_end_to_end(tmp_path: Path, name, households, day_seconds, periods, bidding):
     options = RunOptions(
         day_seconds=day_seconds,
         households=households,
+        bid_ahead_periods=None if bidding == "day-ahead" else 6,
         database=tmp_path / f"{name}.db",
     )
     result = run_scenario(SCENARIOS / f"{name}.toml", options, var_dir=tmp_path)
