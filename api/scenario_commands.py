@@ -36,7 +36,7 @@ def demo(
     scenario: Annotated[
         str, typer.Argument(help="A shipped scenario's name or a scenario file.")
     ] = DEFAULT_SCENARIO,
-    day_seconds: Annotated[float, typer.Option(help="Real seconds per simulated day.", min=1.0)] = 36.0,
+    day_seconds: Annotated[float, typer.Option(help="Real seconds per simulated day.", min=1.0)] = 30.0,
     report: Annotated[Path | None, typer.Option(help="Report folder (default var/reports/NAME).")] = None,
 ) -> None:
     """Run a simulated Birmingham neighbourhood's day on the whole platform and report on it."""
@@ -45,7 +45,7 @@ def demo(
 
 def scenario_run(
     file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
-    day_seconds: Annotated[float, typer.Option(help="Real seconds per simulated day.", min=1.0)] = 36.0,
+    day_seconds: Annotated[float, typer.Option(help="Real seconds per simulated day.", min=1.0)] = 30.0,
     days: Annotated[int | None, typer.Option(help="Run only this many days.", min=1)] = None,
     households: Annotated[int | None, typer.Option(help="Keep only the first N households.", min=1)] = None,
     poll_minutes: Annotated[float, typer.Option(help="Market minutes between meter polls.", min=0.5)] = 10.0,

@@ -8,16 +8,18 @@ fresh SQLite database in ``var/``:
 2. **Set up** the market as the energy company would: the operator, the network and the backstop
    tariff from the scenario, every household with an MPAN on its feeder, a token of its own, and
    its meter (model and Modbus address) registered.
-3. **Run the day**, in three processes as in production: the emulated meters answer on loopback
+3. **Run the day**, in four processes as in production: the emulated meters answer on loopback
    Modbus TCP (gateways of up to 25 unit ids each, on pymodbus); the platform serves the HTTP API
-   under uvicorn on a free loopback port and runs the scheduler's jobs; this process runs the
-   households' agents. The jobs run on a market clock that runs ``day_seconds`` real seconds per simulated
-   day: meter polling every ``poll_minutes``, interval energy after each period, clearing at every
-   gate closure, settlement when each period's meter data is due. The households' agents place
-   their orders through the API, each with its own token, in one request per household per
-   bidding round (``POST /v1/orders/batch``): every ``bid_every_periods`` periods, for the next
-   that many, ``bid_ahead_periods`` periods before the first one's gate closes (rolling), or all
-   at the start (day-ahead) when ``bid_ahead_periods`` is ``None``.
+   under uvicorn on a free loopback port and runs the clearing and settlement jobs; a metering
+   process polls the meters and derives interval energy (as a ``smartbrum meter poll`` shard runs
+   beside the service); this process runs the households' agents. The jobs run on a market
+   clock that runs ``day_seconds`` real seconds per simulated day: meter polling every
+   ``poll_minutes``, interval energy after each period, clearing at every gate closure,
+   settlement when each period's meter data is due. The households' agents place their orders
+   through the API, each with its own token, in one request per household per bidding round
+   (``POST /v1/orders/batch``): every ``bid_every_periods`` periods, for the next that many,
+   ``bid_ahead_periods`` periods before the first one's gate closes (rolling), or all at the
+   start (day-ahead) when ``bid_ahead_periods`` is ``None``.
 4. **Finish.** When the clock has passed the last period's settlement time, the runner waits (with
    a deadline) until every period has its initial settlement run and stops the jobs; then it
    derives the last periods' energy from every reading in and runs the settlement's catch-up once
@@ -137,7 +139,7 @@ class RunOptions:
         Longest real wait for the last settlement runs after the clock has passed them.
     """
 
-    day_seconds: float = 36.0
+    day_seconds: float = 30.0
     days: int | None = None
     households: int | None = None
     poll_minutes: float = 10.0
@@ -232,15 +234,15 @@ def run_scenario(
         with _meters(fleet, clock) as ports:
             tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
             result.times.setup_s = time.perf_counter() - simulated
-            spec = _PlatformSpec(
-                settings=settings.model_dump(),
-                clock=clock,
-                poll_seconds=options.poll_minutes * 60,
-                last_period=periods[-1],
-            )
-            platform = _Platform(spec)
-            with platform as base_url:
-                _run_day(result, engine, platform, base_url, clock, settings, tokens, options, progress)
+            specs = [
+                _PlatformSpec(role, settings.model_dump(), clock, options.poll_minutes * 60, periods[-1])
+                for role in ("market", "metering")
+            ]
+            market, metering = _Platform(specs[0]), _Platform(specs[1])
+            with market as base_url, metering:
+                _run_day(
+                    result, engine, (market, metering), base_url, clock, settings, tokens, options, progress
+                )
     finally:
         engine.dispose()
     result.times.total_s = time.perf_counter() - started
@@ -380,8 +382,11 @@ def _array(row: Any) -> Any:
 
 @dataclass(frozen=True)
 class _PlatformSpec:
-    """What the platform's process needs to run the platform."""
+    """What one of the platform's processes needs: its role, ``"market"`` (the HTTP API, clearing
+    and settlement) or ``"metering"`` (meter polling and interval energy, as a ``smartbrum meter
+    poll`` shard would run beside the service)."""
 
+    role: str
     settings: dict[str, Any]
     clock: HeldClock
     poll_seconds: float
@@ -389,8 +394,10 @@ class _PlatformSpec:
 
 
 class _Platform:
-    """The platform in a process of its own, as ``smartbrum serve`` runs it: the HTTP API under
-    uvicorn on a free loopback port, and the scheduler's jobs, started on :meth:`start_jobs`."""
+    """Part of the platform in a process of its own: for the ``"market"`` role, as ``smartbrum
+    serve`` runs it, the HTTP API under uvicorn on a free loopback port and the clearing and
+    settlement jobs; for ``"metering"``, the polling and interval-energy jobs. Jobs start on
+    :meth:`start_jobs`."""
 
     def __init__(self, spec: _PlatformSpec) -> None:
         self._inbox: Any = _MP.Queue()
@@ -436,13 +443,12 @@ class _Platform:
 
 
 def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
-    """The platform's process: the API at once, the jobs when told, the day's end when told."""
+    """A platform process: the API at once (market role), the jobs when told, the day's end when told."""
     import uvicorn
 
     try:
         settings = Settings(**spec.settings)
         engine = create_database_engine(settings.database_url)
-        platform = Platform(engine=engine, settings=settings, clock=spec.clock)
         rules = settings.market_rules()
         counts = {"polls": 0, "readings": 0}
 
@@ -450,34 +456,41 @@ def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
             counts["polls"] += 1
             counts["readings"] += stored
 
-        market = MarketScheduler(engine, rules, spec.clock)
-        polling = MeterPolling(
-            engine,
-            rules,
-            spec.clock,
-            poll_settings=settings.poll_settings(),
-            poll_seconds=spec.poll_seconds,
-            meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
-            on_polled=on_polled,
-        )
-        settlement = SettlementJobs(
-            engine,
-            rules,
-            spec.clock,
-            config=settings.settlement_config(),
-            delay=timedelta(minutes=settings.settlement_delay_minutes),
-        )
-        config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="api", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.01)
-        outbox.put(("port", server.servers[0].sockets[0].getsockname()[1]))
-        jobs: list[Any] = [polling, market, settlement]
+        jobs: list[Any] = []
+        server = thread = None
+        if spec.role == "metering":
+            polling = MeterPolling(
+                engine,
+                rules,
+                spec.clock,
+                poll_settings=settings.poll_settings(),
+                poll_seconds=spec.poll_seconds,
+                meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
+                on_polled=on_polled,
+            )
+            jobs = [polling]
+            outbox.put(("port", None))
+        else:
+            market = MarketScheduler(engine, rules, spec.clock)
+            settlement = SettlementJobs(
+                engine,
+                rules,
+                spec.clock,
+                config=settings.settlement_config(),
+                delay=timedelta(minutes=settings.settlement_delay_minutes),
+            )
+            jobs = [market, settlement]
+            platform = Platform(engine=engine, settings=settings, clock=spec.clock)
+            config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, name="api", daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 60
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the API server did not start")
+                time.sleep(0.01)
+            outbox.put(("port", server.servers[0].sockets[0].getsockname()[1]))
         while (command := inbox.get()) != "stop":
             if command == "start":
                 for job in jobs:
@@ -486,26 +499,20 @@ def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
             elif command == "finish":
                 for job in reversed(jobs):
                     job.shutdown()
-                # The day is over: the last periods' energy from every reading in, then the
-                # settlement's catch-up, which reconciles every period whose energy changed after
-                # its initial run (in accelerated time a slow energy job can commit after the
-                # settlement job has read).
-                polling.derive_energy(spec.last_period)
-                settlement.settle_due()
-                outbox.put(
-                    (
-                        "figures",
-                        {
-                            "polling_s": polling.poll_busy_s,
-                            "energy_s": polling.energy_busy_s,
-                            "clearing_s": market.busy_s,
-                            "settlement_s": settlement.busy_s,
-                            **counts,
-                        },
-                    )
-                )
-        server.should_exit = True
-        thread.join(timeout=30)
+                # The day is over. Metering: the last periods' energy from every reading in.
+                # Market: the settlement's catch-up, which reconciles every period whose energy
+                # changed after its initial run (in accelerated time the energy of a period can be
+                # committed after the settlement job has read it).
+                if spec.role == "metering":
+                    polling.derive_energy(spec.last_period)
+                    figures = {"polling_s": polling.poll_busy_s, "energy_s": polling.energy_busy_s, **counts}
+                else:
+                    settlement.settle_due()
+                    figures = {"clearing_s": market.busy_s, "settlement_s": settlement.busy_s}
+                outbox.put(("figures", figures))
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=30)
         engine.dispose()
     except Exception as error:  # tell the parent rather than leave it waiting
         log.exception("the platform failed")
@@ -518,7 +525,7 @@ def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
 def _run_day(
     result: RunResult,
     engine: Engine,
-    platform: _Platform,
+    platform: tuple[_Platform, _Platform],
     base_url: str,
     clock: HeldClock,
     settings: Settings,
@@ -540,7 +547,9 @@ def _run_day(
         _, first_orders = rounds[0]
         agents.bid([o for o in first_orders if o.household_id in keep])
         clock.release()
-        platform.start_jobs()
+        market, metering = platform
+        metering.start_jobs()
+        market.start_jobs()
         for moment, orders in rounds[1:]:
             _wait_until(clock, moment, counter.tick)
             agents.bid([o for o in orders if o.household_id in keep])
@@ -549,7 +558,7 @@ def _run_day(
             clock, last.end_utc + timedelta(minutes=settings.settlement_delay_minutes + 1), counter.tick
         )
         _wait_for_settlement(engine, result.periods, options.deadline_s)
-        figures = platform.finish()
+        figures = {**metering.finish(), **market.finish()}
         counter.tick()
     result.times.day_s = time.perf_counter() - day_started
     result.times.polling_s = figures["polling_s"]
