@@ -26,13 +26,7 @@ from api.clock import Clock
 from market.clearing import ClearingOutcome, clear_due
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
-from market.meter_data import (
-    counter_readings_of_meters,
-    derive_meter_energy,
-    near_window,
-    store_energy_of_meters,
-    store_readings,
-)
+from market.meter_data import derive_energy_of_meters, store_energy_of_meters, store_readings
 from market.participants import list_meters
 from market.rules import MarketRules
 from market.settlement import (
@@ -232,12 +226,7 @@ class MeterPolling:
             # Derive with no write lock held (it reads and computes); store in one short transaction.
             with Session(self.engine) as session:
                 meters = [m.id for m in list_meters(session) if m.active]
-                start, end = near_window(periods)
-                near = counter_readings_of_meters(session, meters, start=start, end=end)
-                derived = [
-                    derive_meter_energy(session, meter_id, periods, near=near.get(meter_id, []))
-                    for meter_id in meters
-                ]
+                derived = derive_energy_of_meters(session, meters, periods)
             with transaction(self.engine) as session:
                 store_energy_of_meters(session, derived, now=now)
         finally:

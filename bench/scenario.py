@@ -65,7 +65,9 @@ def main() -> int:
     parser.add_argument("--scenario", default="district", help="a scenario in scenarios/ (default district)")
     parser.add_argument("--households", type=int, default=None, help="keep only the first N households")
     parser.add_argument("--day-seconds", type=float, default=480.0, help="real seconds per simulated day")
-    parser.add_argument("--poll-minutes", type=float, default=10.0, help="market minutes between polls")
+    parser.add_argument(
+        "--poll-minutes", type=float, default=30.0, help="market minutes between polls (half-hourly reads)"
+    )
     parser.add_argument(
         "--bid-ahead",
         type=int,

@@ -186,33 +186,48 @@ def near_window(periods: Sequence[SettlementPeriod]) -> tuple[datetime, datetime
 
 
 def derive_meter_energy(
-    session: Session,
-    meter_id: str,
-    periods: Sequence[SettlementPeriod],
-    *,
-    near: Sequence[CounterReading] | None = None,
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod]
 ) -> DerivedEnergy:
     """Derive ``periods``' energy for a meter from its stored readings; reads, writes nothing.
 
-    Uses the readings within :data:`~metering.energy.DEFAULT_MAX_GAP` of the periods first
-    (``near``, if the caller has read them for many meters at once, see :func:`near_window`):
-    with a reading that close on each side of every boundary, no others can change the result.
-    Only when an edge has to be estimated are the readings of the whole :data:`RATE_WINDOW` read,
-    for the extrapolation rate. The counter resets found are those within the periods.
+    Uses the readings within :data:`~metering.energy.DEFAULT_MAX_GAP` of the periods first (see
+    :func:`near_window`): with a reading that close on each side of every boundary, no others can
+    change the result. Only when an edge has to be estimated are the readings of the whole
+    :data:`RATE_WINDOW` read, for the extrapolation rate. The counter resets found are those
+    within the periods.
     """
+    return derive_energy_of_meters(session, [meter_id], periods)[0]
+
+
+def derive_energy_of_meters(
+    session: Session, meter_ids: Sequence[str], periods: Sequence[SettlementPeriod]
+) -> list[DerivedEnergy]:
+    """:func:`derive_meter_energy` for many meters: the near readings of all of them in one query,
+    then the whole rate window in one more for those with an estimate; reads, writes nothing."""
     ordered = tuple(sorted(periods, key=lambda p: p.start_utc))
+    start, end = near_window(ordered)
+    near = counter_readings_of_meters(session, meter_ids, start=start, end=end)
     spans = [(p.start_utc, p.end_utc) for p in ordered]
-    if near is None:
-        start, end = near_window(ordered)
-        near = counter_readings(session, meter_id, start=start, end=end)
-    derived = derive_interval_energy(near, spans)
-    if any(energy.estimated for energy in derived):
-        readings = counter_readings(
-            session, meter_id, start=ordered[0].start_utc - RATE_WINDOW, end=ordered[-1].end_utc + RATE_WINDOW
+    derived = {meter_id: derive_interval_energy(near.get(meter_id, []), spans) for meter_id in meter_ids}
+    estimated = [meter_id for meter_id, energy in derived.items() if any(e.estimated for e in energy)]
+    if estimated:
+        wide = counter_readings_of_meters(
+            session,
+            estimated,
+            start=ordered[0].start_utc - RATE_WINDOW,
+            end=ordered[-1].end_utc + RATE_WINDOW,
         )
-        derived = derive_interval_energy(readings, spans)
-    resets = tuple(dict.fromkeys(event for energy in derived for event in energy.events))
-    return DerivedEnergy(meter_id, ordered, tuple(derived), resets)
+        for meter_id in estimated:
+            derived[meter_id] = derive_interval_energy(wide.get(meter_id, []), spans)
+    return [
+        DerivedEnergy(
+            meter_id,
+            ordered,
+            tuple(derived[meter_id]),
+            tuple(dict.fromkeys(event for energy in derived[meter_id] for event in energy.events)),
+        )
+        for meter_id in meter_ids
+    ]
 
 
 def store_meter_energy(session: Session, derived: DerivedEnergy, *, now: datetime) -> list[StoredEnergy]:
