@@ -220,7 +220,6 @@ class MeterPolling:
     def derive_energy(self, period: SettlementPeriod) -> int:
         """Every active meter's energy for ``period`` and the one before; returns meters refreshed."""
         periods = [period.previous(), period]
-        now = self.clock.now()
         started = time.perf_counter()
         try:
             # Derive with no write lock held (it reads and computes); store in one short transaction.
@@ -228,7 +227,10 @@ class MeterPolling:
                 meters = [m.id for m in list_meters(session) if m.active]
                 derived = derive_energy_of_meters(session, meters, periods)
             with transaction(self.engine) as session:
-                store_energy_of_meters(session, derived, now=now)
+                # Stamped once the write lock is held (SQLite), not when the derivation began: a
+                # settlement run that read the interval before this commit is then older than the
+                # stamp, and the reconciliation finds the change (periods_to_reconcile).
+                store_energy_of_meters(session, derived, now=self.clock.now())
         finally:
             self.energy_busy_s += time.perf_counter() - started
         return len(meters)
