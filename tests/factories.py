@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -268,3 +269,43 @@ def race(database_url: str, work, *, workers: int) -> list:  # type: ignore[no-u
         thread.join(timeout=120)
     assert errors == [], errors
     return outcomes
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def api_client(engine, database_url, *, now: datetime):  # type: ignore[no-untyped-def]
+    """A TestClient on the app over ``engine``: the seeded market, a fixed clock at ``now``
+    (``client.clock``) and tokens for OPS, H1 and H2 (``client.tokens``)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import Platform, create_app
+    from api.settings import Settings
+    from market.access import issue_token
+    from market.database import transaction
+
+    with transaction(engine) as session:
+        seed_market(session, now=now)
+        tokens = {
+            who: issue_token(session, participant_id=who, now=now).secret for who in ("OPS", "H1", "H2")
+        }
+    clock = FixedClock(now)
+    app = create_app(Platform(engine=engine, settings=Settings(database_url=database_url), clock=clock))
+    with TestClient(app) as client:
+        client.tokens = tokens  # type: ignore[attr-defined]
+        client.clock = clock  # type: ignore[attr-defined]
+        yield client
+
+
+def auth(client, who: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The Authorization header of ``who``'s token (none for ``None``)."""
+    return {} if who is None else {"Authorization": f"Bearer {client.tokens[who]}"}
+
+
+def count_rows(engine, table) -> int:  # type: ignore[no-untyped-def]
+    """How many rows ``table`` holds."""
+    from sqlmodel import Session, func, select
+
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(table)).one()

@@ -5,18 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from api.app import Platform, create_app
-from api.settings import Settings
-from market.access import issue_token
 from market.clearing import clear_interval
-from market.database import transaction
 from market.intervals import period_at
 from market.rules import MarketRules
 from market.tables import AuditEventRow, OrderRow
-from tests.factories import FixedClock, mpan, seed_market
+from tests.factories import api_client, auth, count_rows, mpan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NEXT = period_at(NOW + timedelta(hours=1))
@@ -25,26 +20,8 @@ ORDER = {"interval": NEXT.key, "side": "buy", "quantity_kwh": "1.5", "price_p_pe
 
 @pytest.fixture
 def api(engine, database_url):
-    with transaction(engine) as session:
-        seed_market(session, now=NOW)
-        tokens = {
-            who: issue_token(session, participant_id=who, now=NOW).secret for who in ("OPS", "H1", "H2")
-        }
-    clock = FixedClock(NOW)
-    app = create_app(Platform(engine=engine, settings=Settings(database_url=database_url), clock=clock))
-    with TestClient(app) as client:
-        client.tokens = tokens
-        client.clock = clock
+    with api_client(engine, database_url, now=NOW) as client:
         yield client
-
-
-def auth(client, who: str | None) -> dict[str, str]:
-    return {} if who is None else {"Authorization": f"Bearer {client.tokens[who]}"}
-
-
-def count(engine, table) -> int:
-    with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(table)).one()
 
 
 def test_placing_is_idempotent_and_decimals_are_strings(api, engine):
@@ -64,7 +41,7 @@ def test_placing_is_idempotent_and_decimals_are_strings(api, engine):
     assert clash.json()["errors"] == [
         {"field": "Idempotency-Key", "reason": "was already used for a different order"}
     ]
-    assert count(engine, OrderRow) == 1
+    assert count_rows(engine, OrderRow) == 1
 
 
 @pytest.mark.parametrize(
@@ -92,7 +69,7 @@ def test_bad_orders_get_a_problem_naming_the_field_and_store_nothing(api, engine
     assert response.headers["content-type"] == "application/problem+json"
     assert problem["status"] == 422
     assert field in [error["field"] for error in problem["errors"]]
-    assert count(engine, OrderRow) == 0
+    assert count_rows(engine, OrderRow) == 0
 
 
 def test_amend_cancel_and_history(api):

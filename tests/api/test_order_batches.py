@@ -6,17 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from api.app import Platform, create_app
-from api.settings import Settings
-from market.access import issue_token
-from market.database import transaction
 from market.intervals import period_at
 from market.orders import MAX_BATCH_ORDERS
 from market.tables import AuditEventRow, OrderEventRow, OrderRow
-from tests.factories import FixedClock, seed_market
+from tests.factories import api_client, auth, count_rows
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NEXT = period_at(NOW + timedelta(hours=1))
@@ -39,26 +34,8 @@ BATCH = {
 
 @pytest.fixture
 def api(engine, database_url):
-    with transaction(engine) as session:
-        seed_market(session, now=NOW)
-        tokens = {
-            who: issue_token(session, participant_id=who, now=NOW).secret for who in ("OPS", "H1", "H2")
-        }
-    clock = FixedClock(NOW)
-    app = create_app(Platform(engine=engine, settings=Settings(database_url=database_url), clock=clock))
-    with TestClient(app) as client:
-        client.tokens = tokens
-        client.clock = clock
+    with api_client(engine, database_url, now=NOW) as client:
         yield client
-
-
-def auth(client, who: str | None) -> dict[str, str]:
-    return {} if who is None else {"Authorization": f"Bearer {client.tokens[who]}"}
-
-
-def count(engine, table) -> int:
-    with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(table)).one()
 
 
 def test_a_batch_is_placed_whole_in_request_order(api, engine):
@@ -74,7 +51,7 @@ def test_a_batch_is_placed_whole_in_request_order(api, engine):
         (o["participant_id"], o["node"], o["status"], o["version"]) == ("H1", "F1", "open", 1) for o in orders
     )
     assert orders[1]["interval"]["gate_closure_utc"] == "2026-11-21T13:25:00Z"
-    assert (count(engine, OrderRow), count(engine, OrderEventRow)) == (3, 3)
+    assert (count_rows(engine, OrderRow), count_rows(engine, OrderEventRow)) == (3, 3)
     for order in orders:
         assert api.get(f"/v1/orders/{order['id']}", headers=auth(api, "H1")).json() == order
         history = api.get(f"/v1/orders/{order['id']}/history", headers=auth(api, "H1")).json()
@@ -111,7 +88,7 @@ def test_one_bad_order_refuses_the_batch_naming_the_order(api, engine, bad, fiel
     assert problem["status"] == 422
     assert field in [error["field"] for error in problem["errors"]]
     assert field in problem["detail"]
-    assert (count(engine, OrderRow), count(engine, OrderEventRow)) == (0, 0)
+    assert (count_rows(engine, OrderRow), count_rows(engine, OrderEventRow)) == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +99,7 @@ def test_a_batch_holds_1_to_the_maximum_orders(api, engine, body):
     response = api.post("/v1/orders/batch", json=body, headers=auth(api, "H1"))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] in ("orders", "body")
-    assert count(engine, OrderRow) == 0
+    assert count_rows(engine, OrderRow) == 0
 
 
 def test_the_open_order_limit_counts_the_batch(api, engine):
@@ -132,7 +109,7 @@ def test_the_open_order_limit_counts_the_batch(api, engine):
     [error] = response.json()["errors"]
     assert error["field"] == "orders[9].interval"
     assert "already has 1 open orders" in error["reason"]
-    assert count(engine, OrderRow) == 1
+    assert count_rows(engine, OrderRow) == 1
     assert (
         api.post("/v1/orders/batch", json={"orders": [ORDER] * 9}, headers=auth(api, "H1")).status_code == 201
     )
@@ -153,12 +130,12 @@ def test_a_retried_batch_is_placed_once(api, engine):
     ]
     single = api.post("/v1/orders", json=ORDER, headers=headers)
     assert single.status_code == 409
-    assert (count(engine, OrderRow), count(engine, OrderEventRow)) == (3, 3)
+    assert (count_rows(engine, OrderRow), count_rows(engine, OrderEventRow)) == (3, 3)
     other = api.post(
         "/v1/orders/batch", json=BATCH, headers={**auth(api, "H2"), "Idempotency-Key": "day-2026-11-21"}
     )
     assert other.status_code == 201
-    assert count(engine, OrderRow) == 6
+    assert count_rows(engine, OrderRow) == 6
 
 
 @pytest.mark.parametrize(
@@ -173,7 +150,7 @@ def test_only_a_signed_in_household_places_batches(api, engine, who, status):
         assert response.headers["www-authenticate"] == "Bearer"
     if status != 201:
         assert response.headers["content-type"] == "application/problem+json"
-    assert count(engine, OrderRow) == (3 if status == 201 else 0)
+    assert count_rows(engine, OrderRow) == (3 if status == 201 else 0)
 
 
 def test_the_single_route_answers_an_operator_the_same_way(api):
