@@ -24,7 +24,6 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 from sqlmodel import Session, col, func, select
 
 from api.scenario_run import RunResult
-from market.clearing import current_run, node_prices, runs_of, trades_of
+from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod
 from market.orders import list_orders
@@ -53,6 +52,7 @@ class PeriodFigures:
     cleared_runs: int
     prices: dict[str, Decimal]
     bought_kwh: Decimal
+    bought_p: Decimal
     sold_kwh: Decimal
     grid_import_kwh: Decimal
     grid_export_kwh: Decimal
@@ -191,17 +191,10 @@ def summarise(result: RunResult) -> Summary:
     try:
         with Session(engine) as session:
             periods = [_period_figures(session, period) for period in result.periods]
-            bought_kwh = bought_p = Decimal(0)
-            for figures in periods:
-                run = current_run(session, figures.period)
-                if run is None:
-                    continue
-                for trade in trades_of(session, run.id):
-                    if trade.side == "buy":
-                        bought_kwh += trade.accepted_kwh
-                        bought_p += trade.accepted_kwh * trade.price_p_per_kwh
             days = sorted({p.settlement_date for p in result.periods})
-            bills = {home: _bill(session, home, days[0], days[-1]) for home in homes}
+            bills = {
+                home: statement(session, home, first_day=days[0], last_day=days[-1]).total for home in homes
+            }
             balances: dict[str, int] = defaultdict(int)
             for period in result.periods:
                 for account, balance in account_balances(session, period=period).items():
@@ -218,8 +211,8 @@ def summarise(result: RunResult) -> Summary:
         import_tariff=Decimal(scenario.tariff.import_p_per_kwh),
         export_tariff=Decimal(scenario.tariff.export_p_per_kwh),
         local_kwh=sum((p.local_kwh for p in periods), Decimal(0)),
-        bought_kwh=bought_kwh,
-        bought_p=bought_p,
+        bought_kwh=sum((p.bought_kwh for p in periods), Decimal(0)),
+        bought_p=sum((p.bought_p for p in periods), Decimal(0)),
         pv_kwh=pv_kwh,
         pv_exported_kwh=exported_kwh,
         imbalance_kwh=Decimal(imbalance_wh) / WH_PER_KWH,
@@ -235,13 +228,14 @@ def summarise(result: RunResult) -> Summary:
 def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures:
     runs = runs_of(session, period)
     current = next((run for run in runs if run.is_current), None)
-    bought = sold = Decimal(0)
+    bought = bought_p = sold = Decimal(0)
     prices: dict[str, Decimal] = {}
     if current is not None:
         prices = {price.node_id: price.price_p_per_kwh for price in node_prices(session, current.id)}
         for trade in trades_of(session, current.id):
             if trade.side == "buy":
                 bought += trade.accepted_kwh
+                bought_p += trade.accepted_kwh * trade.price_p_per_kwh
             else:
                 sold += trade.accepted_kwh
     settled = settlement_runs_of(session, period)
@@ -258,6 +252,7 @@ def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures
         cleared_runs=len(runs),
         prices=prices,
         bought_kwh=bought,
+        bought_p=bought_p,
         sold_kwh=sold,
         grid_import_kwh=Decimal(0) if current is None else current.grid_import_kwh,
         grid_export_kwh=Decimal(0) if current is None else current.grid_export_kwh,
@@ -266,10 +261,6 @@ def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures
         settled=bool(settled),
         complete=bool(settled) and settled[-1].status == "complete",
     )
-
-
-def _bill(session: Session, home: str, first: date, last: date) -> StatementFigures:
-    return statement(session, home, first_day=first, last_day=last).total
 
 
 def _pv_figures(result: RunResult) -> tuple[float, float]:
@@ -420,14 +411,14 @@ def _bills_chart(result: RunResult, summary: Summary, path: Path) -> None:
         ax.set_xticks(x, homes, rotation=90, fontsize=6)
         ax.set_ylabel("£ (negative: paid to the household)")
         ax.set_title("Each household's bill against its baseline")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.legend(fontsize=8)
     else:
         savings = [summary.bills[h].saving_cp / 10_000 for h in homes]
         ax.hist(savings, bins=50, color="steelblue")
         ax.set_xlabel("saving against the no-market baseline, £")
         ax.set_ylabel("households")
         ax.set_title(f"Savings of {len(homes)} households")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.legend(fontsize=8) if len(homes) <= 80 else None
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -60,7 +60,7 @@ def scenario_run(
 ) -> None:
     """Run a scenario file on the whole platform in accelerated time and report on it."""
     run_command(
-        scenario_path(str(file)) if file.suffix != ".toml" else _existing(file),
+        scenario_path(str(file)),
         day_seconds=day_seconds,
         days=days,
         households=households,
@@ -69,12 +69,6 @@ def scenario_run(
         database=database,
         report=report,
     )
-
-
-def _existing(path: Path) -> Path:
-    if not path.is_file():
-        raise fail(f"{path}: no such scenario file")
-    return path
 
 
 scenario_app.command("run")(scenario_run)

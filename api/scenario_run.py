@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import threading
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,7 @@ from market.access import issue_token
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, period_at
 from market.network import publish_network, set_tariff
+from market.orders import MAX_BATCH_ORDERS
 from market.participants import mpan_with_check_digit, register_household, register_meter, register_operator
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow
@@ -76,8 +78,6 @@ OPERATOR_ID = "OPS"
 METERS_PER_GATEWAY = 25
 """Meters behind one emulated gateway: one RS485 segment's worth, polled one request at a time."""
 _MP = multiprocessing.get_context("spawn")
-MAX_BATCH = 500
-"""Most orders the agents put in one request (the API's batch limit)."""
 
 
 class HeldClock(AcceleratedClock):
@@ -322,7 +322,7 @@ def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
             profile = SeriesProfile(
                 start=simulation.start_utc,
                 step_s=simulation.step_s,
-                net_power_w=_array(simulation.net_power_w[index]),
+                net_power_w=array("d", simulation.net_power_w[index].tolist()),
                 seed=index,
                 phases=1,
                 import_kwh_at_start=float(1000 + (index * 7919) % 9000),
@@ -372,12 +372,6 @@ def _serve_meters(fleet: MeterFleet, clock: HeldClock, ports: Any, stop: Any) ->
         asyncio.run(serve())
     except Exception as error:  # tell the parent rather than leave it waiting
         ports.put(f"{type(error).__name__}: {error}")
-
-
-def _array(row: Any) -> Any:
-    from array import array
-
-    return array("d", row.tolist())
 
 
 @dataclass(frozen=True)
@@ -659,7 +653,7 @@ class _Agents:
         requests = [
             (home, chunk)
             for home, planned in by_home.items()
-            for chunk in (planned[i : i + MAX_BATCH] for i in range(0, len(planned), MAX_BATCH))
+            for chunk in (planned[i : i + MAX_BATCH_ORDERS] for i in range(0, len(planned), MAX_BATCH_ORDERS))
         ]
         started = time.perf_counter()
         with ThreadPoolExecutor(self.threads) as pool:
