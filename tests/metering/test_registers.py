@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from metering.registers import (
@@ -228,7 +228,12 @@ def register_maps(draw) -> RegisterMap:
                 maximum=1.0,
             )
         )
-    return RegisterMap("random", "random", limit, even, tuple(quantities), max_gap_registers=max_gap)
+    try:
+        return RegisterMap("random", "random", limit, even, tuple(quantities), max_gap_registers=max_gap)
+    except MapError:
+        # Even counts can chain values sharing register pairs into a unit above the limit: such a
+        # map is refused on load (tested elsewhere), so it is no example of a valid one.
+        reject()
 
 
 def _greedy_read_count(register_map: RegisterMap) -> int:
