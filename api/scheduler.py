@@ -36,7 +36,7 @@ from market.settlement import (
     SettlementOutcome,
     periods_due_for_settlement,
     periods_to_reconcile,
-    settle,
+    settle_periods,
 )
 from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings
 
@@ -337,19 +337,21 @@ class SettlementJobs:
         length = self.rules.interval_minutes
         with Session(self.engine) as session:
             due = periods_due_for_settlement(session, length_minutes=length, now=now, delay=self.delay)
-        outcomes = [self._settle(period, INITIAL, now) for period in due]
+        outcomes = self._settle(due, INITIAL, now)
         with Session(self.engine) as session:
             changed = periods_to_reconcile(session, length_minutes=length)
-        outcomes += [self._settle(period, RECONCILE, now) for period in changed]
+        outcomes += self._settle(changed, RECONCILE, now)
         created = [outcome for outcome in outcomes if outcome.created]
         if created and self.on_settled is not None:
             self.on_settled(created)
         return created
 
-    def _settle(self, period: SettlementPeriod, run_type: str, now: datetime) -> SettlementOutcome:
-        return settle(
+    def _settle(
+        self, periods: list[SettlementPeriod], run_type: str, now: datetime
+    ) -> list[SettlementOutcome]:
+        return settle_periods(
             self.engine,
-            period=period,
+            periods,
             run_type=run_type,
             config=self.config,
             now=now,

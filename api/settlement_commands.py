@@ -36,7 +36,7 @@ def settle_command(
     """Settle a day's intervals (or one interval) and print a summary per run."""
     from api.market_commands import market_engine, settings_or_fail
     from market.errors import MarketError
-    from market.settlement import export_runs_csv, settle
+    from market.settlement import export_runs_csv, settle_periods
 
     settings = settings_or_fail()
     if on is not None and interval is not None:
@@ -53,22 +53,18 @@ def settle_command(
         day = _date(on) if on is not None else datetime.now(LONDON).date() - timedelta(days=1)
         periods = periods_of_day(day, length_minutes=length)
     moment = utc_option(now, "--now") or datetime.now(UTC)
-    outcomes = []
     with market_engine(settings) as engine:
-        for period in periods:
-            try:
-                outcomes.append(
-                    settle(
-                        engine,
-                        period=period,
-                        run_type=run,
-                        config=settings.settlement_config(),
-                        now=moment,
-                        triggered_by="cli",
-                    )
-                )
-            except MarketError as error:
-                raise fail(f"{period.key}: {error}") from None
+        try:
+            outcomes = settle_periods(
+                engine,
+                periods,
+                run_type=run,
+                config=settings.settlement_config(),
+                now=moment,
+                triggered_by="cli",
+            )
+        except MarketError as error:
+            raise fail(str(error)) from None
         _summarise(engine, outcomes)
         if csv_file is not None:
             from sqlmodel import Session

@@ -87,6 +87,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -717,7 +718,8 @@ def instrumented(settled: Settled, profile: tuple[Path, int] | None) -> Iterator
         to the file.
     """
     originals = {name: getattr(market_settlement, name) for name in ("settle", *PHASES)}
-    current: dict[str, float] = {}
+    local = threading.local()  # settle_periods may settle two intervals at a time, in threads
+    lock = threading.Lock()
 
     def timed_phase(name: str) -> Callable[..., Any]:
         function = originals[name]
@@ -727,12 +729,12 @@ def instrumented(settled: Settled, profile: tuple[Path, int] | None) -> Iterator
             try:
                 return function(*args, **kwargs)
             finally:
-                current[name] = current.get(name, 0.0) + time.perf_counter() - started
+                local.current[name] = local.current.get(name, 0.0) + time.perf_counter() - started
 
         return wrapper
 
     def timed_settle(*args: Any, **kwargs: Any) -> SettlementOutcome:
-        current.clear()
+        local.current = {}
         profiler = None
         if profile is not None and kwargs["period"].period == profile[1]:
             profiler = cProfile.Profile()
@@ -741,8 +743,9 @@ def instrumented(settled: Settled, profile: tuple[Path, int] | None) -> Iterator
         try:
             return originals["settle"](*args, **kwargs)
         finally:
-            settled.interval_seconds.append(time.perf_counter() - started)
-            settled.phases.append(dict(current))
+            with lock:
+                settled.interval_seconds.append(time.perf_counter() - started)
+                settled.phases.append(local.current)
             if profiler is not None and profile is not None:
                 profiler.disable()
                 profile[0].parent.mkdir(parents=True, exist_ok=True)

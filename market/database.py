@@ -13,8 +13,9 @@ May import SQLAlchemy, Alembic and :mod:`market`.
 
 from __future__ import annotations
 
+import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -140,28 +141,56 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
         session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})
 
 
-def bulk_insert(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def bulk_insert(
+    session: Session,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    constants: Mapping[str, Any] | None = None,
+) -> int:
     """Insert many rows in the session's transaction, fast: ``COPY`` on PostgreSQL, the driver's
-    ``executemany`` on SQLite.
+    ``executemany`` on SQLite. Returns how many rows were inserted.
 
-    Each value goes through its column type's own bind processing first (the same conversion an
-    ORM or Core insert applies), so what is stored is exactly what a normal insert stores; only
-    the per-row statement overhead is gone. For tables written tens of thousands of rows at a time
-    (the ledger).
+    Each row is a tuple of values for ``columns``; ``constants`` are columns with the same value
+    in every row (a run's id and interval, say). Each value goes through its column type's own
+    bind processing (the same conversion an ORM or Core insert applies), so what is stored is
+    exactly what a normal insert stores; only the per-row statement overhead is gone. A constant
+    is processed once, and a value object met again (a price shared by many lines) is processed
+    once per object. For tables written tens of thousands of rows at a time (the ledger).
     """
-    if not rows:
-        return
+    constants = dict(constants or {})
     connection = session.connection()
     dialect = connection.dialect
-    names = list(rows[0])
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    values = [
-        tuple(
-            value if process is None else process(value) for process, value in zip(processors, row.values())
-        )
-        for row in rows
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            return None
+        seen: dict[int, tuple[Any, Any]] = {}  # id -> (the object, kept alive; its bound value)
+
+        def bind(value: Any) -> Any:
+            known = seen.get(id(value))
+            if known is None:
+                known = seen[id(value)] = (value, process(value))
+            return known[1]
+
+        return bind
+
+    fixed = [
+        value if (process := processor(name)) is None else process(value) for name, value in constants.items()
     ]
-    column_list = ", ".join(names)
+    listed = list(rows)
+    if not listed:
+        return 0
+    # Column by column: one map() per column that needs processing, then the rows zipped back.
+    by_column: list[Iterable[Any]] = [
+        values if (process := processor(name)) is None else list(map(process, values))
+        for name, values in zip(columns, zip(*listed, strict=True), strict=True)
+    ]
+    by_column += [itertools.repeat(value, len(listed)) for value in fixed]
+    values = list(zip(*by_column))
+    column_list = ", ".join([*columns, *constants])
     if dialect.name == "postgresql":
         driver = connection.connection.driver_connection
         assert driver is not None
@@ -169,5 +198,6 @@ def bulk_insert(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -
             for value in values:
                 copy.write_row(value)
     else:
-        marks = ", ".join("?" for _ in names)
+        marks = ", ".join("?" for _ in range(len(columns) + len(constants)))
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({column_list}) VALUES ({marks})", values)
+    return len(values)

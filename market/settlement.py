@@ -27,8 +27,9 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -50,7 +51,7 @@ from market.settlement_rules import (
     TradeInput,
     household_account,
     money_cp,
-    round_cp,
+    scale_cp,
     settle_interval,
 )
 from market.tables import (
@@ -175,6 +176,46 @@ def settle(
         return SettlementOutcome(_run(row), created=True)
 
 
+def settle_periods(
+    engine: Engine,
+    periods: Sequence[SettlementPeriod],
+    *,
+    run_type: str,
+    config: SettlementConfig,
+    now: datetime,
+    triggered_by: str,
+    workers: int | None = None,
+) -> list[SettlementOutcome]:
+    """Settle several intervals, each in its own transaction as :func:`settle` does; outcomes in
+    the order of ``periods``.
+
+    ``workers`` intervals are settled at a time: by default two on PostgreSQL, where one
+    interval's database work (the ledger's ``COPY``, its indexes and foreign keys) overlaps the
+    next one's reads and rules, and one on SQLite, which serialises writers anyway. Each interval
+    takes its own lock, so the runs are exactly once whatever runs beside them. The first error
+    stops the intervals not yet started and is raised; those settled stay settled (a re-run skips
+    them).
+    """
+    if workers is None:
+        workers = 2 if engine.dialect.name == "postgresql" else 1
+
+    def one(period: SettlementPeriod) -> SettlementOutcome:
+        return settle(
+            engine, period=period, run_type=run_type, config=config, now=now, triggered_by=triggered_by
+        )
+
+    if workers <= 1 or len(periods) <= 1:
+        return [one(period) for period in periods]
+    with ThreadPoolExecutor(workers, thread_name_prefix="settle") as pool:
+        futures = [pool.submit(one, period) for period in periods]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def settle_day(
     engine: Engine,
     *,
@@ -184,12 +225,18 @@ def settle_day(
     config: SettlementConfig,
     now: datetime,
     triggered_by: str,
+    workers: int | None = None,
 ) -> list[SettlementOutcome]:
     """Settle every period of a settlement date (46, 48 or 50 of them at 30 minutes)."""
-    return [
-        settle(engine, period=period, run_type=run_type, config=config, now=now, triggered_by=triggered_by)
-        for period in periods_of_day(settlement_date, length_minutes=length_minutes)
-    ]
+    return settle_periods(
+        engine,
+        periods_of_day(settlement_date, length_minutes=length_minutes),
+        run_type=run_type,
+        config=config,
+        now=now,
+        triggered_by=triggered_by,
+        workers=workers,
+    )
 
 
 def periods_due_for_settlement(
@@ -365,24 +412,37 @@ def _digest(*parts: object) -> str:
 
 def line_key(line: Line | LedgerLineRow) -> tuple[tuple[str, str | None, str, str, str], int]:
     """A line's identity for reconciliation, and the sign that puts it in canonical direction."""
-    first, second = sorted((line.debit, line.credit))
+    debit, credit = line.debit, line.credit
     memo = line.memo.split(" (carries")[0] if line.kind in _NETWORK_KINDS else ""
-    sign = 1 if line.debit == first else -1
-    return (line.kind, line.participant_id, first, second, memo), sign
+    if debit <= credit:
+        return (line.kind, line.participant_id, debit, credit, memo), 1
+    return (line.kind, line.participant_id, credit, debit, memo), -1
 
 
 def line_totals(lines: Iterable[Line | LedgerLineRow]) -> dict[tuple, tuple[int, int, Decimal | None]]:
     """Lines summed by identity (kind, household, accounts, edge): signed money, signed energy, a price."""
+    return _totals_and_memos(lines)[0]
+
+
+def _totals_and_memos(
+    lines: Iterable[Line | LedgerLineRow],
+) -> tuple[dict[tuple, tuple[int, int, Decimal | None]], dict[tuple, str]]:
     totals: dict[tuple, tuple[int, int, Decimal | None]] = {}
+    memos: dict[tuple, str] = {}
     for line in lines:
         key, sign = line_key(line)
-        money, energy, price = totals.get(key, (0, 0, None))
-        totals[key] = (
-            money + sign * line.amount_cp,
-            energy + sign * line.energy_wh,
-            line.price_p_per_kwh or price,
-        )
-    return totals
+        memos[key] = line.memo
+        known = totals.get(key)
+        if known is None:
+            totals[key] = (sign * line.amount_cp, sign * line.energy_wh, line.price_p_per_kwh)
+        else:
+            money, energy, price = known
+            totals[key] = (
+                money + sign * line.amount_cp,
+                energy + sign * line.energy_wh,
+                line.price_p_per_kwh or price,
+            )
+    return totals, memos
 
 
 def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int, int, Decimal | None]]:
@@ -402,16 +462,21 @@ def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int
     return line_totals(session.execute(query))  # type: ignore[arg-type]
 
 
+def _sort_key(key: tuple) -> tuple:
+    kind, participant, first, second, edge = key
+    return kind, participant or "", first, second, edge
+
+
 def reconciling_lines(
     posted: dict[tuple, tuple[int, int, Decimal | None]], fresh: Sequence[Line]
 ) -> list[Line]:
     """The correcting lines that take what is posted (:func:`line_totals`) to a fresh settlement."""
-    wanted = line_totals(fresh)
-    memos = {line_key(line)[0]: line.memo for line in fresh}
+    wanted, memos = _totals_and_memos(fresh)
     corrections = []
-    for key in sorted(set(posted) | set(wanted), key=repr):
-        want_money, want_energy, want_price = wanted.get(key, (0, 0, None))
-        had_money, had_energy, had_price = posted.get(key, (0, 0, None))
+    nothing = (0, 0, None)
+    for key in sorted(posted.keys() | wanted.keys(), key=_sort_key):
+        want_money, want_energy, want_price = wanted.get(key, nothing)
+        had_money, had_energy, had_price = posted.get(key, nothing)
         money, energy = want_money - had_money, want_energy - had_energy
         if not money and not energy:
             continue
@@ -434,32 +499,26 @@ def reconciling_lines(
     return corrections
 
 
+#: A Line's fields are ledger columns of the same names; the run's columns are constants.
+_LINE_COLUMNS = Line._fields
+
+
 def _post(session: Session, run: SettlementRunRow, lines: Sequence[Line], corrects: int | None) -> None:
     if not lines:
         return
-    table = LedgerLineRow.__table__  # type: ignore[attr-defined]
     bulk_insert(
         session,
-        table,
-        [
-            {
-                "run_id": run.id,
-                "interval_start_utc": run.interval_start_utc,
-                "length_minutes": run.length_minutes,
-                "settlement_date": run.settlement_date,
-                "period": run.period,
-                "kind": line.kind,
-                "debit": line.debit,
-                "credit": line.credit,
-                "amount_cp": line.amount_cp,
-                "participant_id": line.participant_id,
-                "energy_wh": line.energy_wh,
-                "price_p_per_kwh": line.price_p_per_kwh,
-                "memo": line.memo[:200],
-                "corrects_run_id": corrects,
-            }
-            for line in lines
-        ],
+        LedgerLineRow.__table__,  # type: ignore[attr-defined]
+        _LINE_COLUMNS,
+        (line if len(line.memo) <= 200 else line._replace(memo=line.memo[:200]) for line in lines),
+        constants={
+            "run_id": run.id,
+            "interval_start_utc": run.interval_start_utc,
+            "length_minutes": run.length_minutes,
+            "settlement_date": run.settlement_date,
+            "period": run.period,
+            "corrects_run_id": corrects,
+        },
     )
 
 
@@ -575,6 +634,9 @@ class Statement:
     total: StatementFigures
 
 
+_STARTS_PER_QUERY = 500
+
+
 def statement(session: Session, participant_id: str, *, first_day: date, last_day: date) -> Statement:
     """A household's figures per settlement date between two dates (inclusive), and their total.
 
@@ -586,17 +648,28 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
     if participant is None or participant.kind != HOUSEHOLD:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
     account = household_account(participant_id)
-    rows = session.exec(
-        select(LedgerLineRow).where(
-            LedgerLineRow.participant_id == participant_id,
-            LedgerLineRow.settlement_date >= first_day,
-            LedgerLineRow.settlement_date <= last_day,
-        )
-    ).all()
+    # A settlement date's intervals start within a day of its UTC midnight: that coarse range
+    # lets the interval index find the runs.
+    earliest = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), UTC)
+    latest = datetime.combine(last_day + timedelta(days=2), datetime.min.time(), UTC)
     in_range = select(SettlementRunRow).where(
-        SettlementRunRow.settlement_date >= first_day, SettlementRunRow.settlement_date <= last_day
+        SettlementRunRow.interval_start_utc >= earliest,
+        SettlementRunRow.interval_start_utc < latest,
+        SettlementRunRow.settlement_date >= first_day,
+        SettlementRunRow.settlement_date <= last_day,
     )
     runs = {row.id: row for row in session.exec(in_range) if row.id is not None}
+    # The ledger's household index leads with the interval: seek the household in each settled
+    # interval of the range (a month is about 1,500), in chunks of bound parameters.
+    starts = sorted({run.interval_start_utc for run in runs.values()})
+    rows: list[LedgerLineRow] = []
+    for first in range(0, len(starts), _STARTS_PER_QUERY):
+        rows += session.exec(
+            select(LedgerLineRow).where(
+                LedgerLineRow.participant_id == participant_id,
+                col(LedgerLineRow.interval_start_utc).in_(starts[first : first + _STARTS_PER_QUERY]),
+            )
+        ).all()
     days: dict[date, StatementFigures] = defaultdict(StatementFigures)
     for row in rows:
         _accumulate(days[row.settlement_date], row, account)
@@ -649,7 +722,7 @@ def _add_baseline(
             continue
         if wh > 0:
             charge = money_cp(wh, run.import_p_per_kwh)
-            days[day].baseline_cp += charge + round_cp(Decimal(charge) * run.vat_rate)
+            days[day].baseline_cp += charge + scale_cp(charge, run.vat_rate)
         elif wh < 0:
             days[day].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
 

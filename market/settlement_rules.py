@@ -29,7 +29,8 @@ Rules
 3. The pool's remainder equals, edge by edge, the energy over the edge times the price step across
    it (fee plus congestion rent); it is posted to ``network`` one line per edge and part, so it
    can be audited.
-4. The platform fee, per kWh traded, is charged to the household on each side of each trade.
+4. The platform fee, per kWh traded, is charged to each household on the energy it traded in the
+   interval, bought plus sold: one line per household per interval (none when the fee is zero).
 5. Imbalance: metered position (import minus export) minus traded position (bought minus sold).
    A positive imbalance is bought from the supplier at the import tariff, a negative one sold to
    the supplier at the export tariff.
@@ -37,7 +38,8 @@ Rules
    imbalance imports and platform fees), one line per household per interval.
 
 Money is integer hundredths of a penny (``_cp``). Each line's amount is rounded once, half to
-even; the network lines carry the remainder, so that the pool nets to exactly zero and every run
+even, by exact integer arithmetic on the price's fraction (:func:`money_cp`, :func:`scale_cp`);
+the network lines carry the remainder, so that the pool nets to exactly zero and every run
 balances to exactly zero by double entry.
 
 Worked example (computed by hand; ``tests/market/test_settlement_rules.py`` checks it)
@@ -71,9 +73,11 @@ May import the standard library and :mod:`market`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
+from typing import NamedTuple
 
 POOL = "pool"
 SUPPLIER = "supplier"
@@ -139,9 +143,11 @@ class IntervalInputs:
     terms: SettlementTerms
 
 
-@dataclass(frozen=True)
-class Line:
-    """One ledger line: ``amount_cp`` moves from ``debit`` (pays) to ``credit`` (is paid)."""
+class Line(NamedTuple):
+    """One ledger line: ``amount_cp`` moves from ``debit`` (pays) to ``credit`` (is paid).
+
+    A named tuple rather than a dataclass: a city's interval makes tens of thousands of them.
+    """
 
     kind: str
     debit: str
@@ -188,11 +194,13 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
             participant = line.debit.removeprefix("household:")
             charged[participant] = charged.get(participant, 0) + line.amount_cp
 
+    volume_wh: dict[str, int] = {}  # bought plus sold, for the platform fee
     for trade in sorted(inputs.trades, key=lambda t: (t.participant_id, t.side, t.node_id, t.energy_wh)):
         account = household_account(trade.participant_id)
         amount = money_cp(trade.energy_wh, trade.price_p_per_kwh)
         signed = trade.energy_wh if trade.side == "buy" else -trade.energy_wh
         traded_wh[trade.participant_id] = traded_wh.get(trade.participant_id, 0) + signed
+        volume_wh[trade.participant_id] = volume_wh.get(trade.participant_id, 0) + trade.energy_wh
         debit, credit = (account, POOL) if trade.side == "buy" else (POOL, account)
         post(
             Line(
@@ -206,18 +214,19 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
                 f"{trade.energy_wh} Wh at {trade.node_id}",
             )
         )
-        fee = money_cp(trade.energy_wh, terms.platform_fee_p_per_kwh)
-        post(
-            Line(
-                "platform_fee",
-                account,
-                PLATFORM,
-                fee,
-                trade.participant_id,
-                trade.energy_wh,
-                terms.platform_fee_p_per_kwh,
+    if terms.platform_fee_p_per_kwh:
+        for participant, volume in volume_wh.items():  # in participant order: trades were sorted
+            post(
+                Line(
+                    "platform_fee",
+                    household_account(participant),
+                    PLATFORM,
+                    money_cp(volume, terms.platform_fee_p_per_kwh),
+                    participant,
+                    volume,
+                    terms.platform_fee_p_per_kwh,
+                )
             )
-        )
 
     post(
         Line(
@@ -275,20 +284,41 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
             )
 
     for participant, amount in sorted(charged.items()):
-        vat = round_cp(Decimal(amount) * terms.vat_rate)
+        vat = scale_cp(amount, terms.vat_rate)
         post(Line("vat", household_account(participant), VAT, vat, participant, memo=f"on {amount} cp"))
     return SettledInterval(tuple(lines), pending, inputs.estimated & set(inputs.metered_wh))
 
 
 def money_cp(energy_wh: int, price_p_per_kwh: Decimal) -> int:
-    """``energy_wh`` at ``price_p_per_kwh`` in hundredths of a penny, rounded half to even."""
-    # Wh x p/kWh = millipence; 10 millipence = 1 cp.
-    return round_cp(Decimal(energy_wh) * price_p_per_kwh / 10)
+    """``energy_wh`` at ``price_p_per_kwh`` in hundredths of a penny, rounded half to even.
+
+    Exact: the price as a fraction of integers, one integer division (Wh x p/kWh = millipence;
+    10 millipence = 1 cp).
+    """
+    numerator, denominator = _fraction(price_p_per_kwh)
+    return _divide_half_even(energy_wh * numerator, denominator * 10)
 
 
-def round_cp(amount: Decimal) -> int:
-    """Hundredths of a penny, rounded half to even: the one rounding rule of the ledger."""
-    return int(amount.to_integral_value(rounding=ROUND_HALF_EVEN))
+def scale_cp(amount_cp: int, rate: Decimal) -> int:
+    """``amount_cp`` times ``rate`` (a VAT rate, say), rounded half to even, exactly."""
+    numerator, denominator = _fraction(rate)
+    return _divide_half_even(amount_cp * numerator, denominator)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fraction(value: Decimal) -> tuple[int, int]:
+    # An interval has a handful of distinct prices and rates: each is split once.
+    if not value.is_finite():
+        raise ValueError(f"a price or rate must be finite, not {value!r}")
+    return value.as_integer_ratio()
+
+
+def _divide_half_even(numerator: int, denominator: int) -> int:
+    quotient, remainder = divmod(numerator, denominator)  # floor: 0 <= remainder < denominator
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 def _pool_balance(lines: Sequence[Line]) -> int:

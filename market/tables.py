@@ -391,9 +391,11 @@ class LedgerLineRow(SQLModel, table=True):
 
     __tablename__ = "ledger_line"
     __table_args__ = (
-        sa.Index("ix_ledger_participant_date", "participant_id", "settlement_date"),
+        # Interval first: settling an interval appends its lines' entries in one place (a
+        # household-first index had a page per household to rewrite per interval); a statement
+        # seeks its household in each settled interval (migration 0007).
+        sa.Index("ix_ledger_interval_participant", "interval_start_utc", "participant_id"),
         sa.Index("ix_ledger_run", "run_id"),
-        sa.Index("ix_ledger_interval", "interval_start_utc", "length_minutes"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import market.tables  # noqa: F401  (registers the tables)
-from market.database import head_revision, schema_revision, upgrade_database
+from market.database import alembic_config, head_revision, schema_revision, upgrade_database
 
 
 def test_database_is_at_the_head_revision(engine):
-    assert schema_revision(engine) == head_revision(engine) == "0006"
+    assert schema_revision(engine) == head_revision(engine) == "0007"
 
 
 def test_migrations_match_the_table_classes(engine):
@@ -22,7 +23,17 @@ def test_migrations_match_the_table_classes(engine):
 
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
+    assert schema_revision(engine) == "0007"
+
+
+def test_the_latest_migration_goes_down_and_up_again(engine):
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
     assert schema_revision(engine) == "0006"
+    upgrade_database(engine)
+    test_migrations_match_the_table_classes(engine)
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):

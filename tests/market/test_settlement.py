@@ -24,6 +24,7 @@ from market.settlement import (
     runs_of,
     settle,
     settle_day,
+    settle_periods,
     statement,
     statement_csv,
 )
@@ -187,6 +188,35 @@ def test_racing_initial_runs_make_one(market, database_url):
     assert sorted(o.created for o in outcomes) == [False] * 5 + [True]
     with Session(market) as session:
         assert len(runs_of(session, PERIOD)) == 1
+
+
+def test_settling_intervals_two_at_a_time_beside_another_run_settles_each_once(market, database_url):
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    day = periods_of_day(PERIOD.settlement_date)
+
+    def settle_the_day(engine):
+        return settle_periods(
+            engine, day, run_type=INITIAL, config=CONFIG, now=LATER, triggered_by="test", workers=2
+        )
+
+    first, second = race(database_url, settle_the_day, workers=2)
+    for outcomes in (first, second):
+        assert [outcome.run.period for outcome in outcomes] == day  # in the order asked
+    assert [a.created + b.created for a, b in zip(first, second, strict=True)] == [1] * len(day)
+    with Session(market) as session:
+        assert all(len(runs_of(session, period)) == 1 for period in day)
+    statuses = {outcome.run.period: outcome.run.status for outcome in first}
+    assert statuses[PERIOD] == "partial"  # H2 and H3 have no meter data yet
+    assert {status for period, status in statuses.items() if period != PERIOD} == {"pending"}
+    balanced(market)
+
+
+def test_settling_intervals_stops_at_the_first_error_and_names_the_interval(market):
+    day = periods_of_day(PERIOD.settlement_date)
+    with pytest.raises(MarketError, match=rf"{day[0].key} has no initial settlement run"):
+        settle_periods(market, day, run_type=RECONCILE, config=CONFIG, now=LATER, triggered_by="t", workers=2)
+    with Session(market) as session:
+        assert all(runs_of(session, period) == [] for period in day)
 
 
 def test_statement_totals_and_baseline(market):

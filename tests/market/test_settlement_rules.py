@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
+from dataclasses import replace
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from market.settlement_rules import (
     SettlementTerms,
     TradeInput,
     money_cp,
+    scale_cp,
     settle_interval,
 )
 
@@ -123,6 +125,47 @@ def test_money_rounds_half_to_even_once_per_line():
     assert money_cp(15, D("1")) == 2  # 1.5 cp -> 2
     assert money_cp(25, D("1")) == 2  # 2.5 cp -> 2
     assert money_cp(1000, D("-3")) == -300
+    assert money_cp(-15, D("1")) == -2  # -1.5 cp -> -2
+    assert money_cp(-25, D("1")) == -2  # -2.5 cp -> -2
+    assert scale_cp(3745, D("0.05")) == 187  # 187.25
+    assert scale_cp(1250, D("0.05")) == 62  # 62.5 -> 62
+    assert scale_cp(1270, D("0.05")) == 64  # 63.5 -> 64
+
+
+@given(
+    energy=st.integers(-(10**12), 10**12),
+    price=st.decimals(min_value=-1000, max_value=1000, places=6, allow_nan=False, allow_infinity=False),
+)
+def test_integer_money_equals_decimal_arithmetic_rounded_half_to_even(energy, price):
+    # The ledger's integer arithmetic gives what exact Decimal arithmetic and the documented rule give.
+    exact = (D(energy) * price / 10).to_integral_value(rounding=ROUND_HALF_EVEN)
+    assert money_cp(energy, price) == int(exact)
+    assert scale_cp(energy, price) == int((D(energy) * price).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def test_the_platform_fee_is_one_line_per_household_on_all_it_traded():
+    # H1 buys twice and sells once in the interval: one fee line on 0.7 + 0.5 + 0.3 kWh.
+    inputs = IntervalInputs(
+        trades=[
+            TradeInput("H1", "GSP", "buy", 700, D("12.5")),
+            TradeInput("H1", "GSP", "buy", 500, D("12.5")),
+            TradeInput("H1", "GSP", "sell", 300, D("12.5")),
+            TradeInput("H2", "GSP", "sell", 900, D("12.5")),
+        ],
+        edges=[],
+        grid_import_wh=0,
+        grid_export_wh=0,
+        metered_wh={"H1": 900, "H2": -900},
+        estimated=frozenset(),
+        terms=SettlementTerms(D("24.5"), D("4.1"), vat_rate=D("0.05"), platform_fee_p_per_kwh=D("0.15")),
+    )
+    fees = [line for line in settle_interval(inputs).lines if line.kind == "platform_fee"]
+    assert [(line.participant_id, line.energy_wh, line.amount_cp) for line in fees] == [
+        ("H1", 1500, 22),  # 1.5 kWh x 0.15 p = 0.225 p = 22.5 cp -> 22
+        ("H2", 900, 14),  # 0.135 p = 13.5 cp -> 14
+    ]
+    free = replace(inputs, terms=replace(inputs.terms, platform_fee_p_per_kwh=D(0)))
+    assert not [line for line in settle_interval(free).lines if line.kind == "platform_fee"]
 
 
 @st.composite
