@@ -10,26 +10,34 @@ who, what, when, from where, and the status it got.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.clock import Clock, SystemClock
 from api.problems import ApiProblemError, install_problem_handlers
 from api.settings import Settings
-from market.access import authenticate, record_audit
+from market.access import authenticate, record_audit, token_hash
 from market.database import transaction
 from market.participants import HOUSEHOLD, OPERATOR, Participant
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 log = logging.getLogger("smartbrum.api")
+
+
+#: How long a worker trusts a token it has checked. A token revoked, or a participant made
+#: inactive, stops working at once on the worker that did it and within this on the others.
+TOKEN_CACHE_SECONDS = 5.0
+_TOKEN_CACHE_SIZE = 50_000
 
 
 @dataclass
@@ -40,6 +48,10 @@ class Platform:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     jobs: list = field(default_factory=list)  # objects with start() and shutdown()
+    #: How long this worker trusts a token it has checked (0: ask the database every time).
+    token_cache_seconds: float = TOKEN_CACHE_SECONDS
+    #: token hash -> (the participant, when to check again: time.monotonic())
+    tokens: dict[str, tuple[Participant, float]] = field(default_factory=dict)
 
 
 def build_jobs(platform: Platform) -> list:
@@ -124,32 +136,69 @@ def create_app(platform: Platform) -> FastAPI:
     return app
 
 
-class AuditMiddleware(BaseHTTPMiddleware):
-    """Writes every state-changing request to the audit log after it is answered.
+class AuditMiddleware:
+    """Writes every state-changing request to the audit log once it is answered (a plain ASGI
+    middleware: no extra task or threadpool hop per request).
 
-    The write runs in the threadpool (a database write must not block the event loop), and a
-    failure to write it is logged, not turned into an error for a change already committed.
+    A route that writes its own audit row inside its change's transaction (:func:`audit_in`) is
+    skipped, so the change and its audit row commit together; for the rest the row is written in
+    the threadpool (a database write must not block the event loop), and a failure to write it is
+    logged, not turned into an error for a change already committed. A state-changing request by
+    the operator also forgets the worker's checked tokens, so a revocation there takes effect at
+    once.
     """
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        if request.method in STATE_CHANGING:
-            platform: Platform = request.app.state.platform
-            actor = getattr(request.state, "participant_id", None) or "anonymous"
-            client = request.client.host if request.client else ""
-            entry = {
-                "at": platform.clock.now(),
-                "actor": actor,
-                "method": request.method,
-                "path": request.url.path,
-                "status_code": response.status_code,
-                "client": client,
-            }
-            try:
-                await run_in_threadpool(_audit, platform.engine, entry)
-            except Exception:
-                log.exception("could not write the audit entry %s", entry)
-        return response
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in STATE_CHANGING:
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            state = scope.setdefault("state", {})
+            platform: Platform = scope["app"].state.platform
+            if state.get("participant_kind") == OPERATOR:
+                platform.tokens.clear()
+            if not state.get("audited"):
+                client = scope.get("client")
+                entry = {
+                    "at": platform.clock.now(),
+                    "actor": state.get("participant_id") or "anonymous",
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status_code": status[0] if status else 500,
+                    "client": client[0] if client else "",
+                }
+                try:
+                    await run_in_threadpool(_audit, platform.engine, entry)
+                except Exception:
+                    log.exception("could not write the audit entry %s", entry)
+
+
+def audit_in(session: Session, request: Request, platform: Platform, status_code: int) -> None:
+    """Write the request's audit row in ``session``'s transaction, with the change it audits (the
+    middleware then leaves it). Only for a route that knows its status before it commits."""
+    record_audit(
+        session,
+        at=platform.clock.now(),
+        actor=getattr(request.state, "participant_id", None) or "anonymous",
+        method=request.method,
+        path=request.url.path,
+        status_code=status_code,
+        client=request.client.host if request.client else "",
+    )
+    # Marked once committed: a transaction that fails after this leaves the row to the middleware.
+    sa.event.listen(session, "after_commit", lambda _: setattr(request.state, "audited", True), once=True)
 
 
 def _audit(engine: Engine, entry: dict[str, Any]) -> None:
@@ -157,7 +206,7 @@ def _audit(engine: Engine, entry: dict[str, Any]) -> None:
         record_audit(session, **entry)
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -168,29 +217,49 @@ def get_session(platform: Annotated[Platform, Depends(get_platform)]) -> Iterato
         yield session
 
 
-def current_participant(
+async def current_participant(
     request: Request, platform: Annotated[Platform, Depends(get_platform)]
 ) -> Participant:
-    """The participant whose token the request carries; 401 without a live one."""
+    """The participant whose token the request carries; 401 without a live one.
+
+    A worker remembers a token it has checked for ``platform.token_cache_seconds`` (only hashes
+    are kept); the database is asked, off the event loop, when it has not or that has passed.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiProblemError(401, "authentication required: send 'Authorization: Bearer <token>'")
-    with Session(platform.engine) as session:
-        participant = authenticate(session, secret.strip())
-    if participant is None:
-        raise ApiProblemError(401, "the token is unknown, revoked, or its participant is inactive")
+    key = token_hash(secret.strip())
+    now = time.monotonic()
+    known = platform.tokens.get(key)
+    if known is not None and known[1] > now:
+        participant = known[0]
+    else:
+        found = await run_in_threadpool(_authenticate, platform.engine, secret.strip())
+        if found is None:
+            platform.tokens.pop(key, None)
+            raise ApiProblemError(401, "the token is unknown, revoked, or its participant is inactive")
+        if len(platform.tokens) >= _TOKEN_CACHE_SIZE:
+            platform.tokens.clear()
+        platform.tokens[key] = (found, now + platform.token_cache_seconds)
+        participant = found
     request.state.participant_id = participant.id
+    request.state.participant_kind = participant.kind
     return participant
 
 
-def household(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
+def _authenticate(engine: Engine, secret: str) -> Participant | None:
+    with Session(engine) as session:
+        return authenticate(session, secret)
+
+
+async def household(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
     if participant.kind != HOUSEHOLD:
         raise ApiProblemError(403, "this is a household's route")
     return participant
 
 
-def operator(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
+async def operator(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
     if participant.kind != OPERATOR:
         raise ApiProblemError(403, "this route is for the energy company")
     return participant

@@ -36,7 +36,7 @@ from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod
 from market.orders import list_orders
-from market.settlement import StatementFigures, account_balances, statement
+from market.settlement import StatementFigures, account_balances, statements
 from market.settlement import runs_of as settlement_runs_of
 from market.tables import ClearingRunRow, LedgerLineRow
 
@@ -192,9 +192,8 @@ def summarise(result: RunResult) -> Summary:
         with Session(engine) as session:
             periods = [_period_figures(session, period) for period in result.periods]
             days = sorted({p.settlement_date for p in result.periods})
-            bills = {
-                home: statement(session, home, first_day=days[0], last_day=days[-1]).total for home in homes
-            }
+            every = statements(session, first_day=days[0], last_day=days[-1])
+            bills = {home: every[home].total for home in homes}
             balances: dict[str, int] = defaultdict(int)
             for period in result.periods:
                 for account, balance in account_balances(session, period=period).items():

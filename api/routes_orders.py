@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
+from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep, audit_in
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     IntervalPublic,
@@ -78,6 +78,7 @@ def place(
     body: OrderCreate,
     participant: HouseholdDep,
     platform: PlatformDep,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> OrderPublic:
@@ -98,6 +99,7 @@ def place(
             node_id=body.node,
             idempotency_key=idempotency_key,
         )
+        audit_in(session, request, platform, 201 if created else 200)
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)
@@ -136,6 +138,7 @@ def place_batch(
     body: OrderBatchCreate,
     participant: HouseholdDep,
     platform: PlatformDep,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> OrderBatchPublic:
@@ -165,6 +168,7 @@ def place_batch(
             now=platform.clock.now(),
             idempotency_key=idempotency_key,
         )
+        audit_in(session, request, platform, 201 if created else 200)
     if not created:
         response.status_code = status.HTTP_200_OK
     return OrderBatchPublic(orders=[order_public(order, rules) for order in placed])
@@ -237,7 +241,9 @@ def history(order_id: str, participant: ParticipantDep, session: SessionDep) -> 
 
 
 @router.patch("/orders/{order_id}", response_model=OrderPublic)
-def amend(order_id: str, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep) -> OrderPublic:
+def amend(
+    order_id: str, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep, request: Request
+) -> OrderPublic:
     """Change an open order's quantity or price before its gate closes."""
     rules = platform.settings.market_rules()
     if body.quantity_kwh is None and body.price_p_per_kwh is None:
@@ -252,15 +258,17 @@ def amend(order_id: str, body: OrderAmend, participant: HouseholdDep, platform: 
             quantity_kwh=body.quantity_kwh,
             price_p_per_kwh=body.price_p_per_kwh,
         )
+        audit_in(session, request, platform, 200)
     return order_public(amended, rules)
 
 
 @router.delete("/orders/{order_id}", response_model=OrderPublic)
-def cancel(order_id: str, participant: HouseholdDep, platform: PlatformDep) -> OrderPublic:
+def cancel(order_id: str, participant: HouseholdDep, platform: PlatformDep, request: Request) -> OrderPublic:
     """Cancel an open order before its gate closes; it stays in the history."""
     rules = platform.settings.market_rules()
     with transaction(platform.engine) as session:
         cancelled = cancel_order(
             session, rules=rules, order_id=order_id, participant_id=participant.id, now=platform.clock.now()
         )
+        audit_in(session, request, platform, 200)
     return order_public(cancelled, rules)

@@ -61,12 +61,19 @@ from api.app import Platform, create_app
 from api.clock import AcceleratedClock
 from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
 from api.settings import Settings
-from market.access import issue_token
+from market.access import issue_tokens
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, period_at
 from market.network import publish_network, set_tariff
 from market.orders import MAX_BATCH_ORDERS
-from market.participants import mpan_with_check_digit, register_household, register_meter, register_operator
+from market.participants import (
+    NewHousehold,
+    NewMeter,
+    mpan_with_check_digit,
+    register_households,
+    register_meters,
+    register_operator,
+)
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow
 from metering.simulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
@@ -285,30 +292,30 @@ def _set_up(
             now=now,
         )
         meters = [(meter, port) for gateway, port in zip(fleet.gateways, ports) for meter in gateway.meters]
-        for index, household in enumerate(simulation.households[: fleet.meter_count]):
-            register_household(
-                session,
-                participant_id=household.id,
-                display_name=household.name,
-                mpan=mpan_with_check_digit(f"14{index + 1:010d}"),
-                node_id=household.feeder,
-                now=now,
-            )
-            tokens[household.id] = issue_token(
-                session, participant_id=household.id, now=now, label="agent"
-            ).secret
-            meter, port = meters[index]
-            register_meter(
-                session,
-                meter_id=meter.meter_id,
-                participant_id=household.id,
-                host="127.0.0.1",
-                port=port,
-                unit_id=meter.unit_id,
-                transport="tcp",
-                model=meter.model,
-                now=now,
-            )
+        households = simulation.households[: fleet.meter_count]
+        register_households(
+            session,
+            [
+                NewHousehold(
+                    household.id,
+                    household.name,
+                    mpan_with_check_digit(f"14{index + 1:010d}"),
+                    household.feeder,
+                )
+                for index, household in enumerate(households)
+            ],
+            now=now,
+        )
+        issued = issue_tokens(session, [household.id for household in households], now=now, label="agent")
+        tokens.update((token.participant_id, token.secret) for token in issued)
+        register_meters(
+            session,
+            [
+                NewMeter(meter.meter_id, household.id, "127.0.0.1", port, meter.unit_id, "tcp", meter.model)
+                for household, (meter, port) in zip(households, meters)
+            ],
+            now=now,
+        )
     return tokens
 
 

@@ -522,12 +522,14 @@ class Load:
     #: The first few unexpected answers, for the report.
     surprises: list[str] = field(default_factory=list)
     placements_started: int = 0
+    #: Orders answered 201 in the timed run (with ``--batch``, several per request).
+    orders_placed: int = 0
     seconds: float = 0.0
     timing: bool = False
 
     def placed(self) -> int:
-        """Placements answered 201 in the timed run."""
-        return self.statuses["place"][201]
+        """Orders placed (answered 201) in the timed run."""
+        return self.orders_placed
 
     def requests(self) -> int:
         """Requests of the timed run, every kind."""
@@ -542,6 +544,8 @@ class Plan:
     cancel_share: float
     statement_share: float
     replay_share: float
+    #: Orders per placement request: 1 posts ``/v1/orders``, more post ``/v1/orders/batch``.
+    batch: int = 1
 
 
 class Household:
@@ -620,18 +624,16 @@ async def cancel(client: httpx2.AsyncClient, load: Load, home: Household, key: s
 async def place(
     client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
 ) -> None:
-    """Place one order for the household (cancelling one first at the open-order cap), maybe replay it."""
+    """Place one order for the household, or ``plan.batch`` orders in one request (cancelling
+    first where an interval is at the open-order cap); maybe replay it."""
+    if plan.batch > 1:
+        await place_batch(client, load, home, plan, rng)
+        return
     period = rng.choice(plan.intervals)
     open_here = home.open.setdefault(period.key, [])
     if len(open_here) >= MAX_OPEN_ORDERS:
         await cancel(client, load, home, period.key, rng.choice(open_here))
-    side = rng.choice(("buy", "sell"))
-    body = {
-        "interval": period.key,
-        "side": side,
-        "quantity_kwh": str(Decimal(rng.randint(100, 3_000)).scaleb(-3)),
-        "price_p_per_kwh": str(Decimal(rng.randint(300, 3_000)).scaleb(-2)),
-    }
+    body = order_body(period, rng)
     headers = {**home.headers, "Idempotency-Key": uuid.uuid4().hex}
     response = await call(client, load, "place", "POST", "/v1/orders", headers=headers, json=body)
     if response is None:
@@ -641,12 +643,61 @@ async def place(
         return
     order_id = response.json()["id"]
     load.accepted.add(order_id)
+    if load.timing:
+        load.orders_placed += 1
     open_here.append(order_id)
     if rng.random() < plan.replay_share:
         again = await call(client, load, "replay", "POST", "/v1/orders", headers=headers, json=body)
         if again is not None and (again.status_code != 200 or again.json()["id"] != order_id):
             load.replay_mismatches += 1
             surprise(load, "replay", again)
+
+
+async def place_batch(
+    client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
+) -> None:
+    """Place ``plan.batch`` orders in one ``POST /v1/orders/batch``, spread over the intervals (a
+    household's next hours), cancelling first where an interval would pass the open-order cap."""
+    periods = [
+        plan.intervals[(k + rng.randrange(len(plan.intervals))) % len(plan.intervals)]
+        for k in range(plan.batch)
+    ]
+    adding = Counter(period.key for period in periods)
+    for key, count in adding.items():
+        open_here = home.open.setdefault(key, [])
+        while open_here and len(open_here) + count > MAX_OPEN_ORDERS:
+            await cancel(client, load, home, key, rng.choice(open_here))
+    body = {"orders": [order_body(period, rng) for period in periods]}
+    headers = {**home.headers, "Idempotency-Key": uuid.uuid4().hex}
+    response = await call(client, load, "place", "POST", "/v1/orders/batch", headers=headers, json=body)
+    if response is None:
+        return
+    if response.status_code != 201:
+        surprise(load, "place", response)
+        return
+    ids = [order["id"] for order in response.json()["orders"]]
+    load.accepted.update(ids)
+    if load.timing:
+        load.orders_placed += len(ids)
+    for period, order_id in zip(periods, ids, strict=True):
+        home.open[period.key].append(order_id)
+    if rng.random() < plan.replay_share:
+        again = await call(client, load, "replay", "POST", "/v1/orders/batch", headers=headers, json=body)
+        if again is not None and (
+            again.status_code != 200 or [order["id"] for order in again.json()["orders"]] != ids
+        ):
+            load.replay_mismatches += 1
+            surprise(load, "replay", again)
+
+
+def order_body(period: SettlementPeriod, rng: random.Random) -> dict[str, str]:
+    """One random order for ``period``: buy or sell, 0.1-3 kWh, 3-30 p/kWh."""
+    return {
+        "interval": period.key,
+        "side": rng.choice(("buy", "sell")),
+        "quantity_kwh": str(Decimal(rng.randint(100, 3_000)).scaleb(-3)),
+        "price_p_per_kwh": str(Decimal(rng.randint(300, 3_000)).scaleb(-2)),
+    }
 
 
 async def household_task(
@@ -805,6 +856,7 @@ class BackendResult:
     workers: int
     households: int
     concurrency: int
+    batch: int
     load: Load
     cpu: CpuUse
     stored: Stored
@@ -854,6 +906,7 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
             cancel_share=args.cancel_share,
             statement_share=args.statement_share,
             replay_share=args.replay_share,
+            batch=args.batch,
         )
         load = Load()
         with running_server(database, workers, Path(folder)) as server:
@@ -895,6 +948,7 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
             workers=workers,
             households=len(homes),
             concurrency=args.concurrency,
+            batch=args.batch,
             load=load,
             cpu=cpu,
             stored=stored,
@@ -975,11 +1029,15 @@ def report(results: Sequence[BackendResult], console: Console) -> bool:
 
     row("households / concurrent clients", *(f"{r.households:,} / {r.concurrency}" for r in results))
     row("timed run, s", *(f"{r.load.seconds:.1f}" for r in results))
-    row("placements (201)", *(f"{r.load.placed():,}" for r in results))
-    row("[bold]placements / s[/bold]", *(f"[bold]{placements_per_second(r):,.0f}[/bold]" for r in results))
+    row("orders per placement request", *(f"{r.batch}" for r in results))
+    row("orders placed (201)", *(f"{r.load.placed():,}" for r in results))
+    row(
+        "[bold]placements / s[/bold] (orders)",
+        *(f"[bold]{placements_per_second(r):,.0f}[/bold]" for r in results),
+    )
     row("requests / s (all kinds)", *(f"{r.load.requests() / r.load.seconds:,.0f}" for r in results))
     for kind, label in (
-        ("place", "POST /v1/orders"),
+        ("place", "POST /v1/orders (or /batch)"),
         ("cancel", "DELETE /v1/orders/{id}"),
         ("statement", "GET /v1/statements/{month}"),
         ("replay", "POST, same Idempotency-Key (200)"),
@@ -1112,6 +1170,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cancel-share", type=float, default=0.25)
     parser.add_argument("--statement-share", type=float, default=0.05)
     parser.add_argument("--replay-share", type=float, default=0.02)
+    parser.add_argument(
+        "--batch", type=int, default=1, help="orders per placement request (1: POST /v1/orders; more: /batch)"
+    )
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the server's output here")
@@ -1126,6 +1187,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    if not 1 <= args.batch <= MAX_OPEN_ORDERS:
+        parser.error(f"--batch must be 1 to {MAX_OPEN_ORDERS} (a household's open orders per interval)")
     if min(args.households, args.concurrency, args.orders, args.pg_workers) < 1 or args.seconds <= 0:
         parser.error("--households, --concurrency, --orders, --pg-workers and --seconds must be positive")
     if args.concurrency > args.households:

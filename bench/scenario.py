@@ -56,6 +56,7 @@ from rich.table import Table
 from api.report import summarise
 from api.scenario_commands import SCENARIOS
 from api.scenario_run import RunOptions, run_scenario
+from market.database import create_database_engine
 
 TARGET_S = 600.0
 
@@ -98,6 +99,7 @@ def main() -> int:
         summary = summarise(result)
         summary_s = time.perf_counter() - summarised
         total_s = time.perf_counter() - started
+        churn = data_churn(result.database_url)
 
     times = result.times
     homes = len(result.household_ids)
@@ -129,6 +131,11 @@ def main() -> int:
     console.print(table)
     for label, value in summary.lines():
         console.print(f"  {label}: {value}")
+    console.print(
+        f"  interval energy: {churn['energy_rows']:,} rows stored for {churn['current']:,} "
+        f"meter-periods ({churn['estimated']:,} still estimated); settlement runs: "
+        f"{churn['initial']} initial, {churn['reconcile']} reconciliations"
+    )
     for error in result.errors:
         console.print(f"[yellow]warning:[/] {error}")
     ok = (
@@ -143,6 +150,23 @@ def main() -> int:
         console.print(f"[red]missed the target: {times.total_s:.0f} s[/]")
         ok = False
     return 0 if ok else 1
+
+
+def data_churn(database_url: str) -> dict[str, int]:
+    """How often interval energy was revised and settlement reconciled: the work estimates cause."""
+    engine = create_database_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count = lambda sql: int(connection.exec_driver_sql(sql).scalar_one())  # noqa: E731
+            return {
+                "energy_rows": count("SELECT count(*) FROM interval_energy"),
+                "current": count("SELECT count(*) FROM interval_energy WHERE is_current"),
+                "estimated": count("SELECT count(*) FROM interval_energy WHERE is_current AND estimated"),
+                "initial": count("SELECT count(*) FROM settlement_run WHERE run_type = 'initial'"),
+                "reconcile": count("SELECT count(*) FROM settlement_run WHERE run_type = 'reconcile'"),
+            }
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from market.errors import MarketError, NotFoundError
 from market.participants import Participant, get_participant
-from market.tables import ApiTokenRow, AuditEventRow
+from market.tables import ApiTokenRow, AuditEventRow, ParticipantRow
 
 TOKEN_BYTES = 32
 
@@ -51,6 +53,52 @@ def issue_token(session: Session, *, participant_id: str, now: datetime, label: 
     return IssuedToken(row.id, participant_id, secret, label, now)
 
 
+def issue_tokens(
+    session: Session, participant_ids: Sequence[str], *, now: datetime, label: str = ""
+) -> list[IssuedToken]:
+    """A new token for each of many active participants (a district's households joining), all or
+    none, in the order given; errors name the item (``participant_ids[4]``)."""
+    if len(label) > 100:
+        raise MarketError("label", "must be at most 100 characters")
+    active: dict[str, bool] = {}
+    for first in range(0, len(participant_ids), 500):
+        chunk = list(participant_ids[first : first + 500])
+        active.update(
+            session.exec(
+                select(ParticipantRow.id, ParticipantRow.active).where(col(ParticipantRow.id).in_(chunk))
+            ).all()
+        )
+    for index, participant_id in enumerate(participant_ids):
+        if participant_id not in active:
+            raise NotFoundError(f"participant_ids[{index}]", f"{participant_id!r} is not a participant")
+        if not active[participant_id]:
+            raise MarketError(f"participant_ids[{index}]", f"{participant_id!r} is not active")
+    if not participant_ids:
+        return []
+    new_secrets = ["sbm_" + secrets.token_urlsafe(TOKEN_BYTES) for _ in participant_ids]
+    table = ApiTokenRow.__table__  # type: ignore[attr-defined]
+    ids = (
+        session.execute(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "participant_id": participant_id,
+                    "token_hash": token_hash(secret),
+                    "label": label,
+                    "created_at": now,
+                }
+                for participant_id, secret in zip(participant_ids, new_secrets, strict=True)
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    return [
+        IssuedToken(token_id, participant_id, secret, label, now)
+        for token_id, participant_id, secret in zip(ids, participant_ids, new_secrets, strict=True)
+    ]
+
+
 def revoke_token(session: Session, *, token_id: int, now: datetime) -> None:
     """Revoke a token; revoking twice is harmless."""
     row = session.get(ApiTokenRow, token_id)
@@ -63,16 +111,22 @@ def revoke_token(session: Session, *, token_id: int, now: datetime) -> None:
 
 
 def authenticate(session: Session, secret: str) -> Participant | None:
-    """The active participant a live token belongs to, or ``None``."""
-    row = session.exec(
-        select(ApiTokenRow).where(
-            ApiTokenRow.token_hash == token_hash(secret), col(ApiTokenRow.revoked_at).is_(None)
+    """The active participant a live token belongs to, or ``None`` (one query)."""
+    participants = ParticipantRow.__table__.c  # type: ignore[attr-defined]
+    tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
+    row = session.execute(
+        sa.select(
+            participants.id,
+            participants.kind,
+            participants.display_name,
+            participants.mpan,
+            participants.node_id,
+            participants.active,
         )
+        .join(tokens, tokens.c.participant_id == participants.id)
+        .where(tokens.c.token_hash == token_hash(secret), tokens.c.revoked_at.is_(None), participants.active)
     ).first()
-    if row is None:
-        return None
-    participant = get_participant(session, row.participant_id)
-    return participant if participant.active else None
+    return None if row is None else Participant(*row)
 
 
 def record_audit(

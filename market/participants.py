@@ -6,10 +6,14 @@ May import :mod:`market` and SQLModel.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from market.errors import MarketError, NotFoundError
 from market.tables import MeterRow, ParticipantRow
@@ -69,12 +73,7 @@ def register_household(
     session: Session, *, participant_id: str, display_name: str, mpan: str, node_id: str, now: datetime
 ) -> Participant:
     """Add a household; its id and MPAN must be new and the MPAN a valid 13-digit core."""
-    _check_id(participant_id, "participant_id")
-    if not display_name.strip() or len(display_name) > 200:
-        raise MarketError("display_name", "must be 1 to 200 characters")
-    if not mpan_check_digit_ok(mpan):
-        raise MarketError("mpan", f"{mpan!r} is not a 13-digit MPAN core with a valid check digit")
-    _check_id(node_id, "node_id")
+    _check_household(NewHousehold(participant_id, display_name, mpan, node_id))
     if session.get(ParticipantRow, participant_id) is not None:
         raise MarketError("participant_id", f"{participant_id!r} is already registered")
     if session.exec(select(ParticipantRow).where(ParticipantRow.mpan == mpan)).first() is not None:
@@ -132,19 +131,10 @@ def register_meter(
     now: datetime,
 ) -> Meter:
     """Add a meter for a household; one Modbus address (host, port, unit) holds one meter."""
-    _check_id(meter_id, "meter_id")
+    _check_meter(NewMeter(meter_id, participant_id, host, port, unit_id, transport, model))
     participant = get_participant(session, participant_id)
     if participant.kind != HOUSEHOLD:
         raise MarketError("participant_id", f"{participant_id!r} is not a household")
-    if not host or len(host) > 255:
-        raise MarketError("host", "must be 1 to 255 characters")
-    if not 1 <= port <= 65535:
-        raise MarketError("port", f"{port} is not a TCP port (1 to 65535)")
-    if not 1 <= unit_id <= 247:
-        raise MarketError("unit_id", f"{unit_id} is not a Modbus unit id (1 to 247)")
-    if transport not in TRANSPORTS:
-        raise MarketError("transport", f"must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
-    _check_id(model, "model")
     if session.get(MeterRow, meter_id) is not None:
         raise MarketError("meter_id", f"{meter_id!r} is already registered")
     clash = session.exec(
@@ -165,6 +155,193 @@ def register_meter(
     session.add(row)
     session.flush()
     return _meter(row)
+
+
+@dataclass(frozen=True)
+class NewHousehold:
+    """A household to register (:func:`register_households`)."""
+
+    participant_id: str
+    display_name: str
+    mpan: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class NewMeter:
+    """A meter to register (:func:`register_meters`)."""
+
+    meter_id: str
+    participant_id: str
+    host: str
+    port: int
+    unit_id: int
+    transport: str
+    model: str
+
+
+#: Keys per ``IN (...)`` lookup, well under every backend's bound-parameter limit.
+_LOOKUP_CHUNK = 500
+
+
+def register_households(session: Session, households: Sequence[NewHousehold], *, now: datetime) -> int:
+    """Add many households at once (a street or a district joining), all or none; returns how many.
+
+    Each is checked as :func:`register_household` checks one, against what is stored and against
+    the others in the batch; an error names the item and field (``households[3].mpan``) and adds
+    nothing. The rows are then written in one statement.
+    """
+    for index, household in enumerate(households):
+        with _item("households", index):
+            _check_household(household)
+    ids = _first_repeat(
+        [household.participant_id for household in households], "households", "participant_id"
+    )
+    mpans = _first_repeat([household.mpan for household in households], "households", "mpan")
+    if (clash := _first_stored(session, ParticipantRow.id, ids)) is not None:
+        raise MarketError(
+            f"households[{clash}].participant_id",
+            f"{households[clash].participant_id!r} is already registered",
+        )
+    if (clash := _first_stored(session, ParticipantRow.mpan, mpans)) is not None:
+        raise MarketError(
+            f"households[{clash}].mpan", f"{households[clash].mpan} already belongs to another participant"
+        )
+    if households:
+        session.execute(
+            sa.insert(ParticipantRow.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": household.participant_id,
+                    "kind": HOUSEHOLD,
+                    "display_name": household.display_name.strip(),
+                    "mpan": household.mpan,
+                    "node_id": household.node_id,
+                    "active": True,
+                    "created_at": now,
+                }
+                for household in households
+            ],
+        )
+    return len(households)
+
+
+def register_meters(session: Session, meters: Sequence[NewMeter], *, now: datetime) -> int:
+    """Add many meters at once, all or none, each checked as :func:`register_meter` checks one
+    (errors name the item: ``meters[7].unit_id``); returns how many."""
+    for index, meter in enumerate(meters):
+        with _item("meters", index):
+            _check_meter(meter)
+    ids = _first_repeat([meter.meter_id for meter in meters], "meters", "meter_id")
+    addresses = [(meter.host, meter.port, meter.unit_id) for meter in meters]
+    _first_repeat(addresses, "meters", "unit_id")
+    if (clash := _first_stored(session, MeterRow.id, ids)) is not None:
+        raise MarketError(f"meters[{clash}].meter_id", f"{meters[clash].meter_id!r} is already registered")
+    owners = {meter.participant_id for meter in meters}
+    kinds: dict[str, str] = {}
+    for chunk in _chunked(sorted(owners)):
+        kinds.update(
+            session.exec(
+                select(ParticipantRow.id, ParticipantRow.kind).where(col(ParticipantRow.id).in_(chunk))
+            ).all()
+        )
+    for index, meter in enumerate(meters):
+        kind = kinds.get(meter.participant_id)
+        if kind is None:
+            raise MarketError(
+                f"meters[{index}].participant_id", f"{meter.participant_id!r} is not a participant"
+            )
+        if kind != HOUSEHOLD:
+            raise MarketError(
+                f"meters[{index}].participant_id", f"{meter.participant_id!r} is not a household"
+            )
+    wanted = {address: index for index, address in enumerate(addresses)}
+    for chunk in _chunked(sorted({meter.host for meter in meters})):
+        stored = session.exec(
+            select(MeterRow.id, MeterRow.host, MeterRow.port, MeterRow.unit_id).where(
+                col(MeterRow.host).in_(chunk)
+            )
+        )
+        for meter_id, host, port, unit_id in stored:
+            taken = wanted.get((host, port, unit_id))
+            if taken is not None:
+                raise MarketError(
+                    f"meters[{taken}].unit_id", f"{host}:{port} unit {unit_id} is already meter {meter_id!r}"
+                )
+    if meters:
+        session.execute(
+            sa.insert(MeterRow.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": meter.meter_id,
+                    "participant_id": meter.participant_id,
+                    "host": meter.host,
+                    "port": meter.port,
+                    "unit_id": meter.unit_id,
+                    "transport": meter.transport,
+                    "model": meter.model,
+                    "active": True,
+                    "created_at": now,
+                }
+                for meter in meters
+            ],
+        )
+    return len(meters)
+
+
+def _check_household(household: NewHousehold) -> None:
+    _check_id(household.participant_id, "participant_id")
+    if not household.display_name.strip() or len(household.display_name) > 200:
+        raise MarketError("display_name", "must be 1 to 200 characters")
+    if not mpan_check_digit_ok(household.mpan):
+        raise MarketError("mpan", f"{household.mpan!r} is not a 13-digit MPAN core with a valid check digit")
+    _check_id(household.node_id, "node_id")
+
+
+def _check_meter(meter: NewMeter) -> None:
+    _check_id(meter.meter_id, "meter_id")
+    _check_id(meter.participant_id, "participant_id")
+    if not meter.host or len(meter.host) > 255:
+        raise MarketError("host", "must be 1 to 255 characters")
+    if not 1 <= meter.port <= 65535:
+        raise MarketError("port", f"{meter.port} is not a TCP port (1 to 65535)")
+    if not 1 <= meter.unit_id <= 247:
+        raise MarketError("unit_id", f"{meter.unit_id} is not a Modbus unit id (1 to 247)")
+    if meter.transport not in TRANSPORTS:
+        raise MarketError("transport", f"must be one of {', '.join(TRANSPORTS)}, not {meter.transport!r}")
+    _check_id(meter.model, "model")
+
+
+@contextmanager
+def _item(name: str, index: int) -> Iterator[None]:
+    """Re-raise a field's error as the batch item's (``households[3].mpan``)."""
+    try:
+        yield
+    except MarketError as error:
+        raise MarketError(f"{name}[{index}].{error.field}", error.reason) from None
+
+
+def _first_repeat(keys: Sequence[Hashable], name: str, field: str) -> dict[Hashable, int]:
+    """Each key's index; an error at the first key the batch repeats."""
+    seen: dict[Hashable, int] = {}
+    for index, key in enumerate(keys):
+        if key in seen:
+            raise MarketError(f"{name}[{index}].{field}", f"repeats {name}[{seen[key]}]")
+        seen[key] = index
+    return seen
+
+
+def _first_stored(session: Session, column: Any, keys: dict[Hashable, int]) -> int | None:
+    """The lowest batch index of a key already stored in ``column``, if any."""
+    found: list[int] = []
+    for chunk in _chunked(list(keys)):
+        found += [keys[key] for key in session.exec(select(column).where(col(column).in_(chunk)))]
+    return min(found, default=None)
+
+
+def _chunked(keys: list[Any]) -> Iterator[list[Any]]:
+    for first in range(0, len(keys), _LOOKUP_CHUNK):
+        yield keys[first : first + _LOOKUP_CHUNK]
 
 
 def list_meters(session: Session, *, participant_id: str | None = None) -> list[Meter]:

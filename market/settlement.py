@@ -26,11 +26,12 @@ import hashlib
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -634,9 +635,6 @@ class Statement:
     total: StatementFigures
 
 
-_STARTS_PER_QUERY = 500
-
-
 def statement(session: Session, participant_id: str, *, first_day: date, last_day: date) -> Statement:
     """A household's figures per settlement date between two dates (inclusive), and their total.
 
@@ -647,7 +645,66 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
     participant = session.get(ParticipantRow, participant_id)
     if participant is None or participant.kind != HOUSEHOLD:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
-    account = household_account(participant_id)
+    runs = _runs_between(session, first_day, last_day)
+    # The ledger's household index leads with the interval: seek the household in each settled
+    # interval of the range (a month is about 1,500), in chunks of bound parameters.
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    rows = [
+        row
+        for starts in _chunks(sorted({run.interval_start_utc for run in runs.values()}))
+        for row in session.execute(
+            sa.select(*_STATEMENT_COLUMNS).where(
+                lines.participant_id == participant_id, lines.interval_start_utc.in_(starts)
+            )
+        )
+    ]
+    return _statement(participant_id, rows, runs, first_day)
+
+
+def statements(session: Session, *, first_day: date, last_day: date) -> dict[str, Statement]:
+    """Every household's statement between two dates, as :func:`statement` makes them, from one
+    read of the range's lines (for reports over a whole district, not one household's view)."""
+    runs = _runs_between(session, first_day, last_day)
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    by_household: dict[str, list[sa.Row[Any]]] = {
+        household: []
+        for household in session.exec(select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD))
+    }
+    for starts in _chunks(sorted({run.interval_start_utc for run in runs.values()})):
+        query = sa.select(*_STATEMENT_COLUMNS).where(
+            lines.interval_start_utc.in_(starts), lines.participant_id.is_not(None)
+        )
+        for row in session.execute(query):
+            if row.participant_id in by_household:
+                by_household[row.participant_id].append(row)
+    return {
+        household: _statement(household, rows, runs, first_day) for household, rows in by_household.items()
+    }
+
+
+_STARTS_PER_QUERY = 500
+_STATEMENT_COLUMNS = tuple(
+    LedgerLineRow.__table__.c[name]  # type: ignore[attr-defined]
+    for name in (
+        "participant_id",
+        "run_id",
+        "settlement_date",
+        "period",
+        "kind",
+        "debit",
+        "amount_cp",
+        "energy_wh",
+        "corrects_run_id",
+    )
+)
+
+
+def _chunks(starts: list[datetime]) -> Iterator[list[datetime]]:
+    for first in range(0, len(starts), _STARTS_PER_QUERY):
+        yield starts[first : first + _STARTS_PER_QUERY]
+
+
+def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, SettlementRunRow]:
     # A settlement date's intervals start within a day of its UTC midnight: that coarse range
     # lets the interval index find the runs.
     earliest = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), UTC)
@@ -658,18 +715,13 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
         SettlementRunRow.settlement_date >= first_day,
         SettlementRunRow.settlement_date <= last_day,
     )
-    runs = {row.id: row for row in session.exec(in_range) if row.id is not None}
-    # The ledger's household index leads with the interval: seek the household in each settled
-    # interval of the range (a month is about 1,500), in chunks of bound parameters.
-    starts = sorted({run.interval_start_utc for run in runs.values()})
-    rows: list[LedgerLineRow] = []
-    for first in range(0, len(starts), _STARTS_PER_QUERY):
-        rows += session.exec(
-            select(LedgerLineRow).where(
-                LedgerLineRow.participant_id == participant_id,
-                col(LedgerLineRow.interval_start_utc).in_(starts[first : first + _STARTS_PER_QUERY]),
-            )
-        ).all()
+    return {row.id: row for row in session.exec(in_range) if row.id is not None}
+
+
+def _statement(
+    participant_id: str, rows: Sequence[sa.Row[Any]], runs: dict[int, SettlementRunRow], first_day: date
+) -> Statement:
+    account = household_account(participant_id)
     days: dict[date, StatementFigures] = defaultdict(StatementFigures)
     for row in rows:
         _accumulate(days[row.settlement_date], row, account)
@@ -680,7 +732,7 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
     return Statement(participant_id, f"{first_day:%Y-%m}", dict(sorted(days.items())), total)
 
 
-def _accumulate(figures: StatementFigures, row: LedgerLineRow, account: str) -> None:
+def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], account: str) -> None:
     """Add one line to a household's figures, from the household's side (+ when it pays)."""
     side = 1 if row.debit == account else -1
     if row.corrects_run_id is not None:
@@ -697,7 +749,7 @@ def _accumulate(figures: StatementFigures, row: LedgerLineRow, account: str) -> 
 
 def _add_baseline(
     days: dict[date, StatementFigures],
-    rows: Iterable[LedgerLineRow],
+    rows: Iterable[sa.Row[Any]],
     runs: dict[int, SettlementRunRow],
     account: str,
 ) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from api.app import Platform, create_app
 from market.clearing import clear_interval
 from market.intervals import period_at
 from market.rules import MarketRules
-from market.tables import AuditEventRow, OrderRow
+from market.tables import ApiTokenRow, AuditEventRow, OrderRow
 from tests.factories import api_client, auth, count_rows, mpan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -187,16 +189,45 @@ def test_tokens_issued_by_the_operator_work_until_revoked(api, engine):
 
 
 def test_every_state_changing_request_is_audited(api, engine):
-    api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
+    headers = {**auth(api, "H1"), "Idempotency-Key": "k1"}
+    placed = api.post("/v1/orders", json=ORDER, headers=headers).json()  # audited with the order
+    api.post("/v1/orders", json=ORDER, headers=headers)  # a replay: 200
     api.post("/v1/orders", json=ORDER)  # refused: still audited
+    api.post("/v1/orders", json={**ORDER, "quantity_kwh": "-1"}, headers=auth(api, "H1"))  # invalid
+    api.delete(f"/v1/orders/{placed['id']}", headers=auth(api, "H2"))  # another's: 404
+    api.patch(f"/v1/orders/{placed['id']}", json={"price_p_per_kwh": "13"}, headers=auth(api, "H1"))
+    api.delete(f"/v1/orders/{placed['id']}", headers=auth(api, "H1"))
     api.get("/v1/orders", headers=auth(api, "H1"))  # a read: not audited
     with Session(engine) as session:
         events = session.exec(select(AuditEventRow).order_by(AuditEventRow.id)).all()
     assert [(e.actor, e.method, e.path, e.status_code) for e in events] == [
         ("H1", "POST", "/v1/orders", 201),
+        ("H1", "POST", "/v1/orders", 200),
         ("anonymous", "POST", "/v1/orders", 401),
+        ("H1", "POST", "/v1/orders", 422),
+        ("H2", "DELETE", f"/v1/orders/{placed['id']}", 404),
+        ("H1", "PATCH", f"/v1/orders/{placed['id']}", 200),
+        ("H1", "DELETE", f"/v1/orders/{placed['id']}", 200),
     ]
     assert all(e.client for e in events)
+
+
+def test_a_revoked_token_stops_working_at_once_where_revoked_and_within_the_cache_elsewhere(api, engine):
+    other = TestClient(create_app(Platform(engine=engine, settings=api.app.state.platform.settings)))
+    other.app.state.platform.token_cache_seconds = 0  # a second worker that checks every time
+    token = {"Authorization": f"Bearer {api.tokens['H2']}"}
+    assert api.get("/v1/orders", headers=token).status_code == 200  # now cached by this worker
+    assert other.get("/v1/orders", headers=token).status_code == 200
+    with Session(engine) as session:
+        token_id = session.exec(select(ApiTokenRow.id).where(ApiTokenRow.participant_id == "H2")).one()
+    assert other.delete(f"/v1/tokens/{token_id}", headers=auth(api, "OPS")).status_code == 204
+    assert other.get("/v1/orders", headers=token).status_code == 401
+    # This worker trusts its check for up to TOKEN_CACHE_SECONDS; an operator's change here
+    # (or the time passing) makes it ask again.
+    assert api.app.state.platform.tokens
+    assert api.post("/v1/participants/H1/tokens", json={}, headers=auth(api, "OPS")).status_code == 201
+    assert not api.app.state.platform.tokens
+    assert api.get("/v1/orders", headers=token).status_code == 401
 
 
 def test_intervals_are_paged_and_clearing_is_public(api, engine):

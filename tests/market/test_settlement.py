@@ -27,6 +27,7 @@ from market.settlement import (
     settle_periods,
     statement,
     statement_csv,
+    statements,
 )
 from market.settlement_rules import settle_interval
 from market.tables import LedgerLineRow, MeterReadingRow
@@ -237,6 +238,22 @@ def test_statement_totals_and_baseline(market):
     text = statement_csv(h1)
     assert text.splitlines()[0].startswith("date,bought_kwh")
     assert text.splitlines()[-1].startswith("total,2.000")
+
+
+def test_every_households_statement_at_once_equals_each_alone(market):
+    meter_data(market, "M1", (100, 0), (102.4, 0))
+    meter_data(market, "M2", (50, 0), (51, 0))
+    run(market)  # H3 has no meter data: its imbalance waits
+    meter_data(market, "M3", (10, 20), (10, 22.5))
+    run(market, RECONCILE)  # corrections too
+    first, last = date(2026, 11, 1), date(2026, 11, 30)
+    with Session(market) as session:
+        every = statements(session, first_day=first, last_day=last)
+        alone = {
+            home: statement(session, home, first_day=first, last_day=last) for home in ("H1", "H2", "H3")
+        }
+    assert {home: every[home] for home in alone} == alone
+    assert every["H3"].total.corrections_cp != 0
 
 
 def test_a_clock_change_day_settles_fifty_periods(engine):
