@@ -196,8 +196,7 @@ class MeterPolling:
         with Session(self.engine) as session:
             endpoints = tuple(
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
-                for m in list_meters(session)
-                if m.active
+                for m in list_meters(session, active=True)
             )
         if not endpoints:
             return [], 0
@@ -224,7 +223,7 @@ class MeterPolling:
         try:
             # Derive with no write lock held (it reads and computes); store in one short transaction.
             with Session(self.engine) as session:
-                meters = [m.id for m in list_meters(session) if m.active]
+                meters = [m.id for m in list_meters(session, active=True)]
                 derived = derive_energy_of_meters(session, meters, periods)
             with transaction(self.engine) as session:
                 # Stamped once the write lock is held (SQLite), not when the derivation began: a

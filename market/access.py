@@ -140,18 +140,21 @@ def record_audit(
     client: str = "",
     detail: str = "",
 ) -> None:
-    session.add(
-        AuditEventRow(
-            at=at,
-            actor=actor[:64],
-            method=method[:8],
-            path=path[:500],
-            status_code=status_code,
-            client=client[:100],
-            detail=detail[:500],
-        )
+    session.execute(
+        _INSERT_AUDIT,
+        {
+            "at": at,
+            "actor": actor[:64],
+            "method": method[:8],
+            "path": path[:500],
+            "status_code": status_code,
+            "client": client[:100],
+            "detail": detail[:500],
+        },
     )
-    session.flush()
+
+
+_INSERT_AUDIT = AuditEventRow.__table__.insert()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -344,6 +344,12 @@ def parse_period_key(key: str, *, length_minutes: int = 30) -> SettlementPeriod:
     _check_length(length_minutes)
     if not isinstance(key, str):
         raise InvalidPeriodError(f"key: expected text like '2026-10-25/50', got {type(key).__name__}")
+    return _parse_period_key(key, length_minutes)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_period_key(key: str, length_minutes: int) -> SettlementPeriod:
+    # Cached: a household's day-ahead batch names 48 keys, a district's day half a million.
     match = _KEY_PATTERN.fullmatch(key)
     if match is None:
         raise InvalidPeriodError(f"key: {key!r} is not of the form 'YYYY-MM-DD/N', e.g. '2026-10-25/50'")

@@ -344,11 +344,26 @@ def _chunked(keys: list[Any]) -> Iterator[list[Any]]:
         yield keys[first : first + _LOOKUP_CHUNK]
 
 
-def list_meters(session: Session, *, participant_id: str | None = None) -> list[Meter]:
-    query = select(MeterRow).order_by(MeterRow.id)
+def list_meters(
+    session: Session, *, participant_id: str | None = None, active: bool | None = None
+) -> list[Meter]:
+    """Meters by id, a household's or all, active or not or both (plain rows: a city has many)."""
+    columns = MeterRow.__table__.c  # type: ignore[attr-defined]
+    query = sa.select(
+        columns.id,
+        columns.participant_id,
+        columns.host,
+        columns.port,
+        columns.unit_id,
+        columns.transport,
+        columns.model,
+        columns.active,
+    ).order_by(columns.id)
     if participant_id is not None:
-        query = query.where(MeterRow.participant_id == participant_id)
-    return [_meter(row) for row in session.exec(query)]
+        query = query.where(columns.participant_id == participant_id)
+    if active is not None:
+        query = query.where(columns.active == active)
+    return [Meter(*row) for row in session.execute(query)]
 
 
 def _check_id(value: str, field: str) -> None:

@@ -475,6 +475,8 @@ def _us(span: timedelta) -> int:
 
 
 def _aware_utc(field: str, value: object) -> datetime:
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value  # already UTC (as read from the database): nothing to check or convert
     if not isinstance(value, datetime):
         raise ValueError(f"{field}: {value!r} is not a datetime")
     if value.tzinfo is None or value.utcoffset() is None:
