@@ -23,7 +23,7 @@ Usage
 -----
 ::
 
-    .venv/bin/python bench/scenario.py                            # district, 10,000 homes, a day in 480 s
+    .venv/bin/python bench/scenario.py                            # district, 10,000 homes, a day paced at 420 s
     .venv/bin/python bench/scenario.py --households 1000 --day-seconds 120
     .venv/bin/python bench/scenario.py --scenario birmingham-street --day-seconds 30
 
@@ -65,7 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="district", help="a scenario in scenarios/ (default district)")
     parser.add_argument("--households", type=int, default=None, help="keep only the first N households")
-    parser.add_argument("--day-seconds", type=float, default=480.0, help="real seconds per simulated day")
+    parser.add_argument("--day-seconds", type=float, default=420.0, help="real seconds per simulated day")
     parser.add_argument(
         "--poll-minutes", type=float, default=30.0, help="market minutes between polls (half-hourly reads)"
     )

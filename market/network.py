@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, func, select
 
+from market.database import database_name
 from market.errors import MarketError, NotFoundError
 from market.tables import ClearingRunRow, NetworkNodeRow, NetworkVersionRow, TariffRow
 from optimiser import ClearingInputError, Network, Node, Tariff
@@ -108,7 +109,7 @@ _NODE_IDS: dict[tuple[str, int], frozenset[str]] = {}
 
 
 def _node_ids(session: Session, version_id: int) -> frozenset[str]:
-    key = (session.get_bind().engine.url.render_as_string(hide_password=True), version_id)
+    key = (database_name(session.get_bind().engine), version_id)
     if key not in _NODE_IDS:
         rows = session.exec(select(NetworkNodeRow.node_id).where(NetworkNodeRow.version_id == version_id))
         _NODE_IDS[key] = frozenset(rows)
