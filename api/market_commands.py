@@ -250,9 +250,12 @@ def serve(
     if workers > 1 and backend != "postgresql":
         raise fail("--workers above 1 needs PostgreSQL (SQLite serialises every write)")
     print(f"smartbrum API on http://{host}:{port} ({backend}, {workers} worker(s))", flush=True)
-    uvicorn.run(
-        "api.app:app_from_settings", factory=True, host=host, port=port, workers=workers, log_level="info"
-    )
+    if workers == 1:
+        uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, log_level="info")
+    else:
+        from api.serving import run_workers
+
+        run_workers("api.app:app_from_settings", host=host, port=port, workers=workers)
 
 
 def participant_add(

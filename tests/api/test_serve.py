@@ -98,3 +98,43 @@ def test_serve_answers_over_real_http(database_url):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _nodelay_of_accepted_connection(sock: socket.socket) -> int:
+    """Serve ``sock`` with asyncio, as a uvicorn worker does, and read TCP_NODELAY on the
+    connection it accepts."""
+    import asyncio
+
+    async def accept_one() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                raw = transport.get_extra_info("socket")
+                accepted.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            value = await asyncio.wait_for(accepted, timeout=10)
+            writer.close()
+            return value
+
+    return asyncio.run(accept_one())
+
+
+def test_the_socket_shared_by_workers_gives_connections_tcp_nodelay():
+    # uvicorn's own shared socket says protocol 0, so asyncio leaves Nagle on and each response's
+    # body waits for the client's delayed ACK (about 40 ms a request); ours says TCP.
+    import uvicorn
+
+    from api.serving import SharedSocketConfig
+
+    plain = uvicorn.Config("api.app:app_from_settings", host="127.0.0.1", port=0, workers=2)
+    assert _nodelay_of_accepted_connection(plain.bind_socket()) == 0
+    ours = SharedSocketConfig("api.app:app_from_settings", host="127.0.0.1", port=0, workers=2)
+    sock = ours.bind_socket()
+    assert sock.proto == socket.IPPROTO_TCP
+    assert sock.get_inheritable()
+    assert _nodelay_of_accepted_connection(sock) != 0
