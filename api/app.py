@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
@@ -92,8 +93,12 @@ def app_from_settings() -> FastAPI:
     from market.database import create_database_engine
 
     settings = get_settings()
-    # One connection for each of the worker's threads (40 by default), so none is opened per request.
-    pool = {"pool_size": 20, "max_overflow": 30} if settings.database_url.startswith("postgresql") else {}
+    # A connection kept for each of the worker's threads (create_app sets their number), so none
+    # is opened and closed per request; the overflow covers a request holding two for a moment.
+    threads = settings.worker_threads
+    pool = {"pool_size": threads, "max_overflow": threads // 2 + 1}
+    if not settings.database_url.startswith("postgresql"):
+        pool = {}
     platform = Platform(engine=create_database_engine(settings.database_url, **pool), settings=settings)
     platform.jobs = [JobLeader(platform.engine, build_jobs(platform))]
     return create_app(platform)
@@ -104,6 +109,9 @@ def create_app(platform: Platform) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # As many threads for requests' database work as the pool keeps connections (anyio's
+        # default of 40 outran a pool of 20 and reopened a connection per request under load).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = platform.settings.worker_threads
         started = []
         try:
             for job in platform.jobs:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_price_p_per_kwh: Decimal = Decimal("1000")
     #: Most open orders one household may hold for one period.
     max_open_orders: int = Field(default=10, ge=1)
+    #: Threads a worker runs requests' database work on, and connections it keeps open for them.
+    worker_threads: int = Field(default=16, ge=1, le=200)
     #: Seconds between meter polling cycles.
     poll_seconds: float = Field(default=60.0, gt=0)
     #: Longest wait for one meter's answer, and extra attempts after a failure.

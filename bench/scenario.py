@@ -23,7 +23,7 @@ Usage
 -----
 ::
 
-    .venv/bin/python bench/scenario.py                            # district, 10,000 homes, a day paced at 420 s
+    .venv/bin/python bench/scenario.py                            # district, 10,000 homes, a day in 420 s
     .venv/bin/python bench/scenario.py --households 1000 --day-seconds 120
     .venv/bin/python bench/scenario.py --scenario birmingham-street --day-seconds 30
 
