@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -55,8 +55,10 @@ class Platform:
     tokens: dict[str, tuple[Participant, float]] = field(default_factory=dict)
 
 
-def build_jobs(platform: Platform) -> list:
-    """The platform's jobs: clearing at gate closure, meter polling, meter energy, settlement."""
+def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | None = None) -> list:
+    """The platform's jobs, in this order: clearing at gate closure (``MarketScheduler``), meter
+    polling and meter energy (``MeterPolling``, telling ``on_polled`` of each cycle), settlement
+    (``SettlementJobs``)."""
     from datetime import timedelta
 
     from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
@@ -74,6 +76,7 @@ def build_jobs(platform: Platform) -> list:
             poll_seconds=settings.poll_seconds,
             meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
             map_dirs=maps,
+            on_polled=on_polled,
         ),
         SettlementJobs(
             platform.engine,

@@ -57,9 +57,8 @@ import httpx2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from api.app import Platform, create_app
+from api.app import Platform, build_jobs, create_app
 from api.clock import AcceleratedClock
-from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
 from api.settings import Settings
 from market.access import issue_tokens
 from market.database import create_database_engine, transaction, upgrade_database
@@ -242,7 +241,7 @@ def run_scenario(
             tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
             result.times.setup_s = time.perf_counter() - simulated
             specs = [
-                _PlatformSpec(role, settings.model_dump(), clock, options.poll_minutes * 60, periods[-1])
+                _PlatformSpec(role, settings.model_dump(), clock, periods[-1])
                 for role in ("market", "metering")
             ]
             market, metering = _Platform(specs[0]), _Platform(specs[1])
@@ -269,6 +268,7 @@ def _settings(url: str, scenario: Any, poll_minutes: float) -> Settings:
         platform_fee_p_per_kwh=scenario.fees.platform_p_per_kwh,
         meter_timeout_s=2.0,
         meter_retries=1,
+        poll_seconds=poll_minutes * 60,
         meter_data_delay_minutes=data_delay,
         settlement_delay_minutes=data_delay + 5,
         max_open_orders=20,
@@ -390,7 +390,6 @@ class _PlatformSpec:
     role: str
     settings: dict[str, Any]
     clock: HeldClock
-    poll_seconds: float
     last_period: SettlementPeriod
 
 
@@ -450,38 +449,21 @@ def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
     try:
         settings = Settings(**spec.settings)
         engine = create_database_engine(settings.database_url)
-        rules = settings.market_rules()
         counts = {"polls": 0, "readings": 0}
 
         def on_polled(results: list[Any], stored: int) -> None:
             counts["polls"] += 1
             counts["readings"] += stored
 
-        jobs: list[Any] = []
         server = thread = None
+        platform = Platform(engine=engine, settings=settings, clock=spec.clock)
+        # The jobs `smartbrum serve` runs, split between the two roles.
+        market, polling, settlement = build_jobs(platform, on_polled=on_polled)
         if spec.role == "metering":
-            polling = MeterPolling(
-                engine,
-                rules,
-                spec.clock,
-                poll_settings=settings.poll_settings(),
-                poll_seconds=spec.poll_seconds,
-                meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
-                on_polled=on_polled,
-            )
             jobs = [polling]
             outbox.put(("port", None))
         else:
-            market = MarketScheduler(engine, rules, spec.clock)
-            settlement = SettlementJobs(
-                engine,
-                rules,
-                spec.clock,
-                config=settings.settlement_config(),
-                delay=timedelta(minutes=settings.settlement_delay_minutes),
-            )
             jobs = [market, settlement]
-            platform = Platform(engine=engine, settings=settings, clock=spec.clock)
             config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
             thread = threading.Thread(target=server.run, name="api", daemon=True)

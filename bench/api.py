@@ -632,70 +632,41 @@ async def cancel(client: httpx2.AsyncClient, load: Load, home: Household, key: s
 async def place(
     client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
 ) -> None:
-    """Place one order for the household, or ``plan.batch`` orders in one request (cancelling
-    first where an interval is at the open-order cap); maybe replay it."""
-    if plan.batch > 1:
-        await place_batch(client, load, home, plan, rng)
-        return
-    period = rng.choice(plan.intervals)
-    open_here = home.open.setdefault(period.key, [])
-    if len(open_here) >= MAX_OPEN_ORDERS:
-        await cancel(client, load, home, period.key, rng.choice(open_here))
-    body = order_body(period, rng)
-    headers = {**home.headers, "Idempotency-Key": uuid.uuid4().hex}
-    response = await call(client, load, "place", "POST", "/v1/orders", headers=headers, json=body)
-    if response is None:
-        return
-    if response.status_code != 201:
-        surprise(load, "place", response)
-        return
-    order_id = response.json()["id"]
-    load.accepted.add(order_id)
-    if load.timing:
-        load.orders_placed += 1
-    open_here.append(order_id)
-    if rng.random() < plan.replay_share:
-        again = await call(client, load, "replay", "POST", "/v1/orders", headers=headers, json=body)
-        if again is not None and (again.status_code != 200 or again.json()["id"] != order_id):
-            load.replay_mismatches += 1
-            surprise(load, "replay", again)
-
-
-async def place_batch(
-    client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
-) -> None:
-    """Place ``plan.batch`` orders in one ``POST /v1/orders/batch``, spread over the intervals (a
-    household's next hours), cancelling first where an interval would pass the open-order cap."""
-    periods = [
-        plan.intervals[(k + rng.randrange(len(plan.intervals))) % len(plan.intervals)]
-        for k in range(plan.batch)
-    ]
-    adding = Counter(period.key for period in periods)
-    for key, count in adding.items():
+    """Place ``plan.batch`` orders for the household, spread over the intervals (a household's
+    next hours): one ``POST /v1/orders``, or a ``POST /v1/orders/batch`` for more than one.
+    Where an interval would pass the open-order cap, one of its orders is cancelled first; the
+    placement may be replayed with the same key."""
+    periods = [rng.choice(plan.intervals) for _ in range(plan.batch)]
+    for key, count in Counter(period.key for period in periods).items():
         open_here = home.open.setdefault(key, [])
         while open_here and len(open_here) + count > MAX_OPEN_ORDERS:
             await cancel(client, load, home, key, rng.choice(open_here))
-    body = {"orders": [order_body(period, rng) for period in periods]}
+    bodies = [order_body(period, rng) for period in periods]
+    path, body = ("/v1/orders", bodies[0]) if plan.batch == 1 else ("/v1/orders/batch", {"orders": bodies})
     headers = {**home.headers, "Idempotency-Key": uuid.uuid4().hex}
-    response = await call(client, load, "place", "POST", "/v1/orders/batch", headers=headers, json=body)
+    response = await call(client, load, "place", "POST", path, headers=headers, json=body)
     if response is None:
         return
     if response.status_code != 201:
         surprise(load, "place", response)
         return
-    ids = [order["id"] for order in response.json()["orders"]]
+    ids = placed_ids(response, plan.batch)
     load.accepted.update(ids)
     if load.timing:
         load.orders_placed += len(ids)
     for period, order_id in zip(periods, ids, strict=True):
         home.open[period.key].append(order_id)
     if rng.random() < plan.replay_share:
-        again = await call(client, load, "replay", "POST", "/v1/orders/batch", headers=headers, json=body)
-        if again is not None and (
-            again.status_code != 200 or [order["id"] for order in again.json()["orders"]] != ids
-        ):
+        again = await call(client, load, "replay", "POST", path, headers=headers, json=body)
+        if again is not None and (again.status_code != 200 or placed_ids(again, plan.batch) != ids):
             load.replay_mismatches += 1
             surprise(load, "replay", again)
+
+
+def placed_ids(response: httpx2.Response, batch: int) -> list[str]:
+    """The order ids a placement answered: one order's, or a batch's in order."""
+    document = response.json()
+    return [document["id"]] if batch == 1 else [order["id"] for order in document["orders"]]
 
 
 def order_body(period: SettlementPeriod, rng: random.Random) -> dict[str, str]:

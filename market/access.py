@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from market.database import chunks
 from market.errors import MarketError, NotFoundError
 from market.participants import Participant, get_participant
 from market.tables import ApiTokenRow, AuditEventRow, ParticipantRow
@@ -61,8 +62,7 @@ def issue_tokens(
     if len(label) > 100:
         raise MarketError("label", "must be at most 100 characters")
     active: dict[str, bool] = {}
-    for first in range(0, len(participant_ids), 500):
-        chunk = list(participant_ids[first : first + 500])
+    for chunk in chunks(participant_ids):
         active.update(
             session.exec(
                 select(ParticipantRow.id, ParticipantRow.active).where(col(ParticipantRow.id).in_(chunk))
@@ -129,6 +129,9 @@ def authenticate(session: Session, secret: str) -> Participant | None:
     return None if row is None else Participant(*row)
 
 
+_INSERT_AUDIT = AuditEventRow.__table__.insert()  # type: ignore[attr-defined]
+
+
 def record_audit(
     session: Session,
     *,
@@ -152,9 +155,6 @@ def record_audit(
             "detail": detail[:500],
         },
     )
-
-
-_INSERT_AUDIT = AuditEventRow.__table__.insert()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -33,6 +33,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Execution option marking a write transaction (SQLite then begins it IMMEDIATE).
 WRITE_OPTION = "smartbrum_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 
 def create_database_engine(url: str, **options: Any) -> Engine:
@@ -116,6 +117,17 @@ def transaction(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session, session.begin():
         session.connection(execution_options={WRITE_OPTION: True})
         yield session
+
+
+#: Values per ``IN (...)`` list: well under every backend's bound-parameter limit (SQLite's is
+#: 32,766; psycopg's 65,535 per statement).
+IN_LIST_SIZE = 5000
+
+
+def chunks(values: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequence[T]]:
+    """``values`` in pieces of at most ``size``: one statement's ``IN (...)`` list each."""
+    for first in range(0, len(values), size):
+        yield values[first : first + size]
 
 
 @functools.lru_cache(maxsize=256)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from market.database import chunks
 from market.intervals import SettlementPeriod, settlement_period
 from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
 from metering.energy import (
@@ -149,23 +150,24 @@ def counter_readings_of_meters(
     """Several meters' settleable counter readings in ``[start, end]``, by meter, in time order:
     one query, plain rows."""
     table = MeterReadingRow.__table__  # type: ignore[attr-defined]
-    query = (
-        sa.select(table.c.meter_id, table.c.polled_at, table.c.import_wh, table.c.export_wh)
-        .where(
-            table.c.meter_id.in_(list(meter_ids)),
-            table.c.polled_at >= start,
-            table.c.polled_at <= end,
-            table.c.quality != Quality.INVALID.value,
-            table.c.import_wh.is_not(None),
-            table.c.export_wh.is_not(None),
-        )
-        .order_by(table.c.meter_id, table.c.polled_at)
-    )
     by_meter: dict[str, list[CounterReading]] = {}
-    for meter_id, polled_at, import_wh, export_wh in session.execute(query):
-        by_meter.setdefault(meter_id, []).append(
-            CounterReading(polled_at, Decimal(import_wh).scaleb(-3), Decimal(export_wh).scaleb(-3))
+    for chunk in chunks(meter_ids):
+        query = (
+            sa.select(table.c.meter_id, table.c.polled_at, table.c.import_wh, table.c.export_wh)
+            .where(
+                table.c.meter_id.in_(chunk),
+                table.c.polled_at >= start,
+                table.c.polled_at <= end,
+                table.c.quality != Quality.INVALID.value,
+                table.c.import_wh.is_not(None),
+                table.c.export_wh.is_not(None),
+            )
+            .order_by(table.c.meter_id, table.c.polled_at)
         )
+        for meter_id, polled_at, import_wh, export_wh in session.execute(query):
+            by_meter.setdefault(meter_id, []).append(
+                CounterReading(polled_at, Decimal(import_wh).scaleb(-3), Decimal(export_wh).scaleb(-3))
+            )
     return by_meter
 
 
@@ -251,7 +253,7 @@ def store_energy_of_meters(
     starts = sorted({period.start_utc for item in work for period in item.periods})
     lengths = {period.length_minutes for item in work for period in item.periods}
     current: dict[tuple[str, datetime, int], tuple[int, int, int, bool, int]] = {}
-    for chunk in _chunks([item.meter_id for item in work]):
+    for chunk in chunks([item.meter_id for item in work]):
         query = sa.select(
             table.c.id,
             table.c.meter_id,
@@ -312,16 +314,11 @@ def store_energy_of_meters(
                 )
             )
     # Retire first: the partial unique index allows one current revision per meter and interval.
-    for chunk in _chunks(retire):
-        session.execute(sa.update(table).where(table.c.id.in_(chunk)).values(is_current=False))
+    for ids in chunks(retire):
+        session.execute(sa.update(table).where(table.c.id.in_(ids)).values(is_current=False))
     if inserts:
         session.execute(sa.insert(table), inserts)
     return stored
-
-
-def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
-    """``values`` in pieces small enough for one statement's parameters on either backend."""
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def refresh_interval_energy(
@@ -330,8 +327,8 @@ def refresh_interval_energy(
     """Derive ``periods``' energy for a meter and store what changed as new revisions.
 
     Counter decreases found on the way are recorded as meter events (once each). A job refreshing
-    many meters should derive them all first (:func:`derive_meter_energy`, no write lock held) and
-    store them in one short transaction (:func:`store_meter_energy`).
+    many meters derives them all first (:func:`derive_energy_of_meters`, no write lock held) and
+    stores them in one short transaction (:func:`store_energy_of_meters`).
     """
     if not periods:
         return []

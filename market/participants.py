@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from market.database import chunks
 from market.errors import MarketError, NotFoundError
 from market.tables import MeterRow, ParticipantRow
 
@@ -180,10 +181,6 @@ class NewMeter:
     model: str
 
 
-#: Keys per ``IN (...)`` lookup, well under every backend's bound-parameter limit.
-_LOOKUP_CHUNK = 500
-
-
 def register_households(session: Session, households: Sequence[NewHousehold], *, now: datetime) -> int:
     """Add many households at once (a street or a district joining), all or none; returns how many.
 
@@ -239,7 +236,7 @@ def register_meters(session: Session, meters: Sequence[NewMeter], *, now: dateti
         raise MarketError(f"meters[{clash}].meter_id", f"{meters[clash].meter_id!r} is already registered")
     owners = {meter.participant_id for meter in meters}
     kinds: dict[str, str] = {}
-    for chunk in _chunked(sorted(owners)):
+    for chunk in chunks(sorted(owners)):
         kinds.update(
             session.exec(
                 select(ParticipantRow.id, ParticipantRow.kind).where(col(ParticipantRow.id).in_(chunk))
@@ -248,7 +245,7 @@ def register_meters(session: Session, meters: Sequence[NewMeter], *, now: dateti
     for index, meter in enumerate(meters):
         kind = kinds.get(meter.participant_id)
         if kind is None:
-            raise MarketError(
+            raise NotFoundError(
                 f"meters[{index}].participant_id", f"{meter.participant_id!r} is not a participant"
             )
         if kind != HOUSEHOLD:
@@ -256,7 +253,7 @@ def register_meters(session: Session, meters: Sequence[NewMeter], *, now: dateti
                 f"meters[{index}].participant_id", f"{meter.participant_id!r} is not a household"
             )
     wanted = {address: index for index, address in enumerate(addresses)}
-    for chunk in _chunked(sorted({meter.host for meter in meters})):
+    for chunk in chunks(sorted({meter.host for meter in meters})):
         stored = session.exec(
             select(MeterRow.id, MeterRow.host, MeterRow.port, MeterRow.unit_id).where(
                 col(MeterRow.host).in_(chunk)
@@ -334,14 +331,9 @@ def _first_repeat(keys: Sequence[Hashable], name: str, field: str) -> dict[Hasha
 def _first_stored(session: Session, column: Any, keys: dict[Hashable, int]) -> int | None:
     """The lowest batch index of a key already stored in ``column``, if any."""
     found: list[int] = []
-    for chunk in _chunked(list(keys)):
+    for chunk in chunks(list(keys)):
         found += [keys[key] for key in session.exec(select(column).where(col(column).in_(chunk)))]
     return min(found, default=None)
-
-
-def _chunked(keys: list[Any]) -> Iterator[list[Any]]:
-    for first in range(0, len(keys), _LOOKUP_CHUNK):
-        yield keys[first : first + _LOOKUP_CHUNK]
 
 
 def list_meters(

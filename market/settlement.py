@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from market.clearing import current_run
-from market.database import bulk_insert, lock_for_transaction, transaction
+from market.database import bulk_insert, chunks, lock_for_transaction, transaction
 from market.errors import MarketError, NotFoundError
 from market.intervals import SettlementPeriod, periods_of_day, settlement_period
 from market.network import network_version, tariff_version
@@ -420,19 +420,18 @@ def line_key(line: Line | LedgerLineRow) -> tuple[tuple[str, str | None, str, st
     return (line.kind, line.participant_id, credit, debit, memo), -1
 
 
-def line_totals(lines: Iterable[Line | LedgerLineRow]) -> dict[tuple, tuple[int, int, Decimal | None]]:
-    """Lines summed by identity (kind, household, accounts, edge): signed money, signed energy, a price."""
-    return _totals_and_memos(lines)[0]
+def line_totals(
+    lines: Iterable[Line | LedgerLineRow], memos: dict[tuple, str] | None = None
+) -> dict[tuple, tuple[int, int, Decimal | None]]:
+    """Lines summed by identity (kind, household, accounts, edge): signed money, signed energy, a price.
 
-
-def _totals_and_memos(
-    lines: Iterable[Line | LedgerLineRow],
-) -> tuple[dict[tuple, tuple[int, int, Decimal | None]], dict[tuple, str]]:
+    With ``memos``, each identity's last memo is put there too.
+    """
     totals: dict[tuple, tuple[int, int, Decimal | None]] = {}
-    memos: dict[tuple, str] = {}
     for line in lines:
         key, sign = line_key(line)
-        memos[key] = line.memo
+        if memos is not None:
+            memos[key] = line.memo
         known = totals.get(key)
         if known is None:
             totals[key] = (sign * line.amount_cp, sign * line.energy_wh, line.price_p_per_kwh)
@@ -443,7 +442,7 @@ def _totals_and_memos(
                 energy + sign * line.energy_wh,
                 line.price_p_per_kwh or price,
             )
-    return totals, memos
+    return totals
 
 
 def _posted(session: Session, period: SettlementPeriod) -> dict[tuple, tuple[int, int, Decimal | None]]:
@@ -472,7 +471,8 @@ def reconciling_lines(
     posted: dict[tuple, tuple[int, int, Decimal | None]], fresh: Sequence[Line]
 ) -> list[Line]:
     """The correcting lines that take what is posted (:func:`line_totals`) to a fresh settlement."""
-    wanted, memos = _totals_and_memos(fresh)
+    memos: dict[tuple, str] = {}
+    wanted = line_totals(fresh, memos)
     corrections = []
     nothing = (0, 0, None)
     for key in sorted(posted.keys() | wanted.keys(), key=_sort_key):
@@ -646,18 +646,8 @@ def statement(session: Session, participant_id: str, *, first_day: date, last_da
     if participant is None or participant.kind != HOUSEHOLD:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
     runs = _runs_between(session, first_day, last_day)
-    # The ledger's household index leads with the interval: seek the household in each settled
-    # interval of the range (a month is about 1,500), in chunks of bound parameters.
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    rows = [
-        row
-        for starts in _chunks(sorted({run.interval_start_utc for run in runs.values()}))
-        for row in session.execute(
-            sa.select(*_STATEMENT_COLUMNS).where(
-                lines.participant_id == participant_id, lines.interval_start_utc.in_(starts)
-            )
-        )
-    ]
+    rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
     return _statement(participant_id, rows, runs, first_day)
 
 
@@ -670,19 +660,14 @@ def statements(session: Session, *, first_day: date, last_day: date) -> dict[str
         household: []
         for household in session.exec(select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD))
     }
-    for starts in _chunks(sorted({run.interval_start_utc for run in runs.values()})):
-        query = sa.select(*_STATEMENT_COLUMNS).where(
-            lines.interval_start_utc.in_(starts), lines.participant_id.is_not(None)
-        )
-        for row in session.execute(query):
-            if row.participant_id in by_household:
-                by_household[row.participant_id].append(row)
+    for row in _statement_lines(session, runs, lines.participant_id.is_not(None)):
+        if row.participant_id in by_household:
+            by_household[row.participant_id].append(row)
     return {
         household: _statement(household, rows, runs, first_day) for household, rows in by_household.items()
     }
 
 
-_STARTS_PER_QUERY = 500
 _STATEMENT_COLUMNS = tuple(
     LedgerLineRow.__table__.c[name]  # type: ignore[attr-defined]
     for name in (
@@ -699,9 +684,17 @@ _STATEMENT_COLUMNS = tuple(
 )
 
 
-def _chunks(starts: list[datetime]) -> Iterator[list[datetime]]:
-    for first in range(0, len(starts), _STARTS_PER_QUERY):
-        yield starts[first : first + _STARTS_PER_QUERY]
+def _statement_lines(
+    session: Session, runs: dict[int, SettlementRunRow], whose: sa.ColumnElement[bool]
+) -> Iterator[sa.Row[Any]]:
+    """The statement columns of the lines of ``runs``' intervals that ``whose`` selects. The
+    ledger's household index leads with the interval, so a household is found by a seek in each
+    settled interval of the range (a month is about 1,500)."""
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    for starts in chunks(sorted({run.interval_start_utc for run in runs.values()})):
+        yield from session.execute(
+            sa.select(*_STATEMENT_COLUMNS).where(lines.interval_start_utc.in_(starts), whose)
+        )
 
 
 def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, SettlementRunRow]:
