@@ -1,15 +1,26 @@
 # The two commands a new machine needs: `make demo` and `make test`.
+# Both install from requirements.lock, so every machine gets exactly the versions CI tested.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 STAMP := $(VENV)/.installed-stamp
+# `make lock` and `make test-latest` work in throwaway environments of their own.
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+LATEST := .venv-latest
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench lock test-latest clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# A changed lock rebuilds the environment from nothing: pip installs but never removes, and a
+# package the lock dropped must not linger where the tests would still find it.
+$(STAMP): $(LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "smartbrum needs Python 3.11 or newer")'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check --disable-pip-version-check
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,5 +38,26 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/clear.py
 
+# Refresh the lock: the newest releases pyproject.toml allows, for every platform and for Python
+# 3.11 and newer, each file with its hash. The build backend is locked too: the editable install
+# runs without build isolation, so nothing unlocked is fetched to build it.
+lock: $(TOOLS)/bin/uv
+	echo 'setuptools>=77' | $(TOOLS)/bin/uv pip compile pyproject.toml - --extra test --upgrade \
+		--universal --python-version 3.11 --generate-hashes --no-header --quiet -o $(LOCK)
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+# The suite against the newest releases pyproject.toml allows, in a throwaway environment: an
+# upstream change shows here before a user meets it. Not part of CI (it is not reproducible).
+test-latest: $(STAMP)
+	@echo 'The locked releases that have newer ones:' >&2
+	$(BIN)/python -m pip list --disable-pip-version-check --outdated >&2
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
+	$(LATEST)/bin/pytest -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) $(LATEST) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
