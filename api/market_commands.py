@@ -229,7 +229,7 @@ def market_run(
         except (MarketError, SolverError) as error:
             raise fail(str(error)) from None
         period, gate = scheduler.next_gate_closure(clock.now())
-        print(f"market clock running; next gate closure {iso_utc(gate)} for {period.key}", flush=True)
+        print(f"market clock running; next gate closure {iso_utc(gate)} for {period.key}", file=sys.stderr)
         stop.wait()
         scheduler.shutdown()
 
@@ -249,7 +249,7 @@ def serve(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     if workers > 1 and backend != "postgresql":
         raise fail("--workers above 1 needs PostgreSQL (SQLite serialises every write)")
-    print(f"smartbrum API on http://{host}:{port} ({backend}, {workers} worker(s))", flush=True)
+    print(f"smartbrum API on http://{host}:{port} ({backend}, {workers} worker(s))", file=sys.stderr)
     if workers == 1:
         uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, log_level="info")
     else:

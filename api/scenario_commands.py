@@ -85,12 +85,17 @@ def run_command(
     database: Path | None = None,
     report: Path | None = None,
 ) -> None:
-    """Run ``path``, show progress, print the summary and write the report."""
+    """Run ``path``, show progress, print the summary and write the report.
+
+    Stdout carries the summary table alone; the title, progress, timings, warnings and where the
+    report went are for the person watching and go to stderr.
+    """
     from api.report import summarise, write_report
     from api.scenario_run import RunOptions, run_scenario
     from simulation import ScenarioError, load_scenario
 
     console = Console()
+    status = Console(stderr=True)
     try:
         scenario = load_scenario(path)
     except ScenarioError as error:
@@ -103,11 +108,11 @@ def run_command(
         bid_ahead_periods=bid_ahead,
         database=database,
     )
-    console.print(
+    status.print(
         f"[bold]smartbrum[/] running [cyan]{scenario.name}[/]: {getattr(scenario, 'description', '')}"
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=status, transient=False) as progress:
         cleared = progress.add_task("intervals cleared", total=None)
         placed = progress.add_task("orders placed", total=None)
 
@@ -128,18 +133,18 @@ def run_command(
         table.add_row(f"[bold]{label}[/]", value)
     console.print(table)
     times = result.times
-    console.print(
+    status.print(
         f"[dim]{times.total_s:.1f} s in all: simulating {times.simulate_s:.1f} s, "
         f"set-up {times.setup_s:.1f} s, trading day {times.day_s:.1f} s "
         f"(busy: polling {times.polling_s:.1f} s, orders {times.placement_s:.1f} s, "
         f"clearing {times.clearing_s:.1f} s, settlement {times.settlement_s:.1f} s)[/]"
     )
     for warning in result.errors[:3]:
-        console.print(f"[yellow]warning:[/] {warning[:160]}")
+        status.print(f"[yellow]warning:[/] {warning[:160]}")
     if len(result.errors) > 3:
-        console.print(f"[yellow]... and {len(result.errors) - 3} more warnings[/]")
+        status.print(f"[yellow]... and {len(result.errors) - 3} more warnings[/]")
     folder = report or Path("var") / "reports" / scenario.name
     page = write_report(result, summary, folder)
-    console.print(f"report written to [cyan]{page}[/]")
+    status.print(f"report written to [cyan]{page}[/]")
     if not (summary.all_cleared_once and summary.money_balance_cp == 0 and summary.pool_balance_cp == 0):
         raise fail("the run's checks failed (see the summary)")

@@ -5,6 +5,7 @@ The database stack is imported inside the commands, so that ``smartbrum clear`` 
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -75,7 +76,7 @@ def settle_command(
                 csv_file.write_text(text)
             except OSError as error:
                 raise fail(f"{csv_file}: cannot write ({error.strerror or error})") from None
-            print(f"export written to {csv_file}")
+            print(f"export written to {csv_file}", file=sys.stderr)
 
 
 def _summarise(engine: Engine, outcomes: list[SettlementOutcome]) -> None:
@@ -132,7 +133,7 @@ def statement_command(
             csv_file.write_text(statement_csv(result))
         except OSError as error:
             raise fail(f"{csv_file}: cannot write ({error.strerror or error})") from None
-        print(f"statement written to {csv_file}")
+        print(f"statement written to {csv_file}", file=sys.stderr)
         return
     headers = (
         "date",

@@ -446,6 +446,8 @@ def solve_direct_model(
     """
     import highspy  # here, not at the top: each child loads only what its case measures
 
+    from optimiser.solve import QuietHighs
+
     started = time.perf_counter()
     orders = len(is_buy)
     nodes = len(parent)
@@ -488,8 +490,7 @@ def solve_direct_model(
     lp.a_matrix_.value_ = value
     built = time.perf_counter()
 
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    highs = QuietHighs()
     highs.setOptionValue("presolve", "off")
     highs.setOptionValue("solver", "simplex")
     highs.setOptionValue("threads", 1)

@@ -26,6 +26,20 @@ from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 from optimiser.model import model_columns
 
 
+class QuietHighs(highspy.Highs):
+    """A HiGHS solver that prints nothing, from the moment it is created.
+
+    highspy 1.16 writes its banner ("Running HiGHS ...") to stdout while its constructor installs
+    the Python callback bridge (``enableCallbacks``), before a caller can turn ``output_flag``
+    off. Turning it off first, in that very step, silences the banner at its source; every
+    solver the project creates is one of these.
+    """
+
+    def enableCallbacks(self) -> None:  # noqa: N802 (highspy's name)
+        self.silent()
+        super().enableCallbacks()
+
+
 class SolverError(RuntimeError):
     """HiGHS did not return an optimal answer (which the backstop should make impossible)."""
 
@@ -101,8 +115,7 @@ def solve_clearing_model(
     lp.a_matrix_.value_ = matrix.data.astype(np.float64)
     compiled = time.perf_counter()
 
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    highs = QuietHighs()
     highs.setOptionValue("presolve", "off")
     highs.setOptionValue("solver", "simplex")
     highs.setOptionValue("threads", 1)
