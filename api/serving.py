@@ -15,10 +15,12 @@ from uvicorn.supervisors import Multiprocess
 class SharedSocketConfig(uvicorn.Config):
     """uvicorn's settings, with the socket the workers share declared as TCP.
 
-    uvicorn binds that socket with protocol 0, and asyncio sets ``TCP_NODELAY`` only on
-    connections whose socket says TCP. Without it each response's body, written after its
+    uvicorn before 0.55 binds that socket with protocol 0, and asyncio sets ``TCP_NODELAY`` only
+    on connections whose socket says TCP. Without it each response's body, written after its
     headers, waited for the client's delayed ACK: about 40 ms on every request with ``--workers``
-    above 1 (a single worker binds through asyncio and was not affected).
+    above 1 (a single worker binds through asyncio and was not affected). Newer releases set it
+    themselves; declaring the protocol costs nothing there and keeps every allowed release right
+    (``tests/api/test_serve.py`` checks the connections the server accepts).
     """
 
     def bind_socket(self) -> socket.socket:
