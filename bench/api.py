@@ -9,9 +9,10 @@ database, dropped afterwards; a SQLite file in a temporary directory), built by 
 migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every worker's
 "Application startup complete" in the server's log) with a deadline, never a fixed sleep.
 
-1. Setup, not timed, written with the :mod:`market` functions on the server's database URL:
-   the operator, a network (``GSP``, a primary ``P1`` and ten feeders), the tariff, and
-   ``--households`` households round-robin over the feeders, each with an API token.
+1. Setup, not timed, through the market's bulk registration (:func:`bench.harness.seed_market`)
+   on the server's database: the operator, a network (``GSP``, a primary ``P1`` and ten
+   feeders), the tariff, and ``--households`` households round-robin over the feeders, each
+   with an API token.
 2. Load: an asyncio client (``httpx2.AsyncClient``, one keep-alive connection per concurrent
    task) runs ``--concurrency`` tasks in a closed loop; each task owns its share of the
    households (a household is only ever driven by one task, as one home's app would) and, for
@@ -44,16 +45,16 @@ Checks: the target (issue text) of at least 1,000 placements (orders placed) per
 placement request's p99 under 50 ms, on PostgreSQL with 2 workers, with the default load: a
 household's next hours in one request, 4 concurrent clients (with 50 clients in a closed loop
 the mean latency is 50 / throughput by Little's law, so a 50 ms p99 would need over 1,000
-requests/s whatever the service does; one order per request tops out near 230/s on this
-2-core machine, see ``bench/README.md``) (SQLite's figures are shown beside it, without a
+requests/s whatever the service does; one order per request tops out near 200/s on a 2-core
+machine, see ``bench/README.md``) (SQLite's figures are shown beside it, without a
 target); no 5xx response and no transport error; and **no accepted order missing**: afterwards
 the database's orders (open and cancelled) are exactly the orders answered 201, counted and
 compared id by id, the cancelled ones exactly those a DELETE answered 200 for, one order event
 per placement and cancellation, and one audit row per POST and DELETE answered.
 
 The client shares the machine with the server and the database, and costs CPU of its own (the
-table shows how much per request: about 1.4 ms with httpx2 on the 2-core machine of
-``bench/README.md``, so at the target's rate it alone would take most of two cores): the figures
+table shows how much per request: about 1.4 ms with httpx2 on a 2-core machine, so at the
+target's rate it alone would take most of two cores): the figures
 are a lower bound for the service on its own hardware.
 
 Usage
@@ -76,13 +77,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
-import platform
 import random
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -96,31 +94,19 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
-
-# Run as ``python bench/api.py``, this file's folder comes first on sys.path and the file's own
-# name would shadow the ``api`` package: drop the folder before importing anything of the project.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
 import httpx2
 import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.engine import Engine
 
-from market.access import issue_token
-from market.database import create_database_engine, transaction, upgrade_database
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
+
+from bench import harness
 from market.intervals import SettlementPeriod, period_at
-from market.network import publish_network, set_tariff
-from market.participants import register_household, register_operator
-from optimiser import Network, Node
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SMARTBRUM = Path(sys.executable).with_name("smartbrum")
 FEEDERS = tuple(f"F{i:02d}" for i in range(1, 11))
-MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
 #: The market's default cap on one household's open orders for one interval (``max_open_orders``).
 MAX_OPEN_ORDERS = 10
 #: Intervals the orders are spread over, the first starting this long after the real now.
@@ -132,92 +118,18 @@ TARGET_P99_SECONDS = 0.050
 READY_SECONDS = 90.0
 STOP_SECONDS = 30.0
 KINDS = ("place", "cancel", "statement", "replay")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+log = harness.progress_logger()
 
 
 # --- setup ---------------------------------------------------------------------------------------
 
 
-def mpan(serial: int) -> str:
-    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit.
-
-    Parameters
-    ----------
-    serial : int
-        Any number below 10**10; distinct serials give distinct MPANs.
-
-    Returns
-    -------
-    str
-        The MPAN core, the same computation as ``tests/factories.py``.
-    """
-    body = f"14{serial:010d}"
-    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
-    return body + str(check)
-
-
-@dataclass(frozen=True)
-class Database:
-    """A fresh database for one backend: the URL the server gets and an engine on it."""
-
-    backend: str
-    url: str
-    engine: Engine
-    #: PostgreSQL: the ``application_name`` the server's connections carry (to find its backends).
-    application_name: str | None = None
-
-
-@contextmanager
-def fresh_database(backend: str, postgres_url: str, folder: Path) -> Iterator[Database]:
-    """A migrated, empty database on ``backend``, removed afterwards.
-
-    Parameters
-    ----------
-    backend : str
-        ``"sqlite"`` (a file in ``folder``) or ``"postgresql"`` (a new schema ``bench_api_<random>``
-        in the database at ``postgres_url``, dropped at the end).
-    postgres_url : str
-        The PostgreSQL server's URL, without a search path.
-    folder : Path
-        A temporary directory for the SQLite file.
-
-    Yields
-    ------
-    Database
-        The URL (with the schema as search path and an ``application_name`` on PostgreSQL) and an
-        engine from :func:`market.database.create_database_engine` on it.
-    """
-    if backend == "sqlite":
-        url = f"sqlite:///{folder / 'market.db'}"
-        engine = create_database_engine(url)
-        try:
-            upgrade_database(engine)
-            yield Database(backend, url, engine)
-        finally:
-            engine.dispose()
-        return
-    schema = f"bench_api_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = f"{postgres_url}?options=-csearch_path%3D{schema}&application_name={schema}"
-    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}&application_name=bench")
-    try:
-        upgrade_database(engine)
-        yield Database(backend, url, engine, application_name=schema)
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-def seed(engine: Engine, households: int) -> list[tuple[str, str]]:
+def seed(database: harness.ScratchDatabase, households: int) -> list[tuple[str, str]]:
     """Register the operator, the network, the tariff and the households with a token each.
 
     Parameters
     ----------
-    engine : Engine
+    database : harness.ScratchDatabase
         A migrated, empty database.
     households : int
         How many households.
@@ -228,38 +140,15 @@ def seed(engine: Engine, households: int) -> list[tuple[str, str]]:
         Each household's id and its API token's secret.
     """
     now = datetime.now(UTC)
-    effective = now - timedelta(days=30)
-    ample = Decimal(10_000)
-    network = Network(
-        "GSP",
-        (
-            Node("P1", "GSP", ample, ample, Decimal("0.4")),
-            *(Node(feeder, "P1", ample, ample, Decimal("0.2")) for feeder in FEEDERS),
-        ),
+    tokens = harness.seed_market(
+        database.engine,
+        {f"H{serial:05d}": FEEDERS[serial % len(FEEDERS)] for serial in range(1, households + 1)},
+        now=now,
+        network=harness.feeder_network(FEEDERS, feeder_kwh=Decimal(10_000)),
+        effective_from_utc=now - timedelta(days=30),
+        token_label="bench",
     )
-    homes = []
-    with transaction(engine) as session:
-        register_operator(session, participant_id="OPS", display_name="Brum Energy", now=now)
-        publish_network(session, network=network, effective_from_utc=effective, now=now)
-        set_tariff(
-            session,
-            import_p_per_kwh=Decimal("24.5"),
-            export_p_per_kwh=Decimal("4.1"),
-            effective_from_utc=effective,
-            now=now,
-        )
-        for serial in range(1, households + 1):
-            home = f"H{serial:05d}"
-            register_household(
-                session,
-                participant_id=home,
-                display_name=f"Home {home}",
-                mpan=mpan(serial),
-                node_id=FEEDERS[serial % len(FEEDERS)],
-                now=now,
-            )
-            homes.append((home, issue_token(session, participant_id=home, now=now, label="bench").secret))
-    return homes
+    return [(token.participant_id, token.secret) for token in tokens]
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -297,12 +186,12 @@ class Server:
 
 
 @contextmanager
-def running_server(database: Database, workers: int, folder: Path) -> Iterator[Server]:
+def running_server(database: harness.ScratchDatabase, workers: int, folder: Path) -> Iterator[Server]:
     """``smartbrum serve`` on a free loopback port, ready; always stopped afterwards.
 
     Parameters
     ----------
-    database : Database
+    database : harness.ScratchDatabase
         The database the server uses (``SMARTBRUM_DATABASE_URL``).
     workers : int
         ``--workers``.
@@ -390,39 +279,18 @@ def stop_server(server: Server) -> None:
 # --- CPU accounting ------------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
 def _parent_pids() -> dict[int, int]:
     """Every process's parent, from ``/proc``."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None:
+            with suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 parents[int(entry.name)] = int(fields[1])
     return parents
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of one process so far (0 if it is gone)."""
-    fields = _stat_fields(pid)
-    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all but idle and iowait), from ``/proc/stat``."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS
-
-
-def database_pids(database: Database) -> list[int]:
+def database_pids(database: harness.ScratchDatabase) -> list[int]:
     """The PostgreSQL backends serving the server (by ``application_name``); none for SQLite."""
     if database.application_name is None:
         return []
@@ -432,6 +300,11 @@ def database_pids(database: Database) -> list[int]:
             {"name": database.application_name},
         )
         return [int(pid) for (pid,) in rows]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """The CPU seconds of ``pids`` so far; one that is gone counts 0 (its share was sampled while it ran)."""
+    return sum(harness.process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 @dataclass(frozen=True)
@@ -460,13 +333,13 @@ class CpuMonitor:
     ----------
     server : Server
         The running server.
-    database : Database
+    database : harness.ScratchDatabase
         Its database; on PostgreSQL its backends are found by ``application_name``.
     """
 
     SAMPLE_SECONDS = 0.1
 
-    def __init__(self, server: Server, database: Database) -> None:
+    def __init__(self, server: Server, database: harness.ScratchDatabase) -> None:
         self.server = server
         self.database = database
         self.server_pids: list[int] = []
@@ -482,7 +355,7 @@ class CpuMonitor:
     def _sample(self) -> None:
         for pid in database_pids(self.database):
             self.first.setdefault(pid, 0.0)
-            self.last[pid] = max(process_cpu_seconds(pid), self.last.get(pid, 0.0))
+            self.last[pid] = max(cpu_seconds([pid]), self.last.get(pid, 0.0))
 
     def _run(self) -> None:
         while not self.stop.wait(self.SAMPLE_SECONDS):
@@ -490,10 +363,10 @@ class CpuMonitor:
 
     def __enter__(self) -> CpuMonitor:
         self.server_pids = self.server.pids()
-        self.server_start = sum(process_cpu_seconds(pid) for pid in self.server_pids)
+        self.server_start = cpu_seconds(self.server_pids)
         self.existing = set(database_pids(self.database))
-        self.first = {pid: process_cpu_seconds(pid) for pid in self.existing}
-        self.client_start, self.machine_start = time.process_time(), machine_busy_seconds()
+        self.first = {pid: cpu_seconds([pid]) for pid in self.existing}
+        self.client_start, self.machine_start = time.process_time(), harness.machine_busy_seconds() or 0.0
         self.thread.start()
         return self
 
@@ -503,9 +376,9 @@ class CpuMonitor:
         self._sample()
         self.result = CpuUse(
             client=time.process_time() - self.client_start,
-            server=sum(process_cpu_seconds(pid) for pid in self.server_pids) - self.server_start,
+            server=cpu_seconds(self.server_pids) - self.server_start,
             database=sum(max(0.0, self.last.get(pid, 0.0) - first) for pid, first in self.first.items()),
-            machine=machine_busy_seconds() - self.machine_start,
+            machine=(harness.machine_busy_seconds() or 0.0) - self.machine_start,
             connections_opened=len(set(self.first) - self.existing),
         )
 
@@ -791,12 +664,12 @@ class Stored:
         )
 
 
-def check_database(database: Database, load: Load) -> Stored:
+def check_database(database: harness.ScratchDatabase, load: Load) -> Stored:
     """Count and compare the stored orders, order events and audit rows with the answers.
 
     Parameters
     ----------
-    database : Database
+    database : harness.ScratchDatabase
         The benchmark's database (read after the server has stopped).
     load : Load
         What the client saw over the warm-up and the timed run.
@@ -827,13 +700,11 @@ def check_database(database: Database, load: Load) -> Stored:
 # --- one backend ---------------------------------------------------------------------------------
 
 
-@dataclass
-class BackendResult:
+@dataclass(kw_only=True)
+class ApiRun(harness.BackendRun):
     """Everything measured on one backend."""
 
-    backend: str
     workers: int
-    households: int
     concurrency: int
     batch: int
     load: Load
@@ -853,7 +724,7 @@ def future_intervals(now: datetime, count: int = INTERVALS) -> tuple[SettlementP
     return tuple(periods)
 
 
-def run_backend(backend: str, args: argparse.Namespace, console: Console) -> BackendResult:
+def run_backend(backend: str, args: argparse.Namespace) -> ApiRun:
     """Set up, start the server, warm it up, run the timed load, stop it, check the database.
 
     Parameters
@@ -862,24 +733,20 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
         ``"sqlite"`` or ``"postgresql"``.
     args : argparse.Namespace
         The command line.
-    console : Console
-        For progress.
 
     Returns
     -------
-    BackendResult
+    ApiRun
         The figures.
     """
     workers = args.pg_workers if backend == "postgresql" else 1
     with (
         tempfile.TemporaryDirectory(prefix="smartbrum-bench-api-") as folder,
-        fresh_database(backend, args.postgres_url, Path(folder)) as database,
+        harness.fresh_database(backend, args.postgres_url) as database,
     ):
         started = time.perf_counter()
-        homes = [Household(home, token) for home, token in seed(database.engine, args.households)]
-        console.log(
-            f"{backend}: {len(homes):,} households and tokens in {time.perf_counter() - started:.1f} s"
-        )
+        homes = [Household(home, token) for home, token in seed(database, args.households)]
+        log.info(f"{backend}: {len(homes):,} households and tokens in {time.perf_counter() - started:.1f} s")
         plan = Plan(
             intervals=future_intervals(datetime.now(UTC), args.intervals),
             cancel_share=args.cancel_share,
@@ -889,7 +756,7 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
         )
         load = Load()
         with running_server(database, workers, Path(folder)) as server:
-            console.log(
+            log.info(
                 f"{backend}: smartbrum serve ready ({workers} worker(s)) in {server.ready_seconds:.1f} s"
             )
             options = {"concurrency": args.concurrency, "seed": args.seed}
@@ -912,7 +779,7 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
                 )
             assert monitor.result is not None
             cpu = monitor.result
-            console.log(
+            log.info(
                 f"{backend}: {load.placed():,} placements in {load.seconds:.1f} s "
                 f"({load.placed() / load.seconds:,.0f}/s)"
             )
@@ -922,7 +789,7 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
             (args.keep_logs / server.log.name).write_text(server_log)
         errors_logged = server_log.count("Traceback") + server_log.count(" 500 Internal Server Error")
         stored = check_database(database, load)
-        return BackendResult(
+        return ApiRun(
             backend=backend,
             workers=workers,
             households=len(homes),
@@ -933,43 +800,27 @@ def run_backend(backend: str, args: argparse.Namespace, console: Console) -> Bac
             stored=stored,
             ready_seconds=server.ready_seconds,
             server_errors_logged=errors_logged,
-            server_version=database_version(database),
+            server_version=harness.database_version(database),
         )
 
 
-def database_version(database: Database) -> str:
-    """``PostgreSQL 15.x`` or ``SQLite 3.x``."""
-    if database.backend == "sqlite":
-        return f"SQLite {sqlite3.sqlite_version}"
-    with database.engine.connect() as connection:
-        return f"PostgreSQL {connection.exec_driver_sql('SHOW server_version').scalar()}"
-
-
 # --- the report ----------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """The ``share`` quantile (nearest rank) of ``values``; NaN for none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
 def milliseconds(values: Sequence[float]) -> str:
     """``p50 / p99 / max`` in ms, or a dash."""
     if not values:
         return "-"
-    p50, p99, most = statistics.median(values), percentile(values, 0.99), max(values)
+    p50, p99, most = statistics.median(values), harness.percentile(values, 0.99), max(values)
     return f"{1e3 * p50:.1f} / {1e3 * p99:.1f} / {1e3 * most:.1f}"
 
 
-def placement_p99(result: BackendResult) -> float:
+def placement_p99(result: ApiRun) -> float:
     """The timed run's placement p99, seconds."""
-    return percentile(result.load.latencies["place"], 0.99)
+    return harness.percentile(result.load.latencies["place"], 0.99)
 
 
-def placements_per_second(result: BackendResult) -> float:
+def placements_per_second(result: ApiRun) -> float:
     """Placements answered 201 per wall second of the timed run."""
     return result.load.placed() / result.load.seconds if result.load.seconds else float("nan")
 
@@ -983,63 +834,53 @@ def responses(load: Load) -> str:
     return " · ".join(f"{name} {classes[name]:,}" for name in ("2xx", "4xx", "5xx", "failed"))
 
 
-def report(results: Sequence[BackendResult], console: Console) -> bool:
+def report(runs: Sequence[ApiRun]) -> bool:
     """Print the table and the checks.
 
     Parameters
     ----------
-    results : sequence of BackendResult
+    runs : sequence of ApiRun
         One per backend.
-    console : Console
-        Where to print.
 
     Returns
     -------
     bool
         Whether every check passed.
     """
-    table = Table(title="HTTP API under load: households placing and cancelling orders over loopback")
-    table.add_column("")
-    for result in results:
-        table.add_column(f"{result.server_version}, {result.workers} worker(s)", justify="right")
-
-    def row(label: str, *cells: str) -> None:
-        table.add_row(label, *cells)
-
-    row("households / concurrent clients", *(f"{r.households:,} / {r.concurrency}" for r in results))
-    row("timed run, s", *(f"{r.load.seconds:.1f}" for r in results))
-    row("orders per placement request", *(f"{r.batch}" for r in results))
-    row("orders placed (201)", *(f"{r.load.placed():,}" for r in results))
-    row(
-        "[bold]placements / s[/bold] (orders)",
-        *(f"[bold]{placements_per_second(r):,.0f}[/bold]" for r in results),
+    table = harness.BackendTable(
+        "HTTP API under load: households placing and cancelling orders over loopback",
+        runs,
+        header=lambda r: f"{r.server_version}, {r.workers} worker(s)",
     )
-    row("requests / s (all kinds)", *(f"{r.load.requests() / r.load.seconds:,.0f}" for r in results))
+    row = table.row
+    row("households / concurrent clients", lambda r: f"{r.households:,} / {r.concurrency}")
+    row("timed run, s", lambda r: f"{r.load.seconds:.1f}")
+    row("orders per placement request", lambda r: f"{r.batch}")
+    row("orders placed (201)", lambda r: f"{r.load.placed():,}")
+    row("[bold]placements / s[/bold] (orders)", lambda r: f"[bold]{placements_per_second(r):,.0f}[/bold]")
+    row("requests / s (all kinds)", lambda r: f"{r.load.requests() / r.load.seconds:,.0f}")
     for kind, label in (
         ("place", "POST /v1/orders (or /batch)"),
         ("cancel", "DELETE /v1/orders/{id}"),
         ("statement", "GET /v1/statements/{month}"),
         ("replay", "POST, same Idempotency-Key (200)"),
     ):
-        row(f"{label}: n", *(f"{len(r.load.latencies[kind]):,}" for r in results))
-        row("  p50 / p99 / max ms", *(milliseconds(r.load.latencies[kind]) for r in results))
+        row(f"{label}: n", lambda r, kind=kind: f"{len(r.load.latencies[kind]):,}")
+        row("  p50 / p99 / max ms", lambda r, kind=kind: milliseconds(r.load.latencies[kind]))
     row(
         "all requests p50 / p99 / max ms",
-        *(milliseconds([x for values in r.load.latencies.values() for x in values]) for r in results),
+        lambda r: milliseconds([x for values in r.load.latencies.values() for x in values]),
     )
-    row("responses", *(responses(r.load) for r in results))
-    row("orders stored / answered 201", *(f"{r.stored.orders:,} / {len(r.load.accepted):,}" for r in results))
+    row("responses", lambda r: responses(r.load))
+    row("orders stored / answered 201", lambda r: f"{r.stored.orders:,} / {len(r.load.accepted):,}")
     row(
         "missing / extra / cancel mismatches",
-        *(f"{r.stored.missing} / {r.stored.extra} / {r.stored.cancelled_mismatch}" for r in results),
+        lambda r: f"{r.stored.missing} / {r.stored.extra} / {r.stored.cancelled_mismatch}",
     )
-    row("order events / expected", *(f"{r.stored.events:,} / {r.stored.expected_events:,}" for r in results))
-    row(
-        "audit rows / expected",
-        *(f"{r.stored.audit_rows:,} / {r.stored.expected_audit_rows:,}" for r in results),
-    )
+    row("order events / expected", lambda r: f"{r.stored.events:,} / {r.stored.expected_events:,}")
+    row("audit rows / expected", lambda r: f"{r.stored.audit_rows:,} / {r.stored.expected_audit_rows:,}")
 
-    def per_request(result: BackendResult, seconds: float) -> str:
+    def per_request(result: ApiRun, seconds: float) -> str:
         requests = result.load.requests()
         return f"{1e3 * seconds / requests:.2f}" if requests else "-"
 
@@ -1049,89 +890,60 @@ def report(results: Sequence[BackendResult], console: Console) -> bool:
         ("  client (this process)", lambda c: c.client),
         ("  rest of the machine", lambda c: c.other),
     ):
-        row(label, *(per_request(r, pick(r.cpu)) for r in results))
-    row("server CPU, cores busy", *(f"{r.cpu.server / r.load.seconds:.2f}" for r in results))
+        row(label, lambda r, pick=pick: per_request(r, pick(r.cpu)))
+    row("server CPU, cores busy", lambda r: f"{r.cpu.server / r.load.seconds:.2f}")
     row(
         "PostgreSQL connections opened (sampled, >=)",
-        *(f"{r.cpu.connections_opened:,}" if r.backend == "postgresql" else "-" for r in results),
+        lambda r: f"{r.cpu.connections_opened:,}" if r.backend == "postgresql" else "-",
     )
-    row(
-        "machine CPU busy (of cores)",
-        *(f"{r.cpu.machine / r.load.seconds:.2f} of {os.cpu_count()}" for r in results),
-    )
-    row("server ready after, s", *(f"{r.ready_seconds:.1f}" for r in results))
+    row("machine CPU busy (of cores)", lambda r: f"{r.cpu.machine / r.load.seconds:.2f} of {os.cpu_count()}")
+    row("server ready after, s", lambda r: f"{r.ready_seconds:.1f}")
+    console = harness.figures_console()
     console.print(table)
 
-    ok = True
-    for result in results:
-        name = f"{result.server_version.split()[0]}, {result.workers} worker(s)"
-        rate, p99 = placements_per_second(result), placement_p99(result)
+    checks = harness.TargetChecks()
+    for run in runs:
+        name = f"{run.server_version.split()[0]}, {run.workers} worker(s)"
+        rate, p99 = placements_per_second(run), placement_p99(run)
         figures = f"{rate:,.0f} placements/s, placement p99 {1e3 * p99:.1f} ms"
-        if result.backend == "postgresql":
-            passed = rate >= TARGET_PLACEMENTS_PER_SECOND and p99 < TARGET_P99_SECONDS
-            ok &= passed
-            console.print(
+        if run.backend == "postgresql":
+            checks.target(
                 f"{name}: >= {TARGET_PLACEMENTS_PER_SECOND:,} placements/s and p99 < "
-                f"{1e3 * TARGET_P99_SECONDS:.0f} ms: {verdict(passed)} ({figures})"
+                f"{1e3 * TARGET_P99_SECONDS:.0f} ms",
+                rate >= TARGET_PLACEMENTS_PER_SECOND and p99 < TARGET_P99_SECONDS,
+                figures,
             )
         else:
-            console.print(f"{name}: {figures} (no target)")
-        load = result.load
+            checks.note(f"{name}: {figures} (no target)")
+        load = run.load
         server_errors = sum(count for c in load.statuses.values() for s, count in c.items() if s >= 500)
-        clean = server_errors == 0 and load.transport_errors == 0 and result.server_errors_logged == 0
-        ok &= clean
-        console.print(
-            f"{name}: no 5xx, no transport error, no traceback in the server log: {verdict(clean)} "
-            f"({server_errors} 5xx, {load.transport_errors} transport errors, "
-            f"{result.server_errors_logged} logged)"
+        checks.target(
+            f"{name}: no 5xx, no transport error, no traceback in the server log",
+            server_errors == 0 and load.transport_errors == 0 and run.server_errors_logged == 0,
+            f"{server_errors} 5xx, {load.transport_errors} transport errors, "
+            f"{run.server_errors_logged} logged",
         )
-        stored = result.stored
-        ok &= stored.ok and load.replay_mismatches == 0
-        console.print(
-            f"{name}: every accepted order stored, nothing else: {verdict(stored.ok)} "
-            f"({stored.orders:,} orders stored, {len(load.accepted):,} answered 201, "
+        stored = run.stored
+        checks.target(
+            f"{name}: every accepted order stored, nothing else",
+            stored.ok,
+            f"{stored.orders:,} orders stored, {len(load.accepted):,} answered 201, "
             f"{stored.missing} missing, {stored.extra} extra; "
             f"events {stored.events:,}/{stored.expected_events:,}; "
-            f"audit {stored.audit_rows:,}/{stored.expected_audit_rows:,})"
+            f"audit {stored.audit_rows:,}/{stored.expected_audit_rows:,}",
         )
         if load.replay_mismatches:
-            console.print(
-                f"{name}: [red]{load.replay_mismatches} idempotent replays did not return the order[/red]"
-            )
+            checks.problem(f"{name}: {load.replay_mismatches} idempotent replays did not return the order")
         for text in load.surprises:
-            console.print(f"{name}: unexpected: {text}")
-    return ok
-
-
-def verdict(passed: bool) -> str:
-    """PASS or FAIL, coloured for the console."""
-    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
-
-
-def machine_notes() -> str:
-    """Python and library versions, CPUs and load, for the record."""
-    return ", ".join(
-        [
-            f"Python {platform.python_version()}",
-            f"FastAPI {metadata.version('fastapi')}",
-            f"uvicorn {metadata.version('uvicorn')}",
-            f"SQLAlchemy {sa.__version__}",
-            f"httpx2 {metadata.version('httpx2')}",
-            f"{os.cpu_count()} CPUs",
-            f"load average {os.getloadavg()[0]:.2f}",
-        ]
-    )
-
-
-def backends(args: argparse.Namespace) -> list[str]:
-    """The backends ``--backend`` names, in the order they run."""
-    return ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
+            checks.note(f"{name}: unexpected: {text}")
+    checks.print(console)
+    return checks.passed
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` shrinks the defaults that were not given explicitly."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    harness.add_database_arguments(parser)
     parser.add_argument("--households", type=int, default=None, help="default 1,000 (200 with --quick)")
     parser.add_argument(
         "--concurrency", type=int, default=None, help="concurrent clients (default 4, also --quick)"
@@ -1159,19 +971,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch", type=int, default=10, help="orders per placement request (10; 1: POST /v1/orders)"
     )
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the server's output here")
     parser.add_argument("--quick", action="store_true", help="a small run: a few seconds per backend")
     args = parser.parse_args(argv)
-    for name, full, quick in (
-        ("households", 1_000, 200),
-        ("concurrency", 4, 4),
-        ("orders", 20_000, 2_000),
-        ("seconds", 60.0, 20.0),
-        ("warmup", 500, 100),
-    ):
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    harness.fill_sizes(
+        args,
+        {
+            "households": (1_000, 200),
+            "concurrency": (4, 4),
+            "orders": (20_000, 2_000),
+            "seconds": (60.0, 20.0),
+            "warmup": (500, 100),
+        },
+    )
     if not 1 <= args.intervals <= 96:
         parser.error("--intervals must be 1 to 96")
     if not 1 <= args.batch <= MAX_OPEN_ORDERS:
@@ -1192,10 +1004,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so that the server is stopped and the schema dropped.
     signal.signal(signal.SIGTERM, _terminate)
-    console = Console(width=None if sys.stdout.isatty() else 130)
-    console.log(machine_notes())
-    results = [run_backend(backend, args, console) for backend in backends(args)]
-    return 0 if report(results, console) else 1
+    backends = harness.chosen_backends(args.backend, postgresql_first=True)
+    notes = harness.machine_notes(
+        packages=("FastAPI", "uvicorn", "SQLAlchemy", "httpx2"),
+        backends=backends,
+        postgres_url=args.postgres_url,
+    )
+    harness.figures_console().print(notes, soft_wrap=True)
+    runs = [run_backend(backend, args) for backend in backends]
+    return 0 if report(runs) else 1
 
 
 if __name__ == "__main__":

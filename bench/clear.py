@@ -63,14 +63,14 @@ Usage
 Exit status 1 if a cross-check finds a different welfare or price, or a run fails.
 """
 
-# ruff: noqa: E402 (third-party and project imports come after the sys.path fix below)
+# ruff: noqa: E402 (the project's imports must come after the sys.path fix below)
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -81,19 +81,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-# Run as ``python bench/clear.py``, this file's folder comes first on sys.path, and its neighbours
-# bench/api.py and bench/market.py would shadow the packages of those names: drop the folder.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
 import numpy as np
 import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
+
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
+
+from bench import harness
 
 ROOT = "GSP"
 PRIMARIES = 60
@@ -117,6 +116,7 @@ TARGET_PEAK_MB = 1500.0
 TARGET_MODEL_RATIO = 3.0
 TARGET_FLOOR_RATIO = 10.0
 WELFARE_RTOL = 1e-6
+log = harness.progress_logger()
 
 
 # --------------------------------------------------------------------------------------------
@@ -641,17 +641,10 @@ def _cli_command(files: BookFiles) -> list[str]:
 
 
 @dataclass
-class EngineFigures:
-    """One case's engine figures: model sizes from the first run, timings per repeat."""
+class Repeated:
+    """Figures taken once per repeat, by name; the report shows their medians."""
 
-    case: Case
-    levels: int = 0
-    variables: int = 0
-    rounds: int = 0
-    congested: int | None = None
-    welfare_p: float = 0.0
-    root_price: float = 0.0
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict, kw_only=True)
 
     def add(self, name: str, value: float) -> None:
         self.samples.setdefault(name, []).append(value)
@@ -661,7 +654,20 @@ class EngineFigures:
 
 
 @dataclass
-class ReferenceFigures:
+class EngineFigures(Repeated):
+    """One case's engine figures: model sizes from the first run, timings per repeat."""
+
+    case: Case
+    levels: int = 0
+    variables: int = 0
+    rounds: int = 0
+    congested: int | None = None
+    welfare_p: float = 0.0
+    root_price: float = 0.0
+
+
+@dataclass
+class ReferenceFigures(Repeated):
     """One case's reference figures (direct HiGHS or merit order) per repeat."""
 
     case: Case
@@ -669,13 +675,6 @@ class ReferenceFigures:
     columns: int = 0
     welfare_p: float = 0.0
     price_p_per_kwh: float | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, name: str, value: float) -> None:
-        self.samples.setdefault(name, []).append(value)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.samples[name])
 
 
 def measure_case(
@@ -767,9 +766,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 @dataclass
 class Checks:
-    """What :func:`report` concludes: the target lines and any cross-check mismatch."""
+    """What :func:`report` concludes: the targets (reported, not failing the run) and any
+    cross-check mismatch (which does)."""
 
-    targets: list[str] = field(default_factory=list)
+    targets: harness.TargetChecks = field(default_factory=harness.TargetChecks)
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -908,26 +908,28 @@ def report(
     return checks
 
 
-def _target_checks(engines: list[EngineFigures], references: list[ReferenceFigures]) -> list[str]:
-    """One line per target: PASS, FAIL or NOT RUN, with the figures behind it."""
+def _target_checks(engines: list[EngineFigures], references: list[ReferenceFigures]) -> harness.TargetChecks:
+    """One line per target: PASS, FAIL or NOT RUN, with the figures behind it. The verdicts are
+    reported, not binding: the exit status speaks for the cross-checks."""
     by_case = {e.case: e for e in engines}
-    lines = []
+    checks = harness.TargetChecks()
     large = by_case.get(Case(LARGE, tree=True))
     name = "420k on 3,000 feeders end to end < 5 s and peak < 1.5 GB"
     if large is None:
-        lines.append(f"{name}: NOT RUN (needs --sizes 420k)")
+        checks.not_run(name, "needs --sizes 420k")
     else:
         e2e, wall, peak = large.median("e2e"), large.median("wall"), large.median("peak")
-        ok = e2e < TARGET_E2E_S and peak < TARGET_PEAK_MB
-        lines.append(
-            f"{name}: {'PASS' if ok else 'FAIL'} (end to end {e2e:.2f} s in process, "
-            f"{wall:.2f} s for the whole command; peak {peak:.0f} MB)"
+        checks.target(
+            name,
+            e2e < TARGET_E2E_S and peak < TARGET_PEAK_MB,
+            f"end to end {e2e:.2f} s in process, {wall:.2f} s for the whole command; peak {peak:.0f} MB",
+            binding=False,
         )
 
     name = f"build+solve within {TARGET_MODEL_RATIO:g}x of direct highspy"
     trees = sorted((r for r in references if r.kind == "highs"), key=lambda r: r.case.orders)
     if not trees:
-        lines.append(f"{name}: NOT RUN (needs a tree size)")
+        checks.not_run(name, "needs a tree size")
     else:
         ratios = [
             (r.case.name, _ratio(_engine_seconds_compared(by_case[r.case], r), r.median("total")))
@@ -935,58 +937,29 @@ def _target_checks(engines: list[EngineFigures], references: list[ReferenceFigur
         ]
         largest, ratio = ratios[-1]
         others = ", ".join(f"{case} {value:.2f}x" for case, value in ratios[:-1])
-        lines.append(
-            f"{name}: {'PASS' if ratio <= TARGET_MODEL_RATIO else 'FAIL'} ({ratio:.2f}x on {largest}"
-            + (f"; smaller books {others}" if others else "")
-            + ")"
-        )
+        figures = f"{ratio:.2f}x on {largest}" + (f"; smaller books {others}" if others else "")
+        checks.target(name, ratio <= TARGET_MODEL_RATIO, figures, binding=False)
 
     name = f"single node within {TARGET_FLOOR_RATIO:g}x of merit order"
     singles = [r for r in references if r.kind == "merit"]
     if not singles:
-        lines.append(f"{name}: NOT RUN (--single 0)")
+        checks.not_run(name, "--single 0")
     else:
         r = singles[0]
         e = by_case[r.case]
         ratio = _ratio(_engine_seconds_compared(e, r), r.median("total"))
-        lines.append(
-            f"{name}: {'PASS' if ratio <= TARGET_FLOOR_RATIO else 'FAIL'} ({ratio:.2f}x on {r.case.name}: "
-            f"{e.median('total'):.3f} s against {r.median('total'):.3f} s)"
+        checks.target(
+            name,
+            ratio <= TARGET_FLOOR_RATIO,
+            f"{ratio:.2f}x on {r.case.name}: {e.median('total'):.3f} s against {r.median('total'):.3f} s",
+            binding=False,
         )
-    return lines
+    return checks
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-
-
-def _git(repo: Path, *arguments: str) -> str:
-    command = ["git", "-C", str(repo), *arguments]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def describe_machine() -> str:
-    """One line naming the code measured and the machine: commit, Python, CPUs, package versions."""
-    repo = Path(__file__).resolve().parent.parent
-    commit = "unknown commit"
-    try:
-        head = _git(repo, "rev-parse", "--short", "HEAD")
-        dirty = _git(repo, "status", "--porcelain", "--", "optimiser", "api")
-        commit = f"commit {head}" + (" with uncommitted changes in optimiser/ or api/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    packages = ("numpy", "scipy", "pyomo", "highspy")
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in packages)
-    return (
-        f"smartbrum at {commit}; Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {versions}; {_load()}"
-    )
-
-
-def _load() -> str:
-    """The 1-minute load average: other work on the machine makes the figures noisy."""
-    return f"load average {os.getloadavg()[0]:.2f}"
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1043,10 +1016,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     single = args.single if args.single is not None else QUICK_SIZES[-1] if args.quick else LARGE
     cases = [Case(size, tree=True) for size in sizes] + ([Case(single, tree=False)] if single else [])
     large_repeats = args.large_repeats or args.repeats
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)  # a file or pipe: keep the tables on one line per row
-    console.print(describe_machine(), style="bold")
+    console = harness.figures_console()
+    console.print(harness.machine_notes(packages=("numpy", "scipy", "pyomo", "highspy")), soft_wrap=True)
     engines: list[EngineFigures] = []
     references: list[ReferenceFigures] = []
     with tempfile.TemporaryDirectory(prefix="smartbrum-bench-") as scratch:
@@ -1055,18 +1026,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         books.mkdir(parents=True, exist_ok=True)
         for case in cases:
             repeats = large_repeats if case.orders >= LARGE else args.repeats
-            console.print(f"[dim]{case.name}: generating[/]", end="")
             tic = time.perf_counter()
             files = generate_book(case, args.seed, books)
-            console.print(f"[dim] ({time.perf_counter() - tic:.1f} s), clearing x{repeats}[/]", end="")
+            log.info(f"{case.name}: generated in {time.perf_counter() - tic:.1f} s; clearing x{repeats}")
             tic = time.perf_counter()
             try:
                 engine, reference = measure_case(case, files, repeats, work)
             except BenchmarkError as error:
-                console.print()
-                print(f"bench: {error}", file=sys.stderr)
+                log.error(f"bench: {error}")
                 return 1
-            console.print(f"[dim] ({time.perf_counter() - tic:.1f} s)[/]")
+            log.info(f"{case.name}: cleared x{repeats} in {time.perf_counter() - tic:.1f} s")
             engines.append(engine)
             references.append(reference)
             if args.keep_files is None:
@@ -1079,8 +1048,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats_note += f"; {large_repeats} for 420k"
     checks = report(engines, references, repeats_note, console)
     print()
-    print(f"({_load()} at the end)")
-    print("\n".join(checks.targets))
+    print(f"(load average {harness.load_average():.2f} at the end)")
+    checks.targets.print(console)
     if checks.mismatches:
         print(file=sys.stderr)
         for mismatch in checks.mismatches:

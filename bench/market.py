@@ -73,10 +73,10 @@ Usage
     .venv/bin/python bench/market.py --backend sqlite --quick # 100 households, small sample
     .venv/bin/python bench/market.py --profile var/profiles   # also write cProfile stats per phase
 
-PostgreSQL is reached at ``--postgres-url`` (default the machine's test database,
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Exit status 1 if a target is missed or the
-day does not add up (the orders cleared or stored, or the order events stored, differ from what was
-placed, amended and cancelled).
+PostgreSQL is reached at ``--postgres-url`` (default ``SMARTBRUM_TEST_POSTGRES_URL`` or the test
+database, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Exit status 1 if a target is
+missed or the day does not add up (the orders cleared or stored, or the order events stored,
+differ from what was placed, amended and cancelled).
 """
 
 # ruff: noqa: E402 (the project's imports must come after the sys.path fix below)
@@ -84,49 +84,34 @@ placed, amended and cancelled).
 from __future__ import annotations
 
 import argparse
-import cProfile
-import math
-import os
-import platform
 import random
-import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# Run as ``python bench/market.py``, this file's folder comes first on sys.path and the file's own
-# name would shadow the ``market`` package: drop the folder before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
-import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
+
+from bench import harness
 from market import clearing as market_clearing
 from market.clearing import clear_interval, node_prices
-from market.database import create_database_engine, transaction, upgrade_database
+from market.database import transaction
 from market.intervals import SettlementPeriod, periods_of_day
-from market.network import publish_network, set_tariff
 from market.orders import BUY, SELL, OrderRequest, amend_order, cancel_order, place_order, place_orders
-from market.participants import register_household, register_operator
 from market.rules import MarketRules
 from market.tables import OrderEventRow, OrderRow, TradeRow
 from optimiser import ClearingResult, Network, Node, Order, OrderBook, Side, Tariff, clear_market
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = date(2026, 6, 21)
 FEEDERS = tuple(f"F{i:02d}" for i in range(1, 11))
 SUNNY_FEEDERS = ("F01", "F02")
@@ -134,7 +119,7 @@ SUNNY_PERIODS = range(17, 35)  # 08:00 to 17:00 local time
 TARGET_ORDERS_PER_SECOND = 2_000
 TARGET_CLEARING_SECONDS = 1.0
 TARGET_HOUSEHOLDS = 1_000
-MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
+log = harness.progress_logger()
 
 
 # --- the generated market ------------------------------------------------------------------------
@@ -191,47 +176,12 @@ class Day:
     changes_from: datetime
 
 
-def mpan(serial: int) -> str:
-    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit.
-
-    Parameters
-    ----------
-    serial : int
-        Any number below 10**10; distinct serials give distinct MPANs.
-
-    Returns
-    -------
-    str
-        The MPAN core, the same computation as ``tests/factories.py``.
-    """
-    body = f"14{serial:010d}"
-    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
-    return body + str(check)
-
-
 def bench_network(households: int) -> Network:
-    """The grid supply point, a primary and ten feeders; the two sunny feeders' export is tight.
-
-    Parameters
-    ----------
-    households : int
-        The number of households, to size the capacities: a feeder's export capacity is about
-        0.15 kWh per household on a sunny feeder (a fraction of its midday surplus) and ample
-        elsewhere.
-
-    Returns
-    -------
-    Network
-        The tree the market publishes.
-    """
-    per_feeder = max(1, households // len(FEEDERS))
-    ample = Decimal(max(100, 10 * per_feeder))
-    tight = Decimal(max(1, int(0.15 * per_feeder)))
-    nodes = [Node("P1", "GSP", ample * len(FEEDERS), ample * len(FEEDERS), Decimal("0.4"))]
-    for feeder in FEEDERS:
-        export = tight if feeder in SUNNY_FEEDERS else ample
-        nodes.append(Node(feeder, "P1", ample, export, Decimal("0.2")))
-    return Network("GSP", tuple(nodes))
+    """The grid supply point, a primary and ten feeders; the two sunny feeders' export is
+    tight (0.15 kWh per household of the feeder, a fraction of their midday surplus)."""
+    return harness.sunny_street_network(
+        FEEDERS, households, sunny_feeders=SUNNY_FEEDERS, export_kwh_per_household=0.15
+    )
 
 
 def generate_day(households: int, seed: int) -> Day:
@@ -395,52 +345,8 @@ def warm_up_engine() -> float:
     return time.perf_counter() - started
 
 
-# --- databases -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(backend: str, postgres_url: str) -> Iterator[Engine]:
-    """A migrated, empty database on ``backend``, removed afterwards.
-
-    Parameters
-    ----------
-    backend : str
-        ``"sqlite"`` (a file in a temporary directory) or ``"postgresql"`` (a new schema
-        ``bench_<random>`` in the database at ``postgres_url``, dropped at the end).
-    postgres_url : str
-        The PostgreSQL server's URL, without a search path.
-
-    Yields
-    ------
-    Engine
-        An engine from :func:`market.database.create_database_engine`.
-    """
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="smartbrum-bench-") as folder:
-            engine = create_database_engine(f"sqlite:///{Path(folder) / 'market.db'}")
-            try:
-                upgrade_database(engine)
-                yield engine
-            finally:
-                engine.dispose()
-        return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
-    try:
-        upgrade_database(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
 def seed(engine: Engine, day: Day) -> None:
-    """Register the operator, publish the network and tariff, register the households (not timed).
+    """The operator, the network, the tariff (in force a month before) and the households (not timed).
 
     Parameters
     ----------
@@ -449,28 +355,13 @@ def seed(engine: Engine, day: Day) -> None:
     day : Day
         The generated day.
     """
-    effective = day.setup_at - timedelta(days=30)
-    with transaction(engine) as session:
-        register_operator(session, participant_id="OPS", display_name="Brum Energy", now=day.setup_at)
-        publish_network(
-            session, network=bench_network(len(day.homes)), effective_from_utc=effective, now=day.setup_at
-        )
-        set_tariff(
-            session,
-            import_p_per_kwh=Decimal("24.5"),
-            export_p_per_kwh=Decimal("4.1"),
-            effective_from_utc=effective,
-            now=day.setup_at,
-        )
-        for serial, home in enumerate(day.homes, start=1):
-            register_household(
-                session,
-                participant_id=home.id,
-                display_name=f"Home {home.id}",
-                mpan=mpan(serial),
-                node_id=home.node_id,
-                now=day.setup_at,
-            )
+    harness.seed_market(
+        engine,
+        {home.id: home.node_id for home in day.homes},
+        now=day.setup_at,
+        network=bench_network(len(day.homes)),
+        effective_from_utc=day.setup_at - timedelta(days=30),
+    )
 
 
 # --- the timed phases ----------------------------------------------------------------------------
@@ -510,22 +401,6 @@ class Cleared:
     def write_seconds(self) -> list[float]:
         """Per interval, the wall time after the engine: writes, begin, lock and commit."""
         return [wall - inside for wall, inside in zip(self.seconds, self.in_transaction_seconds)]
-
-
-@contextmanager
-def profiled(folder: Path | None, name: str) -> Iterator[None]:
-    """Run the block under cProfile and dump the stats to ``folder/name.prof``, if a folder is given."""
-    if folder is None:
-        yield
-        return
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        yield
-    finally:
-        profiler.disable()
-        folder.mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(folder / f"{name}.prof")
 
 
 def _place(session: Session, rules: MarketRules, spec: OrderSpec) -> str:
@@ -731,12 +606,10 @@ def timing_the_engine(into: list[float]) -> Iterator[None]:
 # --- one backend ---------------------------------------------------------------------------------
 
 
-@dataclass
-class BackendResult:
+@dataclass(kw_only=True)
+class MarketRun(harness.BackendRun):
     """Everything measured on one backend."""
 
-    backend: str
-    households: int
     single: Placed
     period_batches: Placed
     day_batches: Placed
@@ -745,10 +618,9 @@ class BackendResult:
     trades: int
     events: int
     congested_periods: int
-    problems: list[str]
 
 
-def run_backend(backend: str, work: Workload, args: argparse.Namespace, console: Console) -> BackendResult:
+def run_backend(backend: str, work: Workload, args: argparse.Namespace) -> MarketRun:
     """Set up, place (a), (b) and (c), change and clear the day on one backend.
 
     Parameters
@@ -759,37 +631,39 @@ def run_backend(backend: str, work: Workload, args: argparse.Namespace, console:
         The generated day and samples.
     args : argparse.Namespace
         The command line.
-    console : Console
-        Where progress goes.
 
     Returns
     -------
-    BackendResult
+    MarketRun
         The figures, and any inconsistency found when checking the day afterwards.
     """
     rules = MarketRules()
-    profile_dir = None if args.profile is None else Path(args.profile)
     day = work.day
-    with fresh_database(backend, args.postgres_url) as engine:
+
+    def profile(phase: str) -> Path | None:
+        return None if args.profile is None else Path(args.profile) / f"{backend}-{phase}.prof"
+
+    with harness.fresh_database(backend, args.postgres_url) as database:
+        engine = database.engine
         seed(engine, day)
-        console.log(f"{backend}: (a) placing {len(work.single):,} orders one per transaction")
-        with profiled(profile_dir, f"{backend}-place-single"):
+        log.info(f"{backend}: (a) placing {len(work.single):,} orders one per transaction")
+        with harness.profiled(profile("place-single")):
             single = place_one_per_transaction(engine, rules, work.single)
         by_period = sum(len(batch.orders) for batch in work.period_batches)
-        console.log(
+        log.info(
             f"{backend}: (b) placing {by_period:,} orders, a household's period per transaction "
             f"({len(work.period_batches):,} transactions)"
         )
-        with profiled(profile_dir, f"{backend}-place-period"):
+        with harness.profiled(profile("place-period")):
             period_batches = place_batches(engine, rules, work.period_batches)
-        console.log(
+        log.info(
             f"{backend}: (c) placing {len(day.orders):,} orders, a household's day per transaction "
             f"({len(work.day_batches):,} transactions)"
         )
-        with profiled(profile_dir, f"{backend}-place-day"):
+        with harness.profiled(profile("place-day")):
             day_batches = place_batches(engine, rules, work.day_batches)
-        console.log(f"{backend}: amending and cancelling")
-        with profiled(profile_dir, f"{backend}-amend-cancel"):
+        log.info(f"{backend}: amending and cancelling")
+        with harness.profiled(profile("amend-cancel")):
             changes = amend_and_cancel(
                 engine,
                 rules,
@@ -799,22 +673,22 @@ def run_backend(backend: str, work: Workload, args: argparse.Namespace, console:
                 changes_from=day.changes_from,
                 seed_value=args.seed + 1,
             )
-        console.log(f"{backend}: clearing {len(day.periods)} periods")
-        with profiled(profile_dir, f"{backend}-clear"):
+        log.info(f"{backend}: clearing {len(day.periods)} periods")
+        with harness.profiled(profile("clear")):
             cleared = clear_day(engine, rules, day.periods)
         trades, events, congested, problems = check_day(engine, work, changes, cleared, args)
-    return BackendResult(
-        backend,
-        len(day.homes),
-        single,
-        period_batches,
-        day_batches,
-        changes,
-        cleared,
-        trades,
-        events,
-        congested,
-        problems,
+    return MarketRun(
+        backend=backend,
+        households=len(day.homes),
+        single=single,
+        period_batches=period_batches,
+        day_batches=day_batches,
+        changes=changes,
+        cleared=cleared,
+        trades=trades,
+        events=events,
+        congested_periods=congested,
+        problems=problems,
     )
 
 
@@ -880,42 +754,29 @@ def check_day(
 # --- the report ----------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    """The ``share`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
-
-
-def report(
-    results: Sequence[BackendResult], day: Day, args: argparse.Namespace, warm_up: float, console: Console
-) -> bool:
+def report(runs: Sequence[MarketRun], day: Day, args: argparse.Namespace, warm_up: float) -> bool:
     """Print the table and the target checks; whether every target was met and the day added up.
 
     Parameters
     ----------
-    results : sequence of BackendResult
-        One per backend run.
+    runs : sequence of MarketRun
+        One per backend.
     day : Day
         The generated day.
     args : argparse.Namespace
         The command line.
     warm_up : float
         Seconds of the process's first clearing (:func:`warm_up_engine`).
-    console : Console
-        Where the report goes.
 
     Returns
     -------
     bool
         ``True`` if every check passed.
     """
-    table = Table(title=f"Market: placing and clearing {DAY} for {len(day.homes):,} households")
-    table.add_column("")
-    for result in results:
-        table.add_column(result.backend, justify="right")
-
-    def row(label: str, cell: Callable[[BackendResult], str]) -> None:
-        table.add_row(label, *(cell(result) for result in results))
+    table = harness.BackendTable(
+        f"Market: placing and clearing {DAY} for {len(day.homes):,} households", runs
+    )
+    row = table.row
 
     def seconds(values: Sequence[float], pick: Callable[[Sequence[float]], float]) -> str:
         return f"{pick(values):.3f}"
@@ -940,7 +801,10 @@ def report(
         lambda r: f"{statistics.median(r.cleared.orders):,.0f} / {max(r.cleared.orders):,}",
     )
     row("clearing s per interval, median", lambda r: seconds(r.cleared.seconds, statistics.median))
-    row("clearing s per interval, p95", lambda r: seconds(r.cleared.seconds, lambda v: percentile(v, 0.95)))
+    row(
+        "clearing s per interval, p95",
+        lambda r: seconds(r.cleared.seconds, lambda v: harness.percentile(v, 0.95)),
+    )
     row("clearing s per interval, max", lambda r: seconds(r.cleared.seconds, max))
     row("clearing s, first interval", lambda r: f"{r.cleared.seconds[0]:.3f}")
     row("clearing s, whole day", lambda r: f"{sum(r.cleared.seconds):.2f}")
@@ -958,69 +822,40 @@ def report(
         "periods with a sunny feeder's export full",
         lambda r: f"{r.congested_periods} of {len(r.cleared.seconds)}",
     )
+    console = harness.figures_console()
     console.print(table)
     console.print(
         f"One-time engine start-up, paid by a fresh process's first clearing and not in the figures "
-        f"above: {warm_up:.3f} s."
+        f"above: {warm_up:.3f} s.",
+        soft_wrap=True,
     )
 
-    ok = True
-    scale = "" if len(day.homes) == TARGET_HOUSEHOLDS else f" (run with {len(day.homes):,} households)"
-    for result in results:
-        placing = result.day_batches.per_second >= TARGET_ORDERS_PER_SECOND
-        slowest = max(result.cleared.seconds)
-        clearing = slowest < TARGET_CLEARING_SECONDS
-        ok = ok and placing and clearing and not result.problems
-        console.print(
-            f"{result.backend}: orders/s >= {TARGET_ORDERS_PER_SECOND:,}, a household's day per "
-            f"transaction: {verdict(placing)} ({result.day_batches.per_second:,.0f}/s; alongside, "
-            f"one order per transaction {result.single.per_second:,.0f}/s, a household's period per "
-            f"transaction {result.period_batches.per_second:,.0f}/s)"
+    checks = harness.TargetChecks()
+    scale = "" if len(day.homes) == TARGET_HOUSEHOLDS else f"; run with {len(day.homes):,} households"
+    for run in runs:
+        slowest = max(run.cleared.seconds)
+        checks.target(
+            f"{run.backend}: orders/s >= {TARGET_ORDERS_PER_SECOND:,}, a household's day per transaction",
+            run.day_batches.per_second >= TARGET_ORDERS_PER_SECOND,
+            f"{run.day_batches.per_second:,.0f}/s; alongside, one order per transaction "
+            f"{run.single.per_second:,.0f}/s, a household's period per transaction "
+            f"{run.period_batches.per_second:,.0f}/s",
         )
-        console.print(
-            f"{result.backend}: clearing per 1,000-household interval < {TARGET_CLEARING_SECONDS:.0f} s: "
-            f"{verdict(clearing)} (slowest {slowest:.3f} s){scale}"
+        checks.target(
+            f"{run.backend}: clearing per 1,000-household interval < {TARGET_CLEARING_SECONDS:.0f} s",
+            slowest < TARGET_CLEARING_SECONDS,
+            f"slowest {slowest:.3f} s{scale}",
         )
-        for problem in result.problems:
-            console.print(f"{result.backend}: [red]the day does not add up[/red]: {problem}")
-    return ok
-
-
-def verdict(passed: bool) -> str:
-    """PASS or FAIL, coloured for the console."""
-    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
-
-
-def machine_notes(args: argparse.Namespace) -> str:
-    """Python, library and server versions, CPUs and load, for the record."""
-    parts = [
-        f"Python {platform.python_version()}",
-        f"SQLAlchemy {sa.__version__}",
-        f"SQLite {sqlite3.sqlite_version}",
-        f"highspy {metadata.version('highspy')}",
-        f"{os.cpu_count()} CPUs",
-        f"load {os.getloadavg()[0]:.2f}",
-    ]
-    if "postgresql" in backends(args):
-        admin = sa.create_engine(args.postgres_url)
-        with admin.connect() as connection:
-            parts.append(f"PostgreSQL {connection.exec_driver_sql('SHOW server_version').scalar()}")
-            parts.append(
-                f"synchronous_commit={connection.exec_driver_sql('SHOW synchronous_commit').scalar()}"
-            )
-        admin.dispose()
-    return ", ".join(parts)
-
-
-def backends(args: argparse.Namespace) -> list[str]:
-    """The backends ``--backend`` names, in the order they run."""
-    return ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+        for problem in run.problems:
+            checks.problem(f"{run.backend}: the day does not add up: {problem}")
+    checks.print(console)
+    return checks.passed
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` shrinks the defaults that were not given explicitly."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    harness.add_database_arguments(parser)
     parser.add_argument("--households", type=int, default=None, help="default 1,000 (100 with --quick)")
     parser.add_argument(
         "--single-periods",
@@ -1038,16 +873,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--amend-share", type=float, default=0.03)
     parser.add_argument("--cancel-share", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--profile", metavar="DIR", help="write cProfile stats per backend and phase here")
     parser.add_argument("--quick", action="store_true", help="100 households, 4-period samples")
     args = parser.parse_args(argv)
-    if args.households is None:
-        args.households = 100 if args.quick else TARGET_HOUSEHOLDS
-    if args.single_periods is None:
-        args.single_periods = 4 if args.quick else 8
-    if args.period_batch_periods is None:
-        args.period_batch_periods = 4 if args.quick else 8
+    harness.fill_sizes(
+        args,
+        {"households": (TARGET_HOUSEHOLDS, 100), "single_periods": (8, 4), "period_batch_periods": (8, 4)},
+    )
     if args.households < 1 or not 1 <= args.single_periods <= 48 or not 1 <= args.period_batch_periods <= 48:
         parser.error("--households must be positive, --single-periods and --period-batch-periods 1 to 48")
     return args
@@ -1056,16 +888,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; the exit status is 1 if a target is missed or the day does not add up."""
     args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    backends = harness.chosen_backends(args.backend)
+    harness.figures_console().print(
+        harness.machine_notes(
+            packages=("SQLAlchemy", "highspy"), backends=backends, postgres_url=args.postgres_url
+        ),
+        soft_wrap=True,
+    )
     day = generate_day(args.households, args.seed)
     work = generate_workload(day, args)
     warm_up = warm_up_engine()
-    console.log(
-        f"{len(day.homes):,} households, {len(day.orders):,} orders over {len(day.periods)} periods; "
-        f"{machine_notes(args)}"
-    )
-    results = [run_backend(backend, work, args, console) for backend in backends(args)]
-    return 0 if report(results, day, args, warm_up, console) else 1
+    log.info(f"{len(day.homes):,} households, {len(day.orders):,} orders over {len(day.periods)} periods")
+    runs = [run_backend(backend, work, args) for backend in backends]
+    return 0 if report(runs, day, args, warm_up) else 1
 
 
 if __name__ == "__main__":

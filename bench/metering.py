@@ -24,9 +24,9 @@ behind it a unit ID) and says when all of them listen. In this, the client, proc
    :func:`market.meter_data.store_readings` in one transaction
    (:func:`market.database.transaction`) into a fresh database built by the migrations (a SQLite
    file in a temporary directory and/or a fresh schema in the local PostgreSQL, dropped
-   afterwards), every meter registered beforehand with
-   :func:`market.participants.register_household` and :func:`~market.participants.register_meter`
-   (not timed). Timed: the poll and the store, one after the other.
+   afterwards), every meter and its household registered beforehand through the market's bulk
+   registration (:func:`bench.harness.seed_market`, not timed). Timed: the poll and the store, one
+   after the other.
 
 Each is run once to warm up (connections made, maps and decoders built, SQL compiled), then
 ``--cycles`` times; the two clients' cycles alternate so that both see the same load. Reported
@@ -52,7 +52,7 @@ Usage
     .venv/bin/python bench/metering.py --profile var/poll.pstats   # cProfile one poller cycle
 
 PostgreSQL is reached at ``--postgres-url`` (default ``SMARTBRUM_TEST_POSTGRES_URL`` or the
-machine's test database, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); with
+test database, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); with
 ``--database both`` (the default) a PostgreSQL that cannot be reached is skipped with a note.
 Everything listens on 127.0.0.1 only; the server stops when this process closes its standard input
 or after ``--serve-limit`` seconds, whichever comes first. Exit status 1 if a target is missed or a
@@ -66,35 +66,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import json
 import logging
 import math
 import os
-import platform
 import selectors
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Run as ``python bench/metering.py``, this file's folder comes first on sys.path and the file's own
-# name would shadow the ``metering`` package: drop the folder before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
-from rich.console import Console
 from rich.table import Table
 
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
+
+from bench import harness
 from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings, utc_now
 from metering.readings import Reading, make_reading
 from metering.registers import Decoder, ReadBlock, RegisterMap, decoder_for, load_register_map, plan_reads
@@ -107,9 +100,6 @@ HOST = "127.0.0.1"
 DEFAULT_GATEWAYS = (10, 40)
 DEFAULT_METERS_PER_GATEWAY = 247
 DEFAULT_MODELS = ("sdm630",)
-POSTGRES_URL = os.environ.get(
-    "SMARTBRUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TARGET_CYCLE_S = 2.5
 TARGET_METERS = 10_000
 TARGET_FLEET_MIN = 9_000
@@ -120,10 +110,9 @@ READY_DEADLINE_S = 180.0
 STOP_DEADLINE_S = 15.0
 CADENCES_S = (60.0, 15.0, 5.0)
 LATENCIES_MS = (5.0, 20.0, 50.0, 100.0)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-"""Units of the CPU times in ``/proc``."""
 BUS_UNIT_LIMIT = 247
 """Unit IDs on one RS485 bus (Modbus serial addresses 1 to 247)."""
+log = harness.progress_logger()
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,11 +232,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """The child's CPU time so far (user + system, from ``/proc``); None where unavailable."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15
+        return harness.process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         """Close the child's input (it then stops its gateways and exits); kill it if it lingers."""
@@ -493,99 +478,27 @@ class RawPoller:
 # --------------------------------------------------------------------------------------------
 
 
-def mpan(serial: int) -> str:
-    """A valid 13-digit MPAN core (distributor 14) with its check digit (as ``tests/factories.py``)."""
-    weights = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
-    body = f"14{serial:010d}"
-    return body + str(sum(int(d) * w for d, w in zip(body, weights)) % 11 % 10)
-
-
-def postgres_reachable(url: str) -> str | None:
-    """None when PostgreSQL at ``url`` answers, else why not."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # any driver error means "not available here"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    finally:
-        engine.dispose()
-    return None
-
-
-@contextlib.contextmanager
-def fresh_database(backend: str, postgres_url: str) -> Iterator[Engine]:
-    """A migrated, empty market database, removed afterwards.
-
-    Parameters
-    ----------
-    backend : str
-        ``"sqlite"`` (a file in a temporary directory) or ``"postgresql"`` (a new schema
-        ``bench_<random>`` in the database at ``postgres_url``, dropped at the end, as
-        ``tests/conftest.py`` does).
-    postgres_url : str
-        The PostgreSQL database.
-    """
-    import sqlalchemy as sa
-
-    from market.database import create_database_engine, upgrade_database
-
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="smartbrum-bench-metering-") as directory:
-            engine = create_database_engine(f"sqlite:///{Path(directory) / 'smartbrum.db'}")
-            try:
-                upgrade_database(engine)
-                yield engine
-            finally:
-                engine.dispose()
-        return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
-        try:
-            upgrade_database(engine)
-            yield engine
-        finally:
-            engine.dispose()
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        admin.dispose()
-
-
 def register_fleet(engine: Engine, endpoints: Sequence[MeterEndpoint]) -> None:
     """A household and its meter for every endpoint, in one transaction (the storage's foreign key)."""
-    from market.database import transaction
-    from market.participants import register_household, register_meter
+    from market.participants import NewMeter
 
-    now = datetime.now(UTC)
-    with transaction(engine) as session:
-        for serial, endpoint in enumerate(endpoints, start=1):
-            household = f"HH-{endpoint.meter_id}"
-            register_household(
-                session,
-                participant_id=household,
-                display_name=f"Home {endpoint.meter_id}",
-                mpan=mpan(serial),
-                node_id="F1",
-                now=now,
-            )
-            register_meter(
-                session,
+    harness.seed_market(
+        engine,
+        {f"HH-{endpoint.meter_id}": "F1" for endpoint in endpoints},
+        now=datetime.now(UTC),
+        meters=[
+            NewMeter(
                 meter_id=endpoint.meter_id,
-                participant_id=household,
+                participant_id=f"HH-{endpoint.meter_id}",
                 host=endpoint.host,
                 port=endpoint.port,
                 unit_id=endpoint.unit_id,
                 transport=endpoint.transport,
                 model=endpoint.model,
-                now=now,
             )
+            for endpoint in endpoints
+        ],
+    )
 
 
 def store_cycle(engine: Engine, results: Sequence[PollResult]) -> int:
@@ -680,24 +593,13 @@ CycleBody = Callable[[], Awaitable[tuple[int, float | None]]]
 """One cycle to time: returns the meters read (or readings stored) and the seconds spent storing."""
 
 
-def machine_cpu_seconds() -> float | None:
-    """CPU time every process on the machine has used since boot (``/proc/stat``); None where unavailable."""
-    try:
-        with Path("/proc/stat").open() as stat:
-            fields = [int(value) for value in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS  # user to steal; guest time is already in user
-
-
 def _delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
 async def timed(cycle: CycleBody, server: ServerProcess) -> Sample:
     """Run ``cycle`` once and time it: wall, this process's, the server process's and the machine's CPU."""
-    machine_before = machine_cpu_seconds()
+    machine_before = harness.machine_busy_seconds()
     server_before = server.cpu_seconds()
     cpu_before = time.process_time()
     wall_before = time.perf_counter()
@@ -705,7 +607,7 @@ async def timed(cycle: CycleBody, server: ServerProcess) -> Sample:
     wall_s = time.perf_counter() - wall_before
     cpu_s = time.process_time() - cpu_before
     server_s = _delta(server_before, server.cpu_seconds())
-    machine_s = _delta(machine_before, machine_cpu_seconds())
+    machine_s = _delta(machine_before, harness.machine_busy_seconds())
     others_s = None if machine_s is None or server_s is None else max(0.0, machine_s - cpu_s - server_s)
     return Sample(wall_s, cpu_s, server_s, meters_read, store_s, others_s)
 
@@ -752,7 +654,6 @@ async def measure_fleet(
     databases: Sequence[str],
     postgres_url: str,
     profile: Path | None,
-    say: Callable[[str], object] = print,
 ) -> None:
     """Measure both clients, then the poller with storage, then one lane's latency, on one fleet.
 
@@ -774,8 +675,6 @@ async def measure_fleet(
         The PostgreSQL database for ``"postgresql"``.
     profile : Path or None
         Where to write cProfile statistics of one more poller cycle.
-    say : callable
-        Reports progress.
     """
     raw = RawPoller(
         endpoints, timeout_s=settings.timeout_s, retries=settings.retries, backoff_s=settings.backoff_s
@@ -784,7 +683,7 @@ async def measure_fleet(
     poller_figures = Figures(run.name, "smartbrum Poller", len(endpoints))
     raw_figures = Figures(run.name, "raw asyncio client", len(endpoints))
     try:
-        say(f"  the poller and the raw client, {cycles} cycles each after a warm-up ...")
+        log.info(f"{run.name}: the poller and the raw client, {cycles} cycles each after a warm-up")
         forget_cached_plans()
         await poller.poll_once()  # warm-up: connections made, plans and decoders cached
         await raw.poll_once()
@@ -793,30 +692,26 @@ async def measure_fleet(
             raw_figures.samples.append(await timed(raw_cycle(raw), server))
         run.figures += [poller_figures, raw_figures]
         if profile is not None:
-            profiler = cProfile.Profile()
-            profiler.enable()
-            await poller.poll_once()
-            profiler.disable()
-            profile.parent.mkdir(parents=True, exist_ok=True)
-            profiler.dump_stats(profile)
+            with harness.profiled(profile):
+                await poller.poll_once()
             run.notes.append(f"cProfile of one poller cycle written to {profile}")
 
         for backend in databases:
-            with fresh_database(backend, postgres_url) as engine:
+            with harness.fresh_database(backend, postgres_url) as database:
                 started = time.perf_counter()
-                register_fleet(engine, endpoints)
-                say(
-                    f"  {backend}: {len(endpoints):,} households and meters registered in "
-                    f"{time.perf_counter() - started:.1f} s (not timed); {cycles} cycles with storage ..."
+                register_fleet(database.engine, endpoints)
+                log.info(
+                    f"{run.name}: {backend}: {len(endpoints):,} households and meters registered in "
+                    f"{time.perf_counter() - started:.1f} s (not timed); {cycles} cycles with storage"
                 )
                 figures = Figures(run.name, f"Poller + store ({backend})", len(endpoints))
-                cycle = stored_cycle(poller, engine)
+                cycle = stored_cycle(poller, database.engine)
                 await cycle()  # warm-up: the statement compiled, the tables' pages cached
                 for _ in range(cycles):
                     figures.samples.append(await timed(cycle, server))
                 run.figures.append(figures)
 
-        say("  one gateway alone ...")
+        log.info(f"{run.name}: one gateway alone")
         await measure_lane(run, endpoints, settings=settings, cycles=cycles)
     finally:
         await poller.close()
@@ -872,7 +767,7 @@ def forget_cached_plans() -> None:
     They are keyed by :class:`metering.registers.RegisterMap`, and every ``Poller`` (and the raw
     client) loads maps of its own: equal, not identical. A lookup with a map equal to the cached
     key's but not the same object compares the two maps field by field, quantity by quantity,
-    about 7 µs per meter polled (see bench/README.md). Emptied, the caches are keyed by the
+    about 7 µs per meter polled (measured with ``--profile``). Emptied, the caches are keyed by the
     ``Poller``'s own maps, as for the first ``Poller`` of a process.
     """
     plan_reads.cache_clear()
@@ -884,7 +779,6 @@ def bench_fleet(
     args: argparse.Namespace,
     settings: PollSettings,
     databases: Sequence[str],
-    console: Console,
 ) -> FleetRun:
     """Start the fleet in a server process, measure it, stop it."""
     fleet = MeterFleet.build(
@@ -904,12 +798,12 @@ def bench_fleet(
         requests_per_meter=requests_for(fleet_endpoints(fleet, [1] * len(fleet.gateways)))
         / fleet.meter_count,
     )
-    console.print(f"[bold]{name}[/]: {fleet.meter_count:,} meters, starting the server process ...")
-    load_before = load_average()
+    log.info(f"{name}: {fleet.meter_count:,} meters, starting the server process")
+    load_before = harness.load_average()
     started = time.perf_counter()
     with ServerProcess(gateways, args.meters_per_gateway, args.models, args.seed, args.serve_limit) as server:
         ports = server.wait_ready()
-        console.print(f"  ready in {time.perf_counter() - started:.1f} s; measuring ...")
+        log.info(f"{name}: ready in {time.perf_counter() - started:.1f} s; measuring")
         endpoints = fleet_endpoints(fleet, ports)
         asyncio.run(
             measure_fleet(
@@ -921,16 +815,12 @@ def bench_fleet(
                 databases=databases,
                 postgres_url=args.postgres_url,
                 profile=args.profile,
-                say=console.print,
             )
         )
-    run.notes.append(f"{name}: load average {load_before:.2f} at the start, {load_average():.2f} at the end")
+    run.notes.append(
+        f"{name}: load average {load_before:.2f} at the start, {harness.load_average():.2f} at the end"
+    )
     return run
-
-
-def load_average() -> float:
-    """The one-minute load average (NaN where the system has none)."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
 
 
 # --------------------------------------------------------------------------------------------
@@ -1028,58 +918,34 @@ def cadence_table(runs: Sequence[FleetRun]) -> Table:
     return table
 
 
-def target_lines(runs: Sequence[FleetRun]) -> tuple[list[str], bool]:
-    """The two target checks on the largest fleet; and whether both passed."""
+def target_checks(runs: Sequence[FleetRun]) -> harness.TargetChecks:
+    """The two target checks on the largest fleet."""
     largest = max(runs, key=lambda run: run.meters)
     by_client = {figures.client: figures for figures in largest.figures}
-    lines: list[str] = []
-    ok = True
+    checks = harness.TargetChecks()
     stored = [figures for client, figures in by_client.items() if client.startswith("Poller + store")]
+    name = f"{TARGET_METERS:,}-meter cycle with storage < {TARGET_CYCLE_S:g} s"
     if largest.meters < TARGET_FLEET_MIN:
-        lines.append(
-            f"{TARGET_METERS:,}-meter cycle with storage < {TARGET_CYCLE_S:g} s: NOT RUN "
-            f"(largest fleet {largest.meters:,} meters)"
-        )
+        checks.not_run(name, f"largest fleet {largest.meters:,} meters")
     elif not stored:
-        lines.append(
-            f"{TARGET_METERS:,}-meter cycle with storage < {TARGET_CYCLE_S:g} s: NOT RUN (--database none)"
-        )
+        checks.not_run(name, "--database none")
     else:
         worst = max(stored, key=lambda figures: figures.wall_s)
-        passed = worst.wall_s < TARGET_CYCLE_S
-        ok &= passed
         detail = ", ".join(
             f"{figures.client.removeprefix('Poller + store ').strip('()')} {figures.wall_s:.2f} s "
             f"(medians: poll {figures.median('poll_s'):.2f}, store {figures.median('store_s'):.2f})"
             for figures in stored
         )
-        lines.append(
-            f"{TARGET_METERS:,}-meter cycle with storage < {TARGET_CYCLE_S:g} s: "
-            f"{'PASS' if passed else 'FAIL'} ({largest.meters:,} meters: {detail})"
-        )
+        checks.target(name, worst.wall_s < TARGET_CYCLE_S, f"{largest.meters:,} meters: {detail}")
     poller, raw = by_client["smartbrum Poller"], by_client["raw asyncio client"]
     ratio = poller.wall_s / raw.wall_s
-    passed = ratio <= TARGET_RAW_RATIO
-    ok &= passed
-    lines.append(
-        f"within {TARGET_RAW_RATIO:g}x of the raw client: {'PASS' if passed else 'FAIL'} "
-        f"({largest.name}: wall {ratio:.2f}x, {poller.wall_s:.3f} s against {raw.wall_s:.3f} s; "
-        f"client CPU {poller.cpu_s / raw.cpu_s:.2f}x, {poller.cpu_s:.3f} s against {raw.cpu_s:.3f} s)"
+    checks.target(
+        f"within {TARGET_RAW_RATIO:g}x of the raw client",
+        ratio <= TARGET_RAW_RATIO,
+        f"{largest.name}: wall {ratio:.2f}x, {poller.wall_s:.3f} s against {raw.wall_s:.3f} s; "
+        f"client CPU {poller.cpu_s / raw.cpu_s:.2f}x, {poller.cpu_s:.3f} s against {raw.cpu_s:.3f} s",
     )
-    return lines, ok
-
-
-def describe_machine(args: argparse.Namespace) -> str:
-    """One line: versions, CPUs and load."""
-    versions = ", ".join(
-        f"{package} {metadata.version(package)}" for package in ("pymodbus", "sqlalchemy", "psycopg")
-    )
-    load = load_average()
-    return (
-        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; {versions}; "
-        f"poll settings timeout {args.timeout:g} s, retries {args.retries}, backoff {args.backoff:g} s; "
-        f"load average {load:.2f}"
-    )
+    return checks
 
 
 # --------------------------------------------------------------------------------------------
@@ -1123,12 +989,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cycles", type=int, default=5, help="timed cycles per measurement, after a warm-up (5)"
     )
-    parser.add_argument(
-        "--database", choices=("sqlite", "postgresql", "both", "none"), default="both", help="storage (both)"
-    )
-    parser.add_argument(
-        "--postgres-url", default=POSTGRES_URL, help="PostgreSQL for --database postgresql/both"
-    )
+    harness.add_database_arguments(parser, option="--database")
     parser.add_argument("--timeout", type=float, default=1.0, help="seconds per request and per connect (1)")
     parser.add_argument("--retries", type=int, default=1, help="extra attempts per failed request (1)")
     parser.add_argument("--backoff", type=float, default=0.05, help="seconds before the first retry (0.05)")
@@ -1157,37 +1018,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         [gateways] = args.gateways
         return serve(gateways, args.meters_per_gateway, args.models, args.seed, args.serve_limit)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
     settings = PollSettings(timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff)
-    databases = {"both": ["sqlite", "postgresql"], "none": []}.get(args.database, [args.database])
+    databases = harness.chosen_backends(args.database)
     notes: list[str] = []
     if "postgresql" in databases:
-        problem = postgres_reachable(args.postgres_url)
+        problem = harness.postgres_problem(args.postgres_url)
         if problem is not None:
             if args.database == "postgresql":
-                console.print(f"PostgreSQL at {args.postgres_url} is not reachable: {problem}")
+                log.error(f"PostgreSQL at {args.postgres_url} is not reachable: {problem}")
                 return 1
             databases.remove("postgresql")
             notes.append(f"PostgreSQL skipped: {problem}")
-    console.print(describe_machine(args))
-    runs = [bench_fleet(gateways, args, settings, databases, console) for gateways in args.gateways]
+    console = harness.figures_console()
+    notes_line = harness.machine_notes(
+        packages=("pymodbus", "sqlalchemy", "psycopg"), backends=databases, postgres_url=args.postgres_url
+    )
+    console.print(
+        f"{notes_line}; poll settings timeout {args.timeout:g} s, retries {args.retries}, "
+        f"backoff {args.backoff:g} s",
+        soft_wrap=True,
+    )
+    runs = [bench_fleet(gateways, args, settings, databases) for gateways in args.gateways]
     console.print(results_table(runs, args.cycles))
     console.print(latency_table(runs))
     console.print(cadence_table(runs))
-    lines, ok = target_lines(runs)
+    checks = target_checks(runs)
+    for note in notes:
+        checks.note(f"note: {note}")
     for run in runs:
         incomplete = [figures.client for figures in run.figures if figures.worst_read < figures.meters]
         if incomplete:
-            ok = False
-            notes.append(
-                f"{run.name}: cycles that read fewer meters than the fleet has: {', '.join(incomplete)}"
+            checks.problem(
+                f"note: {run.name}: cycles that read fewer meters than the fleet has: {', '.join(incomplete)}"
             )
-        notes += run.notes
-    for line in lines:
-        console.print(line, markup=False, highlight=False)
-    for note in notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
-    return 0 if ok else 1
+        for note in run.notes:
+            checks.note(f"note: {note}")
+    checks.print(console)
+    return 0 if checks.passed else 1
 
 
 if __name__ == "__main__":

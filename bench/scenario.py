@@ -38,30 +38,28 @@ set-up, the paced day, the last settlement; the summary's read-back is reported 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Run as ``python bench/scenario.py``, this file's folder comes first on sys.path and its
-# neighbours (market.py, api.py) would shadow the packages of those names: drop the folder first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
-from rich.console import Console
 from rich.table import Table
+
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
 
 from api.report import summarise
 from api.scenario_commands import SCENARIOS
 from api.scenario_run import RunOptions, run_scenario
+from bench import harness
 from market.database import create_database_engine
 
 TARGET_S = 600.0
+log = harness.progress_logger()
 
 
 def main() -> int:
+    """Run the scenario once and report it; the exit status is 1 when a check fails."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="district", help="a scenario in scenarios/ (default district)")
     parser.add_argument("--households", type=int, default=None, help="keep only the first N households")
@@ -78,11 +76,9 @@ def main() -> int:
     parser.add_argument("--agent-threads", type=int, default=8, help="concurrent agent requests")
     args = parser.parse_args()
 
-    console = Console()
-    console.print(
-        f"[bold]bench/scenario.py[/] {args.scenario}: {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
-    )
+    console = harness.figures_console()
+    console.print(harness.machine_notes(backends=("sqlite",)), soft_wrap=True)
+    log.info(f"{args.scenario}: running the day, paced at {args.day_seconds:g} s")
     with tempfile.TemporaryDirectory(prefix="smartbrum-scenario-") as folder:
         options = RunOptions(
             day_seconds=args.day_seconds,
@@ -136,20 +132,24 @@ def main() -> int:
         f"meter-periods ({churn['estimated']:,} still estimated); settlement runs: "
         f"{churn['initial']} initial, {churn['reconcile']} reconciliations"
     )
-    for error in result.errors:
-        console.print(f"[yellow]warning:[/] {error}")
-    ok = (
+    checks = harness.TargetChecks()
+    checks.target(
+        "every period cleared once and settled, money balanced, no order missed",
         summary.all_cleared_once
         and summary.all_settled
         and summary.money_balance_cp == 0
-        and result.orders_missed == 0
-        and not result.errors
+        and result.orders_missed == 0,
+        f"{len(result.periods)} periods, {result.orders_missed} orders missed, "
+        f"balance {summary.money_balance_cp} (0.01 p)",
     )
-    full = args.scenario == "district" and args.households is None
-    if full and times.total_s >= TARGET_S:
-        console.print(f"[red]missed the target: {times.total_s:.0f} s[/]")
-        ok = False
-    return 0 if ok else 1
+    if args.scenario == "district" and args.households is None:
+        checks.target(
+            f"the day end to end < {TARGET_S:.0f} s", times.total_s < TARGET_S, f"{times.total_s:.0f} s"
+        )
+    for error in result.errors:
+        checks.problem(f"warning: {error}")
+    checks.print(console)
+    return 0 if checks.passed else 1
 
 
 def data_churn(database_url: str) -> dict[str, int]:

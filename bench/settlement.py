@@ -8,13 +8,13 @@ PostgreSQL database, dropped afterwards), built by the Alembic migrations:
 1. Setup, not timed (its seconds are reported). The operator, a network of the grid supply point
    ``GSP``, one primary ``P1`` and 20 feeders ``F01`` ... ``F20`` (fees 0.4 p/kWh on the primary,
    0.2 on each feeder; ``F01`` and ``F02`` are sunny streets whose export capacity is well below
-   their midday surplus, so they congest) and the backstop tariff (24.5 p/kWh import, 4.1 export)
-   through the domain functions; then, bulk-inserted with SQLAlchemy Core ``insert(...)``
-   executemany straight into the tables (the domain functions would take minutes for this many
-   rows):
+   their midday surplus, so they congest) and the backstop tariff (24.5 p/kWh import, 4.1 export);
+   ``--households`` households round-robin over the feeders, each with a valid MPAN and one
+   meter (30% have solar panels, 70% on the sunny feeders), through the market's bulk
+   registration (:func:`bench.harness.seed_market`); then, bulk-inserted with SQLAlchemy Core
+   ``insert(...)`` executemany straight into the tables (the domain functions would take minutes
+   for this many rows):
 
-   - ``--households`` households round-robin over the feeders, each with a valid MPAN and one
-     meter (30% have solar panels, 70% on the sunny feeders);
    - a day (settlement date 2026-06-21, 48 periods) of interval energy per meter, as
      :func:`market.meter_data.refresh_interval_energy` stores it (revision 1, current): import and
      export Wh from a seeded household load profile (night, morning and evening peaks) less solar
@@ -70,7 +70,7 @@ the day: most trades) is run under cProfile in both runs and its stats written t
 overhead, so take the timed figures from a run without it.
 
 PostgreSQL is reached at ``--postgres-url`` (default ``SMARTBRUM_TEST_POSTGRES_URL`` or the
-machine's test database, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Exit status 1 if
+test database, ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Exit status 1 if
 a run does not balance, a count or the verification disagrees, or (at 10,000 households or more)
 the target is missed.
 """
@@ -80,13 +80,8 @@ the target is missed.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -100,24 +95,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-# Run as ``python bench/settlement.py``, this file's folder comes first on sys.path, and its
-# ``market.py`` (another benchmark) would shadow the ``market`` package: drop the folder first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-
 import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+_BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
+sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
+
+from bench import harness
 from market import settlement as market_settlement
 from market.clearing import clear_interval
-from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, periods_of_day
-from market.network import publish_network, set_tariff
-from market.participants import HOUSEHOLD, register_operator
+from market.participants import NewMeter
 from market.rules import MarketRules
 from market.settlement import (
     INITIAL,
@@ -129,19 +118,9 @@ from market.settlement import (
     settle_day,
 )
 from market.settlement_rules import POOL, settle_interval
-from market.tables import (
-    IntervalEnergyRow,
-    LedgerLineRow,
-    MeterRow,
-    OrderRow,
-    ParticipantRow,
-    TradeRow,
-)
-from optimiser import Network, Node
+from market.tables import IntervalEnergyRow, LedgerLineRow, OrderRow, TradeRow
+from optimiser import Network
 
-POSTGRES_URL = os.environ.get(
-    "SMARTBRUM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 DAY = date(2026, 6, 21)
 LENGTH_MINUTES = 30
 FEEDERS = tuple(f"F{i:02d}" for i in range(1, 21))
@@ -149,7 +128,6 @@ SUNNY_FEEDERS = ("F01", "F02")
 TARGET_SECONDS = 30.0
 TARGET_HOUSEHOLDS = 10_000
 TARGET_INTERVALS = 48
-MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
 #: When things happen (all computed, never the wall clock).
 SETUP_AT = datetime(2026, 5, 1, tzinfo=UTC)
 ORDERS_FROM = datetime.combine(DAY - timedelta(days=1), datetime.min.time(), UTC)
@@ -158,51 +136,18 @@ CHANGED_AT = SETTLED_AT + timedelta(days=8)
 RECONCILED_AT = SETTLED_AT + timedelta(days=12)
 #: The functions of :mod:`market.settlement` whose time per interval is reported.
 PHASES = ("_gather", "_metered", "settle_interval", "_posted", "reconciling_lines", "_post")
+log = harness.progress_logger()
 
 
 # --- the generated day ---------------------------------------------------------------------------
 
 
-def mpan(serial: int) -> str:
-    """A valid 13-digit MPAN core (distributor 14, West Midlands) with its check digit.
-
-    Parameters
-    ----------
-    serial : int
-        Any number below 10**10; distinct serials give distinct MPANs.
-
-    Returns
-    -------
-    str
-        The MPAN core, the same computation as ``tests/factories.py``.
-    """
-    body = f"14{serial:010d}"
-    check = sum(int(d) * w for d, w in zip(body, MPAN_WEIGHTS)) % 11 % 10
-    return body + str(check)
-
-
 def bench_network(households: int) -> Network:
-    """The grid supply point, a primary and 20 feeders; the two sunny feeders' export is tight.
-
-    Parameters
-    ----------
-    households : int
-        The number of households, to size the capacities: about 0.3 kWh per household of export
-        on a sunny feeder (under half its midday surplus), ample everywhere else.
-
-    Returns
-    -------
-    Network
-        The tree the market publishes.
-    """
-    per_feeder = max(1, households // len(FEEDERS))
-    ample = Decimal(max(100, 10 * per_feeder))
-    tight = Decimal(max(1, int(0.3 * per_feeder)))
-    nodes = [Node("P1", "GSP", ample * len(FEEDERS), ample * len(FEEDERS), Decimal("0.4"))]
-    for feeder in FEEDERS:
-        export = tight if feeder in SUNNY_FEEDERS else ample
-        nodes.append(Node(feeder, "P1", ample, export, Decimal("0.2")))
-    return Network("GSP", tuple(nodes))
+    """The grid supply point, a primary and 20 feeders; the two sunny feeders' export is
+    tight (0.3 kWh per household of the feeder, a fraction of their midday surplus)."""
+    return harness.sunny_street_network(
+        FEEDERS, households, sunny_feeders=SUNNY_FEEDERS, export_kwh_per_household=0.3
+    )
 
 
 @dataclass
@@ -338,19 +283,7 @@ def energy_rows(homes: Homes, period: SettlementPeriod, energy: PeriodEnergy) ->
     """
     computed_at = period.end_utc + timedelta(minutes=5)
     return [
-        {
-            "meter_id": meter_id,
-            "interval_start_utc": period.start_utc,
-            "length_minutes": period.length_minutes,
-            "settlement_date": period.settlement_date,
-            "period": period.period,
-            "import_wh": imported,
-            "export_wh": exported,
-            "estimated": estimated,
-            "revision": 1,
-            "is_current": True,
-            "computed_at": computed_at,
-        }
+        energy_row(meter_id, period, imported, exported, estimated, revision=1, computed_at=computed_at)
         for meter_id, imported, exported, estimated in zip(
             homes.meter_ids,
             energy.import_wh.tolist(),
@@ -358,6 +291,32 @@ def energy_rows(homes: Homes, period: SettlementPeriod, energy: PeriodEnergy) ->
             energy.estimated.tolist(),
         )
     ]
+
+
+def energy_row(
+    meter_id: str,
+    period: SettlementPeriod,
+    import_wh: int,
+    export_wh: int,
+    estimated: bool,
+    *,
+    revision: int,
+    computed_at: datetime,
+) -> dict[str, Any]:
+    """One meter's ``interval_energy`` row for ``period``, the current revision."""
+    return {
+        "meter_id": meter_id,
+        "interval_start_utc": period.start_utc,
+        "length_minutes": period.length_minutes,
+        "settlement_date": period.settlement_date,
+        "period": period.period,
+        "import_wh": import_wh,
+        "export_wh": export_wh,
+        "estimated": estimated,
+        "revision": revision,
+        "is_current": True,
+        "computed_at": computed_at,
+    }
 
 
 def order_rows(
@@ -424,48 +383,7 @@ def order_rows(
     return rows
 
 
-# --- databases -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(backend: str, postgres_url: str) -> Iterator[Engine]:
-    """A migrated, empty database on ``backend``, removed afterwards.
-
-    Parameters
-    ----------
-    backend : str
-        ``"sqlite"`` (a file in a temporary directory) or ``"postgresql"`` (a new schema
-        ``bench_<random>`` in the database at ``postgres_url``, dropped at the end).
-    postgres_url : str
-        The PostgreSQL server's URL, without a search path.
-
-    Yields
-    ------
-    Engine
-        An engine from :func:`market.database.create_database_engine`.
-    """
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="smartbrum-bench-") as folder:
-            engine = create_database_engine(f"sqlite:///{Path(folder) / 'market.db'}")
-            try:
-                upgrade_database(engine)
-                yield engine
-            finally:
-                engine.dispose()
-        return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = create_database_engine(f"{postgres_url}?options=-csearch_path%3D{schema}")
-    try:
-        upgrade_database(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+# --- the setup ----------------------------------------------------------------------------------
 
 
 def table(row_class: Any) -> sa.Table:
@@ -487,9 +405,7 @@ class Setup:
     energy: list[PeriodEnergy] = field(default_factory=list)
 
 
-def set_up(
-    engine: Engine, homes: Homes, periods: Sequence[SettlementPeriod], seed: int, console: Console, label: str
-) -> Setup:
+def set_up(engine: Engine, homes: Homes, periods: Sequence[SettlementPeriod], seed: int, label: str) -> Setup:
     """Build the market, the day's energy and orders, and clear every period (not timed).
 
     Parameters
@@ -502,8 +418,6 @@ def set_up(
         The day's periods.
     seed : int
         The seed of the day's energy and orders (the same on every backend).
-    console : Console
-        Where progress goes.
     label : str
         The backend's name, for the progress lines.
 
@@ -515,49 +429,16 @@ def set_up(
     setup = Setup()
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
-    with transaction(engine) as session:
-        register_operator(session, participant_id="OPS", display_name="Brum Energy", now=SETUP_AT)
-        publish_network(session, network=bench_network(len(homes)), effective_from_utc=SETUP_AT, now=SETUP_AT)
-        set_tariff(
-            session,
-            import_p_per_kwh=Decimal("24.5"),
-            export_p_per_kwh=Decimal("4.1"),
-            effective_from_utc=SETUP_AT,
-            now=SETUP_AT,
-        )
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(table(ParticipantRow)),
-            [
-                {
-                    "id": home,
-                    "kind": HOUSEHOLD,
-                    "display_name": f"Home {home}",
-                    "mpan": mpan(serial),
-                    "node_id": feeder,
-                    "active": True,
-                    "created_at": SETUP_AT,
-                }
-                for serial, (home, feeder) in enumerate(zip(homes.ids, homes.feeders), start=1)
-            ],
-        )
-        connection.execute(
-            sa.insert(table(MeterRow)),
-            [
-                {
-                    "id": meter,
-                    "participant_id": home,
-                    "host": f"gw{i // 200:03d}.meters.brum",
-                    "port": 502,
-                    "unit_id": i % 200 + 1,
-                    "transport": "tcp",
-                    "model": "sdm630",
-                    "active": True,
-                    "created_at": SETUP_AT,
-                }
-                for i, (meter, home) in enumerate(zip(homes.meter_ids, homes.ids))
-            ],
-        )
+    harness.seed_market(
+        engine,
+        dict(zip(homes.ids, homes.feeders)),
+        now=SETUP_AT,
+        network=bench_network(len(homes)),
+        meters=[
+            NewMeter(meter, home, f"gw{i // 200:03d}.meters.brum", 502, i % 200 + 1, "tcp", "sdm630")
+            for i, (meter, home) in enumerate(zip(homes.meter_ids, homes.ids))
+        ],
+    )
     for period in periods:
         energy = generate_energy(homes, period.period, rng)
         orders = order_rows(homes, period, energy, rng)
@@ -569,7 +450,7 @@ def set_up(
         setup.estimated_rows += int(energy.estimated.sum())
         setup.orders += len(orders)
     setup.insert_seconds = time.perf_counter() - started
-    console.log(
+    log.info(
         f"{label}: inserted {len(homes):,} households and meters, {setup.energy_rows:,} energy rows and "
         f"{setup.orders:,} orders in {setup.insert_seconds:.1f} s; clearing {len(periods)} periods"
     )
@@ -584,7 +465,7 @@ def set_up(
             raise RuntimeError(f"{period.key} was already cleared")
     with Session(engine) as session:
         setup.trades = session.exec(select(func.count()).select_from(TradeRow)).one()
-    console.log(
+    log.info(
         f"{label}: cleared in {sum(setup.clearing_seconds):.1f} s "
         f"({statistics.median(setup.clearing_seconds):.2f} s per period), {setup.trades:,} trades"
     )
@@ -642,19 +523,9 @@ def change_energy(
             imported = max(0, imported + int(rng.choice((-1, 1)) * rng.integers(1, 301)))
         retire.append({"meter": homes.meter_ids[h], "start": period.start_utc})
         insert.append(
-            {
-                "meter_id": homes.meter_ids[h],
-                "interval_start_utc": period.start_utc,
-                "length_minutes": period.length_minutes,
-                "settlement_date": period.settlement_date,
-                "period": period.period,
-                "import_wh": imported,
-                "export_wh": exported,
-                "estimated": False,
-                "revision": 2,
-                "is_current": True,
-                "computed_at": CHANGED_AT,
-            }
+            energy_row(
+                homes.meter_ids[h], period, imported, exported, False, revision=2, computed_at=CHANGED_AT
+            )
         )
     energy_table = table(IntervalEnergyRow)
     retire_statement = (
@@ -735,21 +606,15 @@ def instrumented(settled: Settled, profile: tuple[Path, int] | None) -> Iterator
 
     def timed_settle(*args: Any, **kwargs: Any) -> SettlementOutcome:
         local.current = {}
-        profiler = None
-        if profile is not None and kwargs["period"].period == profile[1]:
-            profiler = cProfile.Profile()
-            profiler.enable()
-        started = time.perf_counter()
-        try:
-            return originals["settle"](*args, **kwargs)
-        finally:
-            with lock:
-                settled.interval_seconds.append(time.perf_counter() - started)
-                settled.phases.append(local.current)
-            if profiler is not None and profile is not None:
-                profiler.disable()
-                profile[0].parent.mkdir(parents=True, exist_ok=True)
-                profiler.dump_stats(profile[0])
+        chosen = profile is not None and kwargs["period"].period == profile[1]
+        with harness.profiled(profile[0] if chosen and profile is not None else None):
+            started = time.perf_counter()
+            try:
+                return originals["settle"](*args, **kwargs)
+            finally:
+                with lock:
+                    settled.interval_seconds.append(time.perf_counter() - started)
+                    settled.phases.append(local.current)
 
     for name in PHASES:
         setattr(market_settlement, name, timed_phase(name))
@@ -880,12 +745,10 @@ def verify_final(
 # --- one backend ---------------------------------------------------------------------------------
 
 
-@dataclass
-class BackendResult:
+@dataclass(kw_only=True)
+class SettlementRun(harness.BackendRun):
     """Everything measured on one backend."""
 
-    backend: str
-    households: int
     setup: Setup
     initial: Settled
     changed_rows: int
@@ -893,12 +756,11 @@ class BackendResult:
     reconcile: Settled
     verified: int
     verify_periods: int
-    problems: list[str]
 
 
 def run_backend(
-    backend: str, homes: Homes, args: argparse.Namespace, config: SettlementConfig, console: Console
-) -> BackendResult:
+    backend: str, homes: Homes, args: argparse.Namespace, config: SettlementConfig
+) -> SettlementRun:
     """Set up the day, settle it, change 5% of the energy and reconcile it, on one backend.
 
     Parameters
@@ -911,12 +773,10 @@ def run_backend(
         The command line.
     config : SettlementConfig
         VAT and platform fee.
-    console : Console
-        Where progress goes.
 
     Returns
     -------
-    BackendResult
+    SettlementRun
         The figures and any inconsistency found.
     """
     periods = periods_of_day(DAY, length_minutes=LENGTH_MINUTES)
@@ -926,24 +786,25 @@ def run_backend(
             return None
         return Path(args.profile) / f"{backend}-{run_type}-p{args.profile_period}.prof", args.profile_period
 
-    with fresh_database(backend, args.postgres_url) as engine:
-        setup = set_up(engine, homes, periods, args.seed, console, backend)
-        console.log(f"{backend}: settling {len(periods)} periods (initial)")
+    with harness.fresh_database(backend, args.postgres_url) as database:
+        engine = database.engine
+        setup = set_up(engine, homes, periods, args.seed, backend)
+        log.info(f"{backend}: settling {len(periods)} periods (initial)")
         initial = settle_timed(engine, INITIAL, config, SETTLED_AT, profile(INITIAL))
-        console.log(f"{backend}: initial run {initial.seconds:.1f} s; checking the runs")
+        log.info(f"{backend}: initial run {initial.seconds:.1f} s; checking the runs")
         check_runs(engine, initial)
         started = time.perf_counter()
         changed = change_energy(engine, homes, periods, setup, args.changed, args.seed + 1)
         change_seconds = time.perf_counter() - started
-        console.log(f"{backend}: {changed:,} energy rows revised; reconciling")
+        log.info(f"{backend}: {changed:,} energy rows revised; reconciling")
         reconcile = settle_timed(engine, RECONCILE, config, RECONCILED_AT, profile(RECONCILE))
-        console.log(f"{backend}: reconciliation {reconcile.seconds:.1f} s; checking the runs")
+        log.info(f"{backend}: reconciliation {reconcile.seconds:.1f} s; checking the runs")
         check_runs(engine, reconcile)
         sample = [
             periods[round(k * (len(periods) - 1) / max(1, args.verify - 1))] for k in range(args.verify)
         ]
         verified, problems = verify_final(engine, sorted(set(sample)), config)
-    return BackendResult(
+    return SettlementRun(
         backend=backend,
         households=len(homes),
         setup=setup,
@@ -960,30 +821,23 @@ def run_backend(
 # --- the report ----------------------------------------------------------------------------------
 
 
-def report(results: Sequence[BackendResult], args: argparse.Namespace, console: Console) -> bool:
+def report(runs: Sequence[SettlementRun], args: argparse.Namespace) -> bool:
     """Print the table and the target check per backend; whether everything passed.
 
     Parameters
     ----------
-    results : sequence of BackendResult
-        One per backend run.
+    runs : sequence of SettlementRun
+        One per backend.
     args : argparse.Namespace
         The command line.
-    console : Console
-        Where the report goes.
 
     Returns
     -------
     bool
         ``True`` if every check passed and (at the target's size) the target was met.
     """
-    out = Table(title=f"Settlement of {DAY} (48 periods) for {args.households:,} households")
-    out.add_column("")
-    for result in results:
-        out.add_column(result.backend, justify="right")
-
-    def row(label: str, cell: Callable[[BackendResult], str]) -> None:
-        out.add_row(label, *(cell(result) for result in results))
+    table = harness.BackendTable(f"Settlement of {DAY} (48 periods) for {args.households:,} households", runs)
+    row = table.row
 
     def median(values: Sequence[float]) -> str:
         return f"{statistics.median(values):.3f}"
@@ -1038,76 +892,30 @@ def report(results: Sequence[BackendResult], args: argparse.Namespace, console: 
                 lambda r: f"{r.changed_rows:,} ({r.change_seconds:.1f})",
             )
     row("posted = fresh settlement (sample)", lambda r: f"{r.verified} of {r.verify_periods} periods")
-    console.print(out)
+    console = harness.figures_console()
+    console.print(table)
 
-    ok = True
-    at_scale = args.households >= TARGET_HOUSEHOLDS
-    scale = "" if args.households == TARGET_HOUSEHOLDS else f" (run with {args.households:,} households)"
-    for result in results:
-        passed = result.initial.seconds < TARGET_SECONDS
-        ok = ok and not result.problems and (passed or not at_scale)
-        console.print(
-            f"{result.backend}: {TARGET_INTERVALS} intervals x {TARGET_HOUSEHOLDS:,} households "
-            f"< {TARGET_SECONDS:.0f} s: {verdict(passed)} (initial {result.initial.seconds:.1f} s; "
-            f"reconciliation {result.reconcile.seconds:.1f} s){scale}"
+    checks = harness.TargetChecks()
+    scale = "" if args.households == TARGET_HOUSEHOLDS else f"; run with {args.households:,} households"
+    for run in runs:
+        checks.target(
+            f"{run.backend}: {TARGET_INTERVALS} intervals x {TARGET_HOUSEHOLDS:,} households "
+            f"< {TARGET_SECONDS:.0f} s",
+            run.initial.seconds < TARGET_SECONDS,
+            f"initial {run.initial.seconds:.1f} s; reconciliation {run.reconcile.seconds:.1f} s{scale}",
+            binding=args.households >= TARGET_HOUSEHOLDS,
         )
-        for problem in result.problems:
-            console.print(f"{result.backend}: [red]problem[/red]: {problem}")
-    return ok
-
-
-def verdict(passed: bool) -> str:
-    return "[green]PASS[/green]" if passed else "[red]FAIL[/red]"
-
-
-def machine_notes(args: argparse.Namespace) -> str:
-    """The code's commit, Python, library and server versions, CPUs and load, for the record."""
-    import sqlite3
-
-    repo = _HERE.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "market"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit = f"commit {head}" + (" with uncommitted changes in market/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        commit = "commit unknown"
-    parts = [
-        commit,
-        f"Python {platform.python_version()}",
-        f"SQLAlchemy {sa.__version__}",
-        f"SQLite {sqlite3.sqlite_version}",
-        f"{os.cpu_count()} CPUs",
-        f"load {os.getloadavg()[0]:.2f}",
-    ]
-    if "postgresql" in backends(args):
-        admin = sa.create_engine(args.postgres_url)
-        with admin.connect() as connection:
-            parts.append(f"PostgreSQL {connection.exec_driver_sql('SHOW server_version').scalar()}")
-            parts.append(
-                f"synchronous_commit={connection.exec_driver_sql('SHOW synchronous_commit').scalar()}"
-            )
-        admin.dispose()
-    return ", ".join(parts)
-
-
-def backends(args: argparse.Namespace) -> list[str]:
-    return ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+        for problem in run.problems:
+            checks.problem(f"{run.backend}: problem: {problem}")
+    checks.print(console)
+    console.print(f"load average at the end: {harness.load_average():.2f}")
+    return checks.passed
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` sets 500 households unless ``--households`` is given."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    harness.add_database_arguments(parser)
     parser.add_argument("--households", type=int, default=None, help="default 10,000 (500 with --quick)")
     parser.add_argument("--quick", action="store_true", help="500 households")
     parser.add_argument("--changed", type=float, default=0.05, help="share of energy rows revised (0.05)")
@@ -1115,12 +923,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--vat", type=Decimal, default=Decimal("0.05"), help="VAT rate (0.05)")
     parser.add_argument("--verify", type=int, default=4, help="periods checked against a fresh settlement")
     parser.add_argument("--seed", type=int, default=20260621)
-    parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--profile", metavar="DIR", help="write cProfile stats of one interval's settle here")
     parser.add_argument("--profile-period", type=int, default=26, help="the period profiled (26)")
     args = parser.parse_args(argv)
-    if args.households is None:
-        args.households = 500 if args.quick else TARGET_HOUSEHOLDS
+    harness.fill_sizes(args, {"households": (TARGET_HOUSEHOLDS, 500)})
     if args.households < 1 or not 0 <= args.changed <= 1 or not 1 <= args.verify <= 48:
         parser.error("--households must be positive, --changed 0 to 1, --verify 1 to 48")
     return args
@@ -1129,17 +935,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; the exit status is 1 if a check fails or the target is missed at scale."""
     args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 130)
+    backends = harness.chosen_backends(args.backend)
+    harness.figures_console().print(
+        harness.machine_notes(packages=("SQLAlchemy",), backends=backends, postgres_url=args.postgres_url),
+        soft_wrap=True,
+    )
     config = SettlementConfig(vat_rate=args.vat, platform_fee_p_per_kwh=args.platform_fee)
     homes = generate_homes(args.households, np.random.default_rng(args.seed))
-    console.log(
-        f"{len(homes):,} households ({int(homes.solar.sum()):,} with solar) on {len(FEEDERS)} feeders; "
-        f"{machine_notes(args)}"
-    )
-    results = [run_backend(backend, homes, args, config, console) for backend in backends(args)]
-    ok = report(results, args, console)
-    console.print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    return 0 if ok else 1
+    log.info(f"{len(homes):,} households ({int(homes.solar.sum()):,} with solar) on {len(FEEDERS)} feeders")
+    runs = [run_backend(backend, homes, args, config) for backend in backends]
+    return 0 if report(runs, args) else 1
 
 
 if __name__ == "__main__":
