@@ -30,12 +30,11 @@ import dataclasses
 import functools
 import math
 import struct
-import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -79,7 +78,6 @@ __all__ = [
     "RequestRecord",
     "SeriesProfile",
     "SimulatedMeter",
-    "accelerated_clock",
     "serve_fleet",
     "utc_now",
 ]
@@ -108,32 +106,6 @@ client's timeout, yet bounded, so that a meter polled every minute for days does
 
 MAX_UNIT_ID = 255
 """The highest unit ID a gateway serves (the Modbus TCP header's byte; serial buses stop at 247)."""
-
-
-def accelerated_clock(
-    *, start: datetime, speed: float, monotonic: Callable[[], float] = time.monotonic
-) -> Callable[[], datetime]:
-    """A clock that starts at ``start`` now and runs ``speed`` times as fast as real time.
-
-    Parameters
-    ----------
-    start : datetime
-        Timezone-aware time the clock shows when created.
-    speed : float
-        Simulated seconds per real second (86 400 runs a day in a second).
-    monotonic : callable
-        The real clock, injectable for tests.
-    """
-    if start.tzinfo is None:
-        raise ValueError("start must be timezone-aware")
-    if not speed > 0:
-        raise ValueError(f"speed must be positive, got {speed}")
-    origin_s = monotonic()
-
-    def now() -> datetime:
-        return start + timedelta(seconds=(monotonic() - origin_s) * speed)
-
-    return now
 
 
 class Fault(StrEnum):

@@ -280,7 +280,8 @@ def api_client(engine, database_url, *, now: datetime):  # type: ignore[no-untyp
     (``client.clock``) and tokens for OPS, H1 and H2 (``client.tokens``)."""
     from fastapi.testclient import TestClient
 
-    from api.app import Platform, create_app
+    from api.app import create_app
+    from api.deps import Platform
     from api.settings import Settings
     from market.access import issue_token
     from market.database import transaction

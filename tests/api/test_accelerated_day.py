@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from api.app import Platform, build_jobs, create_app
+from api.app import build_jobs, create_app
 from api.clock import AcceleratedClock
+from api.deps import Platform
 from api.settings import Settings
 from market.access import issue_token
 from market.database import transaction

@@ -29,7 +29,6 @@ from metering.simulator import (
     MeterProfile,
     SeriesProfile,
     SimulatedMeter,
-    accelerated_clock,
     serve_fleet,
 )
 from metering.sunspec import discover_sunspec
@@ -50,16 +49,6 @@ class ManualClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-class ManualMonotonic:
-    """A monotonic clock in seconds that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def tolerance(meter: SimulatedMeter, name: str, value: float) -> float:
@@ -261,14 +250,6 @@ def test_bad_series_profiles_are_refused(kwargs, message):
 def test_a_series_profile_refuses_non_finite_power():
     with pytest.raises(ValueError, match="finite"):
         series([1.0, math.nan])
-
-
-def test_accelerated_clock_runs_a_day_in_a_second():
-    real = ManualMonotonic()
-    clock = accelerated_clock(start=T0, speed=86_400, monotonic=real)
-    assert clock() == T0
-    real.now_s += 1.0
-    assert clock() == T0 + timedelta(days=1)
 
 
 # --- register images -----------------------------------------------------------------------------

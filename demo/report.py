@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session, col, func, select
 
-from api.scenario_run import RunResult
+from demo.scenario_run import RunResult
 from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import fail, utc_option
+from cli.options import fail, utc_option
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -35,7 +35,7 @@ def settle_command(
     now: Annotated[str | None, typer.Option(help="Time of the run, ISO 8601 (default: now).")] = None,
 ) -> None:
     """Settle a day's intervals (or one interval) and print a summary per run."""
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
     from market.settlement import export_runs_csv, settle_periods
 
@@ -114,7 +114,7 @@ def statement_command(
     """A household's statement for a month: a row per day and the total, with the saving."""
     from sqlmodel import Session
 
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
     from market.settlement import statement, statement_csv, statement_row
 

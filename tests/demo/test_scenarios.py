@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from api.report import cleared_runs_per_period, summarise, write_report
-from api.scenario_commands import SCENARIOS
-from api.scenario_run import RunOptions, run_scenario
+from cli.scenarios import SCENARIOS
+from demo.report import cleared_runs_per_period, summarise, write_report
+from demo.scenario_run import RunOptions, run_scenario
 from market.database import create_database_engine
 from market.settlement import account_balances
 from market.tables import LedgerLineRow
