@@ -50,12 +50,12 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
-from rich.console import Console
-from rich.table import Table
-
 from api.report import summarise
 from api.scenario_commands import SCENARIOS
 from api.scenario_run import RunOptions, run_scenario
+from rich.console import Console
+from rich.table import Table
+
 from market.database import create_database_engine
 
 TARGET_S = 600.0

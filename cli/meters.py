@@ -23,8 +23,8 @@ from cli.options import fail, iso_utc
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from metering.emulator import Gateway
     from metering.polling import MeterEndpoint, PollResult
-    from metering.simulator import Gateway
 
 meter_app = typer.Typer(help="Household meters over Modbus.", no_args_is_help=True)
 
@@ -141,7 +141,7 @@ def meter_simulate(
     seed: Annotated[int, typer.Option(help="Seeds the meters' profiles.")] = 0,
 ) -> None:
     """Serve a fleet of emulated meters over Modbus until interrupted."""
-    from metering.simulator import MeterFleet, serve_fleet
+    from metering.emulator import MeterFleet, serve_fleet
 
     try:
         fleet = MeterFleet.build(

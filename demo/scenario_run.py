@@ -76,7 +76,7 @@ from market.participants import (
 )
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow
-from metering.simulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
+from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
 from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
 
 log = logging.getLogger("smartbrum.scenario")

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import strategies as st
 
-from metering.simulator import Gateway, SimulatedMeter
+from metering.emulator import Gateway, MeterProfile, SimulatedMeter
+from metering.emulator.meters import SUNSPEC_SCALE_FACTORS_BY_UNIT
 from optimiser import Network, Node, Order, OrderBook, Side, Tariff
 
 GATE = datetime(2026, 11, 21, 16, 55, tzinfo=UTC)
@@ -310,3 +312,70 @@ def count_rows(engine, table) -> int:  # type: ignore[no-untyped-def]
 
     with Session(engine) as session:
         return session.exec(select(func.count()).select_from(table)).one()
+
+
+# --- emulated meters ---------------------------------------------------------------------------
+
+SUMMER_NOON = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+"""A summer noon: PV exports."""
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = SUMMER_NOON) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class ManualMonotonic:
+    """A monotonic clock in seconds that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def tolerance(meter: SimulatedMeter, name: str, value: float) -> float:
+    """How far a decoded value may be from the profile's: half a raw step, or float32 rounding."""
+    q = meter.register_map.quantity(name)
+    if not q.is_integer:
+        return 1e-6 * max(1.0, abs(value))
+    step = q.scale
+    if q.scale_factor_address is not None:
+        step *= 10.0 ** SUNSPEC_SCALE_FACTORS_BY_UNIT[q.unit]
+    return step / 2 + 1e-9
+
+
+def assert_matches(meter: SimulatedMeter, values: dict[str, float] | object, at: datetime) -> None:
+    """``values`` are what ``meter`` shows at ``at``, to the precision of its registers."""
+    assert isinstance(values, dict) or hasattr(values, "items")
+    expected = meter.values_at(at)
+    got = dict(values.items())  # type: ignore[attr-defined]
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=tolerance(meter, name, value)), name
+
+
+def integrate_by_steps(profile: MeterProfile, start: datetime, end: datetime) -> tuple[float, float]:
+    """Import and export between two times, walking the profile's constant-power steps."""
+    imported = exported = 0.0
+    moment = start
+    while moment < end:
+        seconds_into_day = (
+            moment - moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        ).total_seconds()
+        step_end = moment + timedelta(seconds=profile.step_s - seconds_into_day % profile.step_s)
+        until = min(step_end, end)
+        energy_kwh = profile.net_power_w(moment) * (until - moment).total_seconds() / 3_600_000
+        imported += max(energy_kwh, 0.0)
+        exported += max(-energy_kwh, 0.0)
+        moment = until
+    return imported, exported

@@ -19,7 +19,7 @@ from market.intervals import period_at
 from market.participants import register_meter
 from market.settlement import account_balances, runs_of
 from market.tables import ClearingRunRow, MeterReadingRow
-from metering.simulator import MeterProfile, SimulatedMeter
+from metering.emulator import MeterProfile, SimulatedMeter
 from tests.factories import GatewayThread, seed_market
 
 START = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)

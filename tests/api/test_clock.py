@@ -9,18 +9,9 @@ import pytest
 
 from api import clock as clock_module
 from api.clock import AcceleratedClock
+from tests.factories import ManualMonotonic
 
 T0 = datetime(2026, 6, 20, 0, 0, tzinfo=UTC)
-
-
-class ManualMonotonic:
-    """A monotonic clock in seconds that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture

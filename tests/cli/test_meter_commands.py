@@ -17,7 +17,7 @@ from cli.main import app
 from cli.meters import gateway_shard
 from market.database import create_database_engine, transaction
 from market.tables import MeterReadingRow
-from metering.simulator import SimulatedMeter
+from metering.emulator import SimulatedMeter
 from tests.factories import GatewayThread, seed_market
 
 
