@@ -37,7 +37,8 @@ def settle_command(
     """Settle a day's intervals (or one interval) and print a summary per run."""
     from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
-    from market.settlement import export_runs_csv, settle_periods
+    from market.settlement import settle_periods
+    from market.statements import export_runs_csv
 
     settings = settings_or_fail()
     if on is not None and interval is not None:
@@ -116,7 +117,7 @@ def statement_command(
 
     from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
-    from market.settlement import statement, statement_csv, statement_row
+    from market.statements import statement, statement_csv, statement_row
 
     try:
         first = date.fromisoformat(f"{month}-01")

@@ -41,9 +41,10 @@ from market.network import (
     tariff_in_force,
     tariff_version,
 )
-from market.orders import BUY, OPEN, WH_PER_KWH, book_lock
+from market.orders import BUY, OPEN, book_lock
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, NodePriceRow, OrderRow, TradeRow
+from market.units import WH_PER_KWH
 from optimiser import ClearingOptions, ClearingResult, OrderBook, clear_market
 from optimiser.book import timestamp_us
 

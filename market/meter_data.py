@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from market.database import chunks
 from market.intervals import SettlementPeriod, settlement_period
 from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
+from market.units import WH_PER_KWH
 from metering.energy import (
     DEFAULT_MAX_GAP,
     CounterEvent,
@@ -39,7 +40,6 @@ from metering.energy import (
 )
 from metering.readings import Quality, Reading
 
-WH_PER_KWH = 1000
 COUNTERS = ("import_kwh", "export_kwh")
 #: How far before the first interval readings are loaded to find the rate for estimates.
 RATE_WINDOW = timedelta(hours=24)
@@ -135,13 +135,6 @@ def _insert_new(session: Session, table: Any, key: list[str]) -> Any:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return insert.on_conflict_do_nothing(index_elements=key)
-
-
-def counter_readings(
-    session: Session, meter_id: str, *, start: datetime, end: datetime
-) -> list[CounterReading]:
-    """A meter's settleable counter readings (both counters present) in ``[start, end]``."""
-    return counter_readings_of_meters(session, [meter_id], start=start, end=end).get(meter_id, [])
 
 
 def counter_readings_of_meters(
@@ -321,20 +314,6 @@ def store_energy_of_meters(
     return stored
 
 
-def refresh_interval_energy(
-    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
-) -> list[StoredEnergy]:
-    """Derive ``periods``' energy for a meter and store what changed as new revisions.
-
-    Counter decreases found on the way are recorded as meter events (once each). A job refreshing
-    many meters derives them all first (:func:`derive_energy_of_meters`, no write lock held) and
-    stores them in one short transaction (:func:`store_energy_of_meters`).
-    """
-    if not periods:
-        return []
-    return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
-
-
 def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]], now: datetime) -> None:
     """Counter decreases as meter events, each once (a repeat is skipped by the unique key)."""
     rows = [
@@ -354,34 +333,6 @@ def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]],
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     session.execute(insert.on_conflict_do_nothing(index_elements=["meter_id", "at", "counter", "kind"]), rows)
-
-
-def interval_energy(
-    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
-) -> list[StoredEnergy]:
-    """Current interval energy, optionally for one meter or one period, oldest first."""
-    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
-    if meter_id is not None:
-        query = query.where(IntervalEnergyRow.meter_id == meter_id)
-    if period is not None:
-        query = query.where(
-            IntervalEnergyRow.interval_start_utc == period.start_utc,
-            IntervalEnergyRow.length_minutes == period.length_minutes,
-        )
-    rows = session.exec(
-        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
-    )
-    return [
-        StoredEnergy(
-            row.meter_id,
-            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
-            Decimal(row.import_wh) / WH_PER_KWH,
-            Decimal(row.export_wh) / WH_PER_KWH,
-            row.estimated,
-            row.revision,
-        )
-        for row in rows
-    ]
 
 
 @dataclass(frozen=True)

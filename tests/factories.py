@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import strategies as st
@@ -14,6 +15,14 @@ from hypothesis import strategies as st
 from metering.emulator import Gateway, MeterProfile, SimulatedMeter
 from metering.emulator.meters import SUNSPEC_SCALE_FACTORS_BY_UNIT
 from optimiser import Network, Node, Order, OrderBook, Side, Tariff
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlmodel import Session
+
+    from market.intervals import SettlementPeriod
+    from market.meter_data import StoredEnergy
 
 GATE = datetime(2026, 11, 21, 16, 55, tzinfo=UTC)
 TARIFF = Tariff(Decimal("24.5"), Decimal("4.1"))
@@ -215,7 +224,7 @@ def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
     """:func:`seed_cleared_interval`, and meter readings exactly at the period's boundaries
     (H1 2.4 kWh, H2 1 kWh, H3 -2.5 kWh)."""
     from market.database import transaction
-    from market.meter_data import refresh_interval_energy, store_readings
+    from market.meter_data import store_readings
     from metering.readings import Quality, Reading
 
     seed_cleared_interval(engine, period, now=now)
@@ -379,3 +388,58 @@ def integrate_by_steps(profile: MeterProfile, start: datetime, end: datetime) ->
         exported += max(-energy_kwh, 0.0)
         moment = until
     return imported, exported
+
+
+# --- interval energy, one meter at a time ------------------------------------------------------
+
+
+def refresh_interval_energy(
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
+) -> list[StoredEnergy]:
+    """Derive ``periods``' energy for one meter and store what changed as new revisions (the jobs
+    do many meters at once: :func:`market.meter_data.derive_energy_of_meters`).
+
+    Counter decreases found on the way are recorded as meter events (once each). A job refreshing
+    many meters derives them all first (:func:`derive_energy_of_meters`, no write lock held) and
+    stores them in one short transaction (:func:`store_energy_of_meters`).
+    """
+    from market.meter_data import derive_meter_energy, store_meter_energy
+
+    if not periods:
+        return []
+    return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
+
+
+def interval_energy(
+    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
+) -> list[StoredEnergy]:
+    """Current interval energy, optionally for one meter or one period, oldest first."""
+    from sqlmodel import col, select
+
+    from market.intervals import settlement_period
+    from market.meter_data import StoredEnergy
+    from market.tables import IntervalEnergyRow
+    from market.units import WH_PER_KWH
+
+    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
+    if meter_id is not None:
+        query = query.where(IntervalEnergyRow.meter_id == meter_id)
+    if period is not None:
+        query = query.where(
+            IntervalEnergyRow.interval_start_utc == period.start_utc,
+            IntervalEnergyRow.length_minutes == period.length_minutes,
+        )
+    rows = session.exec(
+        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
+    )
+    return [
+        StoredEnergy(
+            row.meter_id,
+            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
+            Decimal(row.import_wh) / WH_PER_KWH,
+            Decimal(row.export_wh) / WH_PER_KWH,
+            row.estimated,
+            row.revision,
+        )
+        for row in rows
+    ]

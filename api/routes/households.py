@@ -30,7 +30,7 @@ from market.clearing import list_trades
 from market.errors import MarketError, NotFoundError
 from market.meter_data import energy_of_meters, list_readings
 from market.participants import OPERATOR, Participant, list_meters
-from market.settlement import StatementFigures, statement
+from market.statements import StatementFigures, statement
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["households"])
 Limit = Annotated[int, Query(ge=1, le=1000)]

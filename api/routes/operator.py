@@ -53,7 +53,8 @@ from market.participants import (
     register_household,
     register_meter,
 )
-from market.settlement import export_runs_csv, settle
+from market.settlement import settle
+from market.statements import export_runs_csv
 from market.tables import SettlementRunRow
 from optimiser import ClearingInputError, Network, Node
 
