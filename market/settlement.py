@@ -332,8 +332,8 @@ def _gather(session: Session, period: SettlementPeriod, config: SettlementConfig
     inputs = IntervalInputs(
         trades=trades,
         edges=edges,
-        grid_import_wh=int(clearing.grid_import_kwh * 1000),
-        grid_export_wh=int(clearing.grid_export_kwh * 1000),
+        grid_import_wh=clearing.grid_import_wh,
+        grid_export_wh=clearing.grid_export_wh,
         metered_wh=metered,
         estimated=frozenset(estimated),
         terms=terms,
