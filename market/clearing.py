@@ -523,22 +523,10 @@ def _run(row: ClearingRunRow) -> ClearingRun:
 
 
 @dataclass(frozen=True)
-class ParticipantTrade:
+class ParticipantTrade(Trade):
     """A trade in an interval's current clearing, with its interval."""
 
     period: SettlementPeriod
-    run_id: int
-    order_id: str
-    participant_id: str
-    node_id: str
-    side: str
-    accepted_wh: int
-    price_p_per_kwh: Decimal
-
-    @property
-    def accepted_kwh(self) -> Decimal:
-        """The same energy in kWh, for display and the API."""
-        return Decimal(self.accepted_wh) / WH_PER_KWH
 
 
 def list_trades(
