@@ -158,9 +158,7 @@ def counter_readings_of_meters(
             .order_by(table.c.meter_id, table.c.polled_at)
         )
         for meter_id, polled_at, import_wh, export_wh in session.execute(query):
-            by_meter.setdefault(meter_id, []).append(
-                CounterReading(polled_at, Decimal(import_wh).scaleb(-3), Decimal(export_wh).scaleb(-3))
-            )
+            by_meter.setdefault(meter_id, []).append(CounterReading(polled_at, import_wh, export_wh))
     return by_meter
 
 
@@ -323,8 +321,8 @@ def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]],
             "counter": str(event.register),
             "previous_at": event.previous_at_utc,
             "at": event.at_utc,
-            "before_wh": int(event.before_kwh * WH_PER_KWH),
-            "after_wh": int(event.after_kwh * WH_PER_KWH),
+            "before_wh": event.before_wh,
+            "after_wh": event.after_wh,
             "recorded_at": now,
         }
         for meter_id, event in events
