@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
+LOCKED := $(VENV)/.locked-stamp
 STAMP := $(VENV)/.installed-stamp
 # `make lock` and `make test-latest` work in throwaway environments of their own.
 UV_VERSION := 0.13.9
@@ -13,12 +14,16 @@ LATEST := .venv-latest
 .PHONY: demo test lint bench lock test-latest clean
 
 # A changed lock rebuilds the environment from nothing: pip installs but never removes, and a
-# package the lock dropped must not linger where the tests would still find it.
-$(STAMP): $(LOCK) pyproject.toml
+# package the lock dropped must not linger where the tests would still find it. A changed
+# pyproject.toml (entry points, packages) only reinstalls smartbrum itself.
+$(LOCKED): $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "smartbrum needs Python 3.11 or newer")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@touch $(LOCKED)
+
+$(STAMP): $(LOCKED) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check --disable-pip-version-check
 	@touch $(STAMP)

@@ -1,5 +1,7 @@
-"""The outer layer: the ``smartbrum`` command line, the file formats it reads and writes, and
-(later) the FastAPI service, settings and scheduler wiring.
+"""The HTTP service and the jobs: the FastAPI app (:mod:`api.app`), the dependencies routes share
+(:mod:`api.deps`), the audit log, the routes (:mod:`api.routes`), their schemas and problem
+documents, the settings, the clock, the scheduler's jobs and the job leader.
 
-The only layer that reads files, the environment or the clock; it may import everything below.
+The only layer below the command line that reads the environment (:mod:`api.settings`) or the
+clock; it may import the market and metering, never the command line or the demo.
 """

@@ -392,3 +392,9 @@ class AuditPublic(BaseModel):
     path: str
     status_code: int
     client: str
+
+
+def page(items: list, limit: int, offset: int) -> Page:
+    """A page from ``limit + 1`` items fetched: the extra one says there is a next page."""
+    more = len(items) > limit
+    return Page(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)

@@ -8,7 +8,7 @@ For each generated book the benchmark runs, in a fresh process each time:
   time (interpreter start-up and imports included) and its peak resident memory (``ru_maxrss``
   from ``os.wait4``); the engine's stage timings are read from the JSON's ``audit.seconds``;
 - ``python bench/clear.py --run-case engine``: the same code path in process,
-  :func:`api.clearing_files.clear_files`, timed around the call (CSV read, clearing, JSON
+  :func:`cli.clearing_files.clear_files`, timed around the call (CSV read, clearing, JSON
   rendering), then timed again in the same process ("warm": modules and Pyomo's deferred
   imports already loaded, as in a long-running service);
 - a reference, on the same book:
@@ -515,14 +515,14 @@ def solve_direct_model(
 def run_case(kind: str, orders_csv: Path, network_toml: Path | None) -> dict[str, Any]:
     """The child process's work for one run; returns the figures it prints as JSON.
 
-    ``engine`` times :func:`api.clearing_files.clear_files` (CSV read, clearing, JSON text),
+    ``engine`` times :func:`cli.clearing_files.clear_files` (CSV read, clearing, JSON text),
     first in the fresh process and then again in the same process (``warm_e2e_s``: modules
     and Pyomo's deferred imports loaded, as in a long-running service);
     ``merit`` and ``highs`` read the book with the same reader, untimed, then time only their
     clearing.
     """
     # Imported here so that each child loads only what its case measures.
-    from api.clearing_files import clear_files, read_network_toml, read_order_book_csv
+    from cli.clearing_files import clear_files, read_network_toml, read_order_book_csv
 
     if kind == "engine":
         started = time.perf_counter()

@@ -5,7 +5,7 @@ What it measures
 For each fleet size (``--gateways``, by default 10 and then 40 gateways of ``--meters-per-gateway``
 247 SDM630 meters: 2,470 and 9,880 meters), a separate server process
 (``bench/metering.py --serve``) runs the fleet's emulated gateways
-(:class:`metering.simulator.Gateway`, one pymodbus server per TCP port on 127.0.0.1, every meter
+(:class:`metering.emulator.Gateway`, one pymodbus server per TCP port on 127.0.0.1, every meter
 behind it a unit ID) and says when all of them listen. In this, the client, process:
 
 1. **smartbrum's poller**: :meth:`metering.polling.Poller.poll_once` over every meter (one lane per
@@ -88,10 +88,10 @@ _BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: 
 sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
 
 from bench import harness
+from metering.emulator import Gateway, MeterFleet, serve_fleet
 from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings, utc_now
 from metering.readings import Reading, make_reading
 from metering.registers import Decoder, ReadBlock, RegisterMap, decoder_for, load_register_map, plan_reads
-from metering.simulator import Gateway, MeterFleet, serve_fleet
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -132,7 +132,7 @@ def serve(gateways: int, meters_per_gateway: int, models: Sequence[str], seed: i
     meters_per_gateway : int
         Meters behind each gateway, unit IDs 1 to ``meters_per_gateway``.
     models : sequence of str
-        Meter models, assigned round-robin (:meth:`metering.simulator.MeterFleet.build`).
+        Meter models, assigned round-robin (:meth:`metering.emulator.MeterFleet.build`).
     seed : int
         The fleet's seed.
     limit_s : float

@@ -3,7 +3,7 @@ feeders) for a day, as ``smartbrum scenario run`` runs it.
 
 What it measures
 ----------------
-One run of :func:`api.scenario_run.run_scenario` on a fresh SQLite file in a temporary folder:
+One run of :func:`demo.scenario_run.run_scenario` on a fresh SQLite file in a temporary folder:
 the households simulated (CREST demand profiles from richardsonpy, PV from pvlib), the market set
 up (participants, tokens, meters), 10,000 emulated meters served on loopback Modbus TCP, the API
 under uvicorn, and the day run on a market clock paced at ``--day-seconds`` real seconds per
@@ -48,10 +48,10 @@ from rich.table import Table
 _BENCH = Path(__file__).resolve().parent  # run by path, bench/ heads sys.path: see bench/harness.py
 sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != _BENCH)]
 
-from api.report import summarise
-from api.scenario_commands import SCENARIOS
-from api.scenario_run import RunOptions, run_scenario
 from bench import harness
+from cli.scenarios import SCENARIOS
+from demo.report import summarise
+from demo.scenario_run import RunOptions, run_scenario
 from market.database import create_database_engine
 
 TARGET_S = 600.0

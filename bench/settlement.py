@@ -16,7 +16,7 @@ PostgreSQL database, dropped afterwards), built by the Alembic migrations:
    for this many rows):
 
    - a day (settlement date 2026-06-21, 48 periods) of interval energy per meter, as
-     :func:`market.meter_data.refresh_interval_energy` stores it (revision 1, current): import and
+     :func:`market.meter_data.store_meter_energy` stores it (revision 1, current): import and
      export Wh from a seeded household load profile (night, morning and evening peaks) less solar
      generation, 2% of the rows estimated;
    - orders, one or two per household per period (35% of the households split their position
@@ -27,10 +27,10 @@ PostgreSQL database, dropped afterwards), built by the Alembic migrations:
    Then every period is cleared with the real :func:`market.clearing.clear_interval` at its gate
    closure, so the trades, node prices and backstop energy settlement reads are real.
 
-2. **Initial settlement, timed**: :func:`market.settlement.settle_day` with ``run_type="initial"``
-   for the 48 periods (VAT 5%, platform fee ``--platform-fee`` p/kWh), one call, wall time.
+2. **Initial settlement, timed**: :func:`market.settlement.settle_periods` with
+   ``run_type="initial"`` for the day's 48 periods (VAT 5%, platform fee ``--platform-fee`` p/kWh), one call, wall time.
    The seconds of each interval come from a thin timing wrapper the benchmark puts around the
-   name ``market.settlement.settle`` for the call (``settle_day`` looks it up per period), and
+   name ``market.settlement.settle`` for the call (``settle_periods`` looks it up per period), and
    where each interval's time goes from wrappers around the module's ``_gather`` (the clearing
    run's trades, node prices, network, tariff and every household's metered energy), within it
    ``_metered`` (the meters, households and interval energy rows), ``settle_interval`` (the pure
@@ -46,14 +46,14 @@ PostgreSQL database, dropped afterwards), built by the Alembic migrations:
 3. **Reconciliation, timed**: ``--changed`` (5%) of the interval energy rows get a new revision as
    a late reading would (every estimated row is replaced by an actual, the rest of the share are
    corrected readings), retiring revision 1, written in bulk outside the timing; then
-   ``settle_day`` with ``run_type="reconcile"``, timed the same way, and its correction rows
+   ``settle_periods`` with ``run_type="reconcile"``, timed the same way, and its correction rows
    counted. Checked afterwards: every reconciliation run balances, and on ``--verify`` periods
    spread over the day the lines posted (initial plus corrections) equal a fresh settlement on
    the final data (:func:`market.settlement.reconciling_lines` of a fresh settlement against what
    is posted is empty; this uses the module's private ``_gather`` and ``_posted``).
 
 The target (issue text): 48 intervals x 10,000 households settled in under 30 s, on SQLite and on
-PostgreSQL, checked on the initial ``settle_day``; the reconciliation's time is shown beside it.
+PostgreSQL, checked on the initial ``settle_periods``; the reconciliation's time is shown beside it.
 
 Usage
 -----
@@ -104,6 +104,7 @@ sys.path[:] = [str(_BENCH.parent), *(entry for entry in sys.path if Path(entry o
 
 from bench import harness
 from market import settlement as market_settlement
+from market.charges import POOL, settle_interval
 from market.clearing import clear_interval
 from market.intervals import SettlementPeriod, periods_of_day
 from market.participants import NewMeter
@@ -115,9 +116,8 @@ from market.settlement import (
     SettlementOutcome,
     account_balances,
     reconciling_lines,
-    settle_day,
+    settle_periods,
 )
-from market.settlement_rules import POOL, settle_interval
 from market.tables import IntervalEnergyRow, LedgerLineRow, OrderRow, TradeRow
 from optimiser import Network
 
@@ -265,7 +265,7 @@ def generate_energy(homes: Homes, period: int, rng: np.random.Generator) -> Peri
 
 
 def energy_rows(homes: Homes, period: SettlementPeriod, energy: PeriodEnergy) -> list[dict[str, Any]]:
-    """A period's ``interval_energy`` rows as :func:`~market.meter_data.refresh_interval_energy` stores them.
+    """A period's ``interval_energy`` rows as :func:`~market.meter_data.store_meter_energy` stores them.
 
     Parameters
     ----------
@@ -549,7 +549,7 @@ def change_energy(
 
 @dataclass
 class Settled:
-    """One ``settle_day`` call: its wall time, and per interval the seconds and phase seconds."""
+    """One ``settle_periods`` call: its wall time, and per interval the seconds and phase seconds."""
 
     run_type: str
     seconds: float = 0.0
@@ -629,7 +629,7 @@ def instrumented(settled: Settled, profile: tuple[Path, int] | None) -> Iterator
 def settle_timed(
     engine: Engine, run_type: str, config: SettlementConfig, now: datetime, profile: tuple[Path, int] | None
 ) -> Settled:
-    """Run ``settle_day`` for :data:`DAY` once, timed, with the per-interval figures.
+    """Run ``settle_periods`` for :data:`DAY` once, timed, with the per-interval figures.
 
     Parameters
     ----------
@@ -652,10 +652,9 @@ def settle_timed(
     settled = Settled(run_type)
     with instrumented(settled, profile):
         started = time.perf_counter()
-        settled.outcomes = settle_day(
+        settled.outcomes = settle_periods(
             engine,
-            settlement_date=DAY,
-            length_minutes=LENGTH_MINUTES,
+            periods_of_day(DAY, length_minutes=LENGTH_MINUTES),
             run_type=run_type,
             config=config,
             now=now,
@@ -676,7 +675,7 @@ def check_runs(engine: Engine, settled: Settled) -> None:
     engine : Engine
         The database.
     settled : Settled
-        The ``settle_day`` call to check.
+        The ``settle_periods`` call to check.
     """
     runs = [outcome.run for outcome in settled.outcomes if outcome.created]
     if len(runs) != len(settled.outcomes):
@@ -854,7 +853,10 @@ def report(runs: Sequence[SettlementRun], args: argparse.Namespace) -> bool:
         lambda r: f"{sum(r.setup.clearing_seconds):.1f} ({statistics.median(r.setup.clearing_seconds):.2f})",
     )
     for settled_of, name in ((lambda r: r.initial, "initial"), (lambda r: r.reconcile, "reconcile")):
-        row(f"[bold]{name}: settle_day s[/bold]", lambda r, s=settled_of: f"[bold]{s(r).seconds:.2f}[/bold]")
+        row(
+            f"[bold]{name}: settle_periods s[/bold]",
+            lambda r, s=settled_of: f"[bold]{s(r).seconds:.2f}[/bold]",
+        )
         row(
             f"{name}: s per interval, median / max",
             lambda r, s=settled_of: f"{median(s(r).interval_seconds)} / {max(s(r).interval_seconds):.3f}",

@@ -41,9 +41,10 @@ from market.network import (
     tariff_in_force,
     tariff_version,
 )
-from market.orders import BUY, OPEN, WH_PER_KWH, book_lock
+from market.orders import BUY, OPEN, book_lock
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, NodePriceRow, OrderRow, TradeRow
+from market.units import WH_PER_KWH
 from optimiser import ClearingOptions, ClearingResult, OrderBook, clear_market
 from optimiser.book import timestamp_us
 
@@ -54,7 +55,12 @@ class NodePrice:
     price_p_per_kwh: Decimal
     lowest_p_per_kwh: Decimal | None
     highest_p_per_kwh: Decimal | None
-    net_import_kwh: Decimal | None
+    net_import_wh: int | None
+
+    @property
+    def net_import_kwh(self) -> Decimal | None:
+        """The same energy in kWh, for display and the API."""
+        return None if self.net_import_wh is None else Decimal(self.net_import_wh) / WH_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,8 @@ class ClearingRun:
     tariff_id: int
     status: str
     welfare_p: Decimal
-    grid_import_kwh: Decimal
-    grid_export_kwh: Decimal
+    grid_import_wh: int
+    grid_export_wh: int
     orders: int
     excluded_orders: int
     price_levels: int
@@ -83,6 +89,16 @@ class ClearingRun:
     started_at: datetime
     finished_at: datetime
     triggered_by: str
+
+    @property
+    def grid_import_kwh(self) -> Decimal:
+        """The same energy in kWh, for display and the API."""
+        return Decimal(self.grid_import_wh) / WH_PER_KWH
+
+    @property
+    def grid_export_kwh(self) -> Decimal:
+        """The same energy in kWh, for display and the API."""
+        return Decimal(self.grid_export_wh) / WH_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -94,8 +110,13 @@ class Trade:
     participant_id: str
     node_id: str
     side: str
-    accepted_kwh: Decimal
+    accepted_wh: int
     price_p_per_kwh: Decimal
+
+    @property
+    def accepted_kwh(self) -> Decimal:
+        """The same energy in kWh, for display and the API."""
+        return Decimal(self.accepted_wh) / WH_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -283,7 +304,7 @@ def node_prices(session: Session, run_id: int) -> list[NodePrice]:
             price_p_per_kwh=row.price_p_per_kwh,
             lowest_p_per_kwh=row.lowest_p_per_kwh,
             highest_p_per_kwh=row.highest_p_per_kwh,
-            net_import_kwh=None if row.net_import_wh is None else Decimal(row.net_import_wh) / WH_PER_KWH,
+            net_import_wh=row.net_import_wh,
         )
         for row in rows
     ]
@@ -300,7 +321,7 @@ def trades_of(session: Session, run_id: int, *, participant_id: str | None = Non
             participant_id=row.participant_id,
             node_id=row.node_id,
             side=row.side,
-            accepted_kwh=Decimal(row.accepted_wh) / WH_PER_KWH,
+            accepted_wh=row.accepted_wh,
             price_p_per_kwh=row.price_p_per_kwh,
         )
         for row in session.exec(query.order_by(col(TradeRow.order_id)))
@@ -335,7 +356,7 @@ def verify_run(engine: Engine, run_id: int, *, options: ClearingOptions | None =
     trades = {(order_id, kwh) for order_id, kwh in result.fills() if kwh}  # Decimals compare by value
     if trades != stored_trades:
         differences.append(f"{len(trades ^ stored_trades)} trades differ from the stored ones")
-    if result.grid_import_kwh != run.grid_import_kwh or result.grid_export_kwh != run.grid_export_kwh:
+    if (result.grid_import_wh, result.grid_export_wh) != (run.grid_import_wh, run.grid_export_wh):
         differences.append("backstop energy differs from the stored run")
     return differences
 
@@ -487,8 +508,8 @@ def _run(row: ClearingRunRow) -> ClearingRun:
         tariff_id=row.tariff_id,
         status=row.status,
         welfare_p=row.welfare_p,
-        grid_import_kwh=Decimal(row.grid_import_wh) / WH_PER_KWH,
-        grid_export_kwh=Decimal(row.grid_export_wh) / WH_PER_KWH,
+        grid_import_wh=row.grid_import_wh,
+        grid_export_wh=row.grid_export_wh,
         orders=row.orders,
         excluded_orders=row.excluded_orders,
         price_levels=row.price_levels,
@@ -502,17 +523,10 @@ def _run(row: ClearingRunRow) -> ClearingRun:
 
 
 @dataclass(frozen=True)
-class ParticipantTrade:
+class ParticipantTrade(Trade):
     """A trade in an interval's current clearing, with its interval."""
 
     period: SettlementPeriod
-    run_id: int
-    order_id: str
-    participant_id: str
-    node_id: str
-    side: str
-    accepted_kwh: Decimal
-    price_p_per_kwh: Decimal
 
 
 def list_trades(
@@ -544,7 +558,7 @@ def list_trades(
             participant_id=trade.participant_id,
             node_id=trade.node_id,
             side=trade.side,
-            accepted_kwh=Decimal(trade.accepted_wh) / WH_PER_KWH,
+            accepted_wh=trade.accepted_wh,
             price_p_per_kwh=trade.price_p_per_kwh,
         )
         for trade, run in session.exec(query)

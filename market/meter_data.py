@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from market.database import chunks
 from market.intervals import SettlementPeriod, settlement_period
 from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
+from market.units import WH_PER_KWH
 from metering.energy import (
     DEFAULT_MAX_GAP,
     CounterEvent,
@@ -39,7 +40,6 @@ from metering.energy import (
 )
 from metering.readings import Quality, Reading
 
-WH_PER_KWH = 1000
 COUNTERS = ("import_kwh", "export_kwh")
 #: How far before the first interval readings are loaded to find the rate for estimates.
 RATE_WINDOW = timedelta(hours=24)
@@ -137,13 +137,6 @@ def _insert_new(session: Session, table: Any, key: list[str]) -> Any:
     return insert.on_conflict_do_nothing(index_elements=key)
 
 
-def counter_readings(
-    session: Session, meter_id: str, *, start: datetime, end: datetime
-) -> list[CounterReading]:
-    """A meter's settleable counter readings (both counters present) in ``[start, end]``."""
-    return counter_readings_of_meters(session, [meter_id], start=start, end=end).get(meter_id, [])
-
-
 def counter_readings_of_meters(
     session: Session, meter_ids: Sequence[str], *, start: datetime, end: datetime
 ) -> dict[str, list[CounterReading]]:
@@ -165,9 +158,7 @@ def counter_readings_of_meters(
             .order_by(table.c.meter_id, table.c.polled_at)
         )
         for meter_id, polled_at, import_wh, export_wh in session.execute(query):
-            by_meter.setdefault(meter_id, []).append(
-                CounterReading(polled_at, Decimal(import_wh).scaleb(-3), Decimal(export_wh).scaleb(-3))
-            )
+            by_meter.setdefault(meter_id, []).append(CounterReading(polled_at, import_wh, export_wh))
     return by_meter
 
 
@@ -321,20 +312,6 @@ def store_energy_of_meters(
     return stored
 
 
-def refresh_interval_energy(
-    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
-) -> list[StoredEnergy]:
-    """Derive ``periods``' energy for a meter and store what changed as new revisions.
-
-    Counter decreases found on the way are recorded as meter events (once each). A job refreshing
-    many meters derives them all first (:func:`derive_energy_of_meters`, no write lock held) and
-    stores them in one short transaction (:func:`store_energy_of_meters`).
-    """
-    if not periods:
-        return []
-    return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
-
-
 def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]], now: datetime) -> None:
     """Counter decreases as meter events, each once (a repeat is skipped by the unique key)."""
     rows = [
@@ -344,8 +321,8 @@ def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]],
             "counter": str(event.register),
             "previous_at": event.previous_at_utc,
             "at": event.at_utc,
-            "before_wh": int(event.before_kwh * WH_PER_KWH),
-            "after_wh": int(event.after_kwh * WH_PER_KWH),
+            "before_wh": event.before_wh,
+            "after_wh": event.after_wh,
             "recorded_at": now,
         }
         for meter_id, event in events
@@ -354,34 +331,6 @@ def _record_resets(session: Session, events: Sequence[tuple[str, CounterEvent]],
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     session.execute(insert.on_conflict_do_nothing(index_elements=["meter_id", "at", "counter", "kind"]), rows)
-
-
-def interval_energy(
-    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
-) -> list[StoredEnergy]:
-    """Current interval energy, optionally for one meter or one period, oldest first."""
-    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
-    if meter_id is not None:
-        query = query.where(IntervalEnergyRow.meter_id == meter_id)
-    if period is not None:
-        query = query.where(
-            IntervalEnergyRow.interval_start_utc == period.start_utc,
-            IntervalEnergyRow.length_minutes == period.length_minutes,
-        )
-    rows = session.exec(
-        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
-    )
-    return [
-        StoredEnergy(
-            row.meter_id,
-            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
-            Decimal(row.import_wh) / WH_PER_KWH,
-            Decimal(row.export_wh) / WH_PER_KWH,
-            row.estimated,
-            row.revision,
-        )
-        for row in rows
-    ]
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, func, select
 
-from market.database import database_name
 from market.errors import MarketError, NotFoundError
 from market.tables import ClearingRunRow, NetworkNodeRow, NetworkVersionRow, TariffRow
+from market.units import WH_PER_KWH
 from optimiser import ClearingInputError, Network, Node, Tariff
-from optimiser.book import WH_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -83,37 +82,6 @@ def network_in_force(session: Session, at: datetime) -> NetworkVersion:
     if row is None or row.id is None:
         raise NotFoundError("network", f"no network version is in force at {at.isoformat()}")
     return network_version(session, row.id)
-
-
-def node_in_force(session: Session, node_id: str, at: datetime) -> bool:
-    """Whether ``node_id`` is a node (or the root) of the network in force at ``at``.
-
-    Two indexed lookups, not a whole tree: order placement asks this for every order.
-    """
-    version = session.exec(
-        select(NetworkVersionRow.id, NetworkVersionRow.root)
-        .where(NetworkVersionRow.effective_from_utc <= at)
-        .order_by(col(NetworkVersionRow.effective_from_utc).desc())
-        .limit(1)
-    ).first()
-    if version is None:
-        raise NotFoundError("network", f"no network version is in force at {at.isoformat()}")
-    version_id, root = version
-    assert version_id is not None
-    return node_id == root or node_id in _node_ids(session, version_id)
-
-
-#: Node ids per network version. A version never changes once published, so this is safe to keep
-#: for the life of the process (and a version id names the same tree in every process).
-_NODE_IDS: dict[tuple[str, int], frozenset[str]] = {}
-
-
-def _node_ids(session: Session, version_id: int) -> frozenset[str]:
-    key = (database_name(session.get_bind().engine), version_id)
-    if key not in _NODE_IDS:
-        rows = session.exec(select(NetworkNodeRow.node_id).where(NetworkNodeRow.version_id == version_id))
-        _NODE_IDS[key] = frozenset(rows)
-    return _NODE_IDS[key]
 
 
 def network_version(session: Session, version_id: int) -> NetworkVersion:

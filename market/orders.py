@@ -46,11 +46,10 @@ from market.tables import (
     OrderRow,
     ParticipantRow,
 )
+from market.units import TICKS_PER_P, WH_PER_KWH
 
 BUY, SELL = "buy", "sell"
 OPEN, CANCELLED = "open", "cancelled"
-WH_PER_KWH = 1000
-TICKS_PER_P = 100
 #: Most orders one :func:`place_orders` batch may hold: a day of half-hours at ten orders each fits.
 MAX_BATCH_ORDERS = 500
 #: Longest ``Idempotency-Key`` (the column's width).

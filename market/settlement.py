@@ -1,11 +1,11 @@
-"""Settlement runs, the ledger, statements and exports.
+"""Settlement runs and the ledger (statements and exports: :mod:`market.statements`).
 
 An interval is settled by :func:`settle` in runs, as on the GB settlement timetable:
 
 - the **initial** run, once, when the interval's meter data is due;
 - **reconciliation** runs afterwards, whenever the inputs have changed (a late or corrected
   reading, an estimate replaced by an actual, a re-clear). A reconciliation never edits what is
-  posted: it settles the interval afresh (:mod:`market.settlement_rules`) and posts only the
+  posted: it settles the interval afresh (:mod:`market.charges`) and posts only the
   difference from everything posted so far, as correcting lines that name the run they correct.
   So the initial run plus every reconciliation equals a fresh settlement on the final data.
 
@@ -21,40 +21,33 @@ May import :mod:`market`, :mod:`metering` and SQLModel.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from market.clearing import current_run
-from market.database import bulk_insert, chunks, lock_for_transaction, transaction
-from market.errors import MarketError, NotFoundError
-from market.intervals import SettlementPeriod, periods_of_day, settlement_period
-from market.network import network_version, tariff_version
-from market.participants import HOUSEHOLD
-from market.settlement_rules import (
-    CP_PER_PENNY,
+from market.charges import (
     EdgeInput,
     IntervalInputs,
     Line,
     SettlementTerms,
     TradeInput,
-    household_account,
-    money_cp,
-    scale_cp,
     settle_interval,
 )
+from market.clearing import current_run
+from market.database import bulk_insert, lock_for_transaction, transaction
+from market.errors import MarketError
+from market.intervals import SettlementPeriod, settlement_period
+from market.network import network_version, tariff_version
+from market.participants import HOUSEHOLD
 from market.tables import (
     ClearingRunRow,
     IntervalEnergyRow,
@@ -67,7 +60,7 @@ from market.tables import (
 )
 
 INITIAL, RECONCILE = "initial", "reconcile"
-#: Line kinds whose energy goes into the statement's columns, and which way.
+#: Line kinds posted per network edge: their memo (less its carried remainder) tells them apart.
 _NETWORK_KINDS = {"network_fee", "congestion_rent", "rounding"}
 
 
@@ -217,29 +210,6 @@ def settle_periods(
             raise
 
 
-def settle_day(
-    engine: Engine,
-    *,
-    settlement_date: date,
-    length_minutes: int,
-    run_type: str,
-    config: SettlementConfig,
-    now: datetime,
-    triggered_by: str,
-    workers: int | None = None,
-) -> list[SettlementOutcome]:
-    """Settle every period of a settlement date (46, 48 or 50 of them at 30 minutes)."""
-    return settle_periods(
-        engine,
-        periods_of_day(settlement_date, length_minutes=length_minutes),
-        run_type=run_type,
-        config=config,
-        now=now,
-        triggered_by=triggered_by,
-        workers=workers,
-    )
-
-
 def periods_due_for_settlement(
     session: Session, *, length_minutes: int, now: datetime, delay: timedelta
 ) -> list[SettlementPeriod]:
@@ -362,8 +332,8 @@ def _gather(session: Session, period: SettlementPeriod, config: SettlementConfig
     inputs = IntervalInputs(
         trades=trades,
         edges=edges,
-        grid_import_wh=int(clearing.grid_import_kwh * 1000),
-        grid_export_wh=int(clearing.grid_export_kwh * 1000),
+        grid_import_wh=clearing.grid_import_wh,
+        grid_export_wh=clearing.grid_export_wh,
         metered_wh=metered,
         estimated=frozenset(estimated),
         terms=terms,
@@ -574,304 +544,3 @@ def account_balances(
         balances[debit] -= amount
         balances[credit] += amount
     return dict(balances)
-
-
-# --- statements ----------------------------------------------------------------------------------
-
-
-@dataclass
-class StatementFigures:
-    """One household's figures over some intervals; energy in Wh, money in hundredths of a penny.
-
-    Money signs are the household's: positive it pays, negative it is paid.
-    """
-
-    bought_wh: int = 0
-    bought_cp: int = 0
-    sold_wh: int = 0
-    sold_cp: int = 0
-    imported_wh: int = 0
-    imported_cp: int = 0
-    exported_wh: int = 0
-    exported_cp: int = 0
-    fees_cp: int = 0
-    vat_cp: int = 0
-    baseline_cp: int = 0
-    corrections_cp: int = 0
-
-    @property
-    def total_cp(self) -> int:
-        """What the household pays in all (negative: is paid)."""
-        return (
-            self.bought_cp - self.sold_cp + self.imported_cp - self.exported_cp + self.fees_cp + self.vat_cp
-        )
-
-    @property
-    def saving_cp(self) -> int:
-        """The baseline (the same meter data on the tariffs alone) less what it pays."""
-        return self.baseline_cp - self.total_cp
-
-    def add(self, other: StatementFigures) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-_ADDS_TO_METERED = {"trade_buy", "imbalance_import"}
-_COLUMNS = {
-    "trade_buy": ("bought_wh", "bought_cp", 1),
-    "trade_sell": ("sold_wh", "sold_cp", -1),
-    "imbalance_import": ("imported_wh", "imported_cp", 1),
-    "imbalance_export": ("exported_wh", "exported_cp", -1),
-}
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A household's statement for a month: a row per day and the month's total."""
-
-    participant_id: str
-    month: str
-    days: dict[date, StatementFigures]
-    total: StatementFigures
-
-
-def statement(session: Session, participant_id: str, *, first_day: date, last_day: date) -> Statement:
-    """A household's figures per settlement date between two dates (inclusive), and their total.
-
-    Built from every posted line, reconciliations included. The baseline prices each interval's
-    metered energy on that interval's tariffs (import charged with VAT, export paid), rounded per
-    interval as a bill would be.
-    """
-    participant = session.get(ParticipantRow, participant_id)
-    if participant is None or participant.kind != HOUSEHOLD:
-        raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
-    runs = _runs_between(session, first_day, last_day)
-    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
-    return _statement(participant_id, rows, runs, first_day)
-
-
-def statements(session: Session, *, first_day: date, last_day: date) -> dict[str, Statement]:
-    """Every household's statement between two dates, as :func:`statement` makes them, from one
-    read of the range's lines (for reports over a whole district, not one household's view)."""
-    runs = _runs_between(session, first_day, last_day)
-    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    by_household: dict[str, list[sa.Row[Any]]] = {
-        household: []
-        for household in session.exec(select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD))
-    }
-    for row in _statement_lines(session, runs, lines.participant_id.is_not(None)):
-        if row.participant_id in by_household:
-            by_household[row.participant_id].append(row)
-    return {
-        household: _statement(household, rows, runs, first_day) for household, rows in by_household.items()
-    }
-
-
-_STATEMENT_COLUMNS = tuple(
-    LedgerLineRow.__table__.c[name]  # type: ignore[attr-defined]
-    for name in (
-        "participant_id",
-        "run_id",
-        "settlement_date",
-        "period",
-        "kind",
-        "debit",
-        "amount_cp",
-        "energy_wh",
-        "corrects_run_id",
-    )
-)
-
-
-def _statement_lines(
-    session: Session, runs: dict[int, SettlementRunRow], whose: sa.ColumnElement[bool]
-) -> Iterator[sa.Row[Any]]:
-    """The statement columns of the lines of ``runs``' intervals that ``whose`` selects. The
-    ledger's household index leads with the interval, so a household is found by a seek in each
-    settled interval of the range (a month is about 1,500)."""
-    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    for starts in chunks(sorted({run.interval_start_utc for run in runs.values()})):
-        yield from session.execute(
-            sa.select(*_STATEMENT_COLUMNS).where(lines.interval_start_utc.in_(starts), whose)
-        )
-
-
-def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, SettlementRunRow]:
-    # A settlement date's intervals start within a day of its UTC midnight: that coarse range
-    # lets the interval index find the runs.
-    earliest = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), UTC)
-    latest = datetime.combine(last_day + timedelta(days=2), datetime.min.time(), UTC)
-    in_range = select(SettlementRunRow).where(
-        SettlementRunRow.interval_start_utc >= earliest,
-        SettlementRunRow.interval_start_utc < latest,
-        SettlementRunRow.settlement_date >= first_day,
-        SettlementRunRow.settlement_date <= last_day,
-    )
-    return {row.id: row for row in session.exec(in_range) if row.id is not None}
-
-
-def _statement(
-    participant_id: str, rows: Sequence[sa.Row[Any]], runs: dict[int, SettlementRunRow], first_day: date
-) -> Statement:
-    account = household_account(participant_id)
-    days: dict[date, StatementFigures] = defaultdict(StatementFigures)
-    for row in rows:
-        _accumulate(days[row.settlement_date], row, account)
-    _add_baseline(days, rows, runs, account)
-    total = StatementFigures()
-    for figures in days.values():
-        total.add(figures)
-    return Statement(participant_id, f"{first_day:%Y-%m}", dict(sorted(days.items())), total)
-
-
-def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], account: str) -> None:
-    """Add one line to a household's figures, from the household's side (+ when it pays)."""
-    side = 1 if row.debit == account else -1
-    if row.corrects_run_id is not None:
-        figures.corrections_cp += side * row.amount_cp
-    if row.kind in _COLUMNS:
-        energy_name, money_name, direction = _COLUMNS[row.kind]
-        setattr(figures, energy_name, getattr(figures, energy_name) + side * direction * row.energy_wh)
-        setattr(figures, money_name, getattr(figures, money_name) + side * direction * row.amount_cp)
-    elif row.kind == "platform_fee":
-        figures.fees_cp += side * row.amount_cp
-    elif row.kind == "vat":
-        figures.vat_cp += side * row.amount_cp
-
-
-def _add_baseline(
-    days: dict[date, StatementFigures],
-    rows: Iterable[sa.Row[Any]],
-    runs: dict[int, SettlementRunRow],
-    account: str,
-) -> None:
-    """The no-local-market bill: each interval's net metered energy on that interval's tariffs.
-
-    Net metered energy is bought - sold + imported - exported, from the same lines as the columns.
-    """
-    net: dict[tuple[date, int], int] = defaultdict(int)
-    terms: dict[tuple[date, int], SettlementRunRow] = {}
-    for row in rows:
-        if row.kind not in _COLUMNS:
-            continue
-        side = 1 if row.debit == account else -1
-        column_wh = side * _COLUMNS[row.kind][2] * row.energy_wh
-        net[(row.settlement_date, row.period)] += column_wh if row.kind in _ADDS_TO_METERED else -column_wh
-        run = runs.get(row.run_id)
-        if run is not None and run.import_p_per_kwh is not None:
-            terms[(row.settlement_date, row.period)] = run
-    for (day, period), wh in net.items():
-        run = terms.get((day, period))
-        if run is None or run.import_p_per_kwh is None or run.export_p_per_kwh is None:
-            continue
-        if wh > 0:
-            charge = money_cp(wh, run.import_p_per_kwh)
-            days[day].baseline_cp += charge + scale_cp(charge, run.vat_rate)
-        elif wh < 0:
-            days[day].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
-
-
-EXPORT_COLUMNS = (
-    "run_id",
-    "run_type",
-    "sequence",
-    "settlement_date",
-    "period",
-    "start_utc",
-    "participant_id",
-    "bought_kwh",
-    "bought_p",
-    "sold_kwh",
-    "sold_p",
-    "imported_kwh",
-    "imported_p",
-    "exported_kwh",
-    "exported_p",
-    "fees_p",
-    "vat_p",
-    "total_p",
-)
-
-
-def export_runs_csv(session: Session, run_ids: Sequence[int]) -> str:
-    """The energy company's export: one row per household per interval per run (corrections as
-    posted by a reconciliation, not restated totals)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    for run_id in run_ids:
-        run = session.get(SettlementRunRow, run_id)
-        if run is None:
-            raise NotFoundError("run_id", f"{run_id} is not a settlement run")
-        figures: dict[str, StatementFigures] = defaultdict(StatementFigures)
-        for row in session.exec(select(LedgerLineRow).where(LedgerLineRow.run_id == run_id)):
-            if row.participant_id is not None:
-                _accumulate(figures[row.participant_id], row, household_account(row.participant_id))
-        start = run.interval_start_utc.isoformat().replace("+00:00", "Z")
-        for participant, values in sorted(figures.items()):
-            columns = statement_row(values)
-            writer.writerow(
-                [
-                    run_id,
-                    run.run_type,
-                    run.sequence,
-                    run.settlement_date,
-                    run.period,
-                    start,
-                    participant,
-                    *columns[:10],
-                    columns[10],
-                ]
-            )
-    return out.getvalue()
-
-
-def statement_csv(statement: Statement) -> str:
-    """A statement as CSV: a row per day and a total row, pence with two decimals."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "date",
-            "bought_kwh",
-            "bought_p",
-            "sold_kwh",
-            "sold_p",
-            "imported_kwh",
-            "imported_p",
-            "exported_kwh",
-            "exported_p",
-            "fees_p",
-            "vat_p",
-            "total_p",
-            "baseline_p",
-            "saving_p",
-            "corrections_p",
-        ]
-    )
-    for day, figures in [*statement.days.items(), ("total", statement.total)]:
-        writer.writerow([str(day), *statement_row(figures)])
-    return out.getvalue()
-
-
-def statement_row(figures: StatementFigures) -> list[str]:
-    """A statement's figures as text: kWh to the Wh, pence to the hundredth."""
-    kwh = lambda wh: f"{Decimal(wh) / 1000:.3f}"  # noqa: E731
-    pence = lambda cp: f"{Decimal(cp) / CP_PER_PENNY:.2f}"  # noqa: E731
-    return [
-        kwh(figures.bought_wh),
-        pence(figures.bought_cp),
-        kwh(figures.sold_wh),
-        pence(figures.sold_cp),
-        kwh(figures.imported_wh),
-        pence(figures.imported_cp),
-        kwh(figures.exported_wh),
-        pence(figures.exported_cp),
-        pence(figures.fees_cp),
-        pence(figures.vat_cp),
-        pence(figures.total_cp),
-        pence(figures.baseline_cp),
-        pence(figures.saving_cp),
-        pence(figures.corrections_cp),
-    ]

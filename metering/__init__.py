@@ -3,7 +3,7 @@ the energy of each settlement interval.
 
 Modules: :mod:`metering.registers` (maps, block-read planning, bulk decoding),
 :mod:`metering.sunspec` (SunSpec discovery), :mod:`metering.readings` (validated readings),
-:mod:`metering.polling` (async polling of a fleet), :mod:`metering.simulator` (emulated meters
+:mod:`metering.polling` (async polling of a fleet), :mod:`metering.emulator` (emulated meters
 on loopback) and :mod:`metering.energy` (interval energy from cumulative counters).
 
 Imports nothing from :mod:`market`, :mod:`optimiser` or :mod:`api`.

@@ -11,18 +11,18 @@ as ``market.intervals.SettlementPeriod``, because metering may not import :mod:`
 Policies
 --------
 Exactness and rounding
-    Counters are Decimal kWh and every step is exact rational arithmetic. The counter at each boundary
+    Counters are integer Wh and every step is exact rational arithmetic. The counter at each boundary
     is interpolated exactly and then rounded *once* to whole Wh, half to even. An interval's energy is
     the difference of its two rounded boundary values, so over consecutive intervals the energies
     telescope: they add up exactly to the difference between the first and the last boundary value,
     with no drift however many intervals there are, and a reading in whole Wh that falls on a boundary
-    is reproduced exactly. Half to even rather than half up because interpolating 0.001 kWh counters
+    is reproduced exactly. Half to even rather than half up because interpolating whole-Wh counters
     at a midpoint lands on half a Wh often, and half up would bias every such boundary the same way.
 Interpolation
     The counter at a boundary is interpolated linearly in time between the last reading at or before
     the boundary and the first at or after it; a reading exactly on the boundary is used as it is.
 Duplicate readings
-    Of several readings at the same instant the one with the largest ``(import_kwh, export_kwh)`` is
+    Of several readings at the same instant the one with the largest ``(import_wh, export_wh)`` is
     kept and the rest are dropped. The choice depends only on the values, never on the input order.
 Counter decreases (resets and meter replacements)
     A register that reads less than at the reading before has been reset or its meter replaced; the
@@ -105,7 +105,6 @@ more than two half-hours could move energy between periods with quite different 
 DEFAULT_RATE_WINDOW = timedelta(hours=24)
 """A day, so the extrapolation rate averages over a whole daily cycle of use and generation."""
 
-_WH_PER_KWH = 1000
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -138,24 +137,25 @@ class CounterReading:
     at_utc : datetime
         When the counters were read. Any aware datetime is accepted and stored converted to UTC, so
         that arithmetic on it is never wall-clock arithmetic; a naive one is rejected.
-    import_kwh, export_kwh : Decimal
-        The cumulative counters, finite and not negative. Decimal, not float, so they stay exact.
+    import_wh, export_wh : int
+        The cumulative counters in whole Wh, not negative (a meter's kWh registers are turned into
+        Wh once, when the reading is stored).
 
     Raises
     ------
     ValueError
-        Naming the field, for a naive or non-datetime ``at_utc`` or a counter that is not a finite,
-        non-negative Decimal.
+        Naming the field, for a naive or non-datetime ``at_utc`` or a counter that is not a
+        non-negative integer.
     """
 
     at_utc: datetime
-    import_kwh: Decimal
-    export_kwh: Decimal
+    import_wh: int
+    export_wh: int
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at_utc", _aware_utc("at_utc", self.at_utc))
-        _check_counter_kwh("import_kwh", self.import_kwh)
-        _check_counter_kwh("export_kwh", self.export_kwh)
+        _check_counter_wh("import_wh", self.import_wh)
+        _check_counter_wh("export_wh", self.export_wh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +170,8 @@ class CounterEvent:
         The first reading after the decrease, where it was seen.
     register : Register
         Which counter went down.
-    before_kwh, after_kwh : Decimal
-        That counter's raw values at ``previous_at_utc`` and ``at_utc``; ``after_kwh < before_kwh``.
+    before_wh, after_wh : int
+        That counter's raw values at ``previous_at_utc`` and ``at_utc``; ``after_wh < before_wh``.
     kind : CounterEventKind
         Always :attr:`CounterEventKind.COUNTER_RESET` for now.
     """
@@ -179,8 +179,8 @@ class CounterEvent:
     previous_at_utc: datetime
     at_utc: datetime
     register: Register
-    before_kwh: Decimal
-    after_kwh: Decimal
+    before_wh: int
+    after_wh: int
     kind: CounterEventKind = CounterEventKind.COUNTER_RESET
 
 
@@ -365,7 +365,7 @@ class _ContinuousCounters:
         # Sorting by value as well as time, then keeping the last at each instant, makes the choice among
         # duplicates depend on the values alone.
         kept: dict[datetime, CounterReading] = {}
-        for reading in sorted(checked, key=lambda r: (r.at_utc, r.import_kwh, r.export_kwh)):
+        for reading in sorted(checked, key=lambda r: (r.at_utc, r.import_wh, r.export_wh)):
             kept[reading.at_utc] = reading
         ordered = list(kept.values())
         self.times_utc: list[datetime] = [reading.at_utc for reading in ordered]
@@ -385,24 +385,24 @@ class _ContinuousCounters:
         reset_policy: ResetPolicy,
         events: list[CounterEvent],
     ) -> list[Fraction]:
-        raw_kwh = [
-            reading.import_kwh if register is Register.IMPORT else reading.export_kwh for reading in ordered
+        raw_wh = [
+            reading.import_wh if register is Register.IMPORT else reading.export_wh for reading in ordered
         ]
         continuous_wh: list[Fraction] = []
-        for k, value_kwh in enumerate(raw_kwh):
-            value_wh = Fraction(value_kwh) * _WH_PER_KWH
+        for k, value in enumerate(raw_wh):
+            value_wh = Fraction(value)
             if k == 0:
                 continuous_wh.append(value_wh)
                 continue
-            offset_wh = continuous_wh[-1] - Fraction(raw_kwh[k - 1]) * _WH_PER_KWH
-            if value_kwh < raw_kwh[k - 1]:
+            offset_wh = continuous_wh[-1] - raw_wh[k - 1]
+            if value < raw_wh[k - 1]:
                 events.append(
                     CounterEvent(
                         previous_at_utc=ordered[k - 1].at_utc,
                         at_utc=ordered[k].at_utc,
                         register=register,
-                        before_kwh=raw_kwh[k - 1],
-                        after_kwh=value_kwh,
+                        before_wh=raw_wh[k - 1],
+                        after_wh=value,
                     )
                 )
                 self.reset_after[k - 1] = True
@@ -487,13 +487,11 @@ def _aware_utc(field: str, value: object) -> datetime:
         raise ValueError(f"{field}: {value.isoformat()} is outside the supported range") from None
 
 
-def _check_counter_kwh(field: str, value: object) -> None:
-    if not isinstance(value, Decimal):
-        raise ValueError(f"{field}: {value!r} is not a Decimal (a float would not be exact)")
-    if not value.is_finite():
-        raise ValueError(f"{field}: {value} is not a finite number")
+def _check_counter_wh(field: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{field}: {value!r} is not a whole number of Wh")
     if value < 0:
-        raise ValueError(f"{field}: {value} kWh is negative; a cumulative counter cannot be")
+        raise ValueError(f"{field}: {value} Wh is negative; a cumulative counter cannot be")
 
 
 def _check_interval(index: int, interval: object) -> tuple[datetime, datetime]:

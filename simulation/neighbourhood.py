@@ -85,7 +85,7 @@ class Household:
     feeder : str
         The network node the home is on.
     meter_model : str
-        One of :data:`metering.simulator.SIMULATED_MODELS`.
+        One of :data:`metering.emulator.SIMULATED_MODELS`.
     occupants : int
         Household size, 1 to 5.
     annual_kwh : float

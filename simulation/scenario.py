@@ -50,7 +50,7 @@ The root may have no capacities or fee: it has no edge to a parent.
 
 ``[[households]]``: a group of ``count`` homes on node ``feeder``, named ``"<name_prefix> <n>"``:
     ``annual_kwh`` (number or ``[lo, hi]``, drawn uniformly), ``occupants`` (1-5 or ``[lo, hi]``),
-    ``meter_model`` (a model of :data:`metering.simulator.SIMULATED_MODELS`, or a list cycled through),
+    ``meter_model`` (a model of :data:`metering.emulator.SIMULATED_MODELS`, or a list cycled through),
     ``strategy`` (``auto``, ``consumer``, ``pv``, ``battery``, ``ev``; default ``auto``: battery, else
     ev, else pv, else consumer by the home's assets), ``strategy_params`` (a table of that strategy's
     parameters, see :mod:`simulation.strategies`), ``forecast_error`` (relative std of the
@@ -64,7 +64,7 @@ The root may have no capacities or fee: it has no edge to a parent.
 
 A range is either one number or a two-element ``[lo, hi]`` array with ``lo <= hi``.
 
-May import the standard library, pydantic, :mod:`market.intervals` and :mod:`metering.simulator`'s
+May import the standard library, pydantic, :mod:`market.intervals` and :mod:`metering.emulator`'s
 model list; nothing that touches a database, HTTP or Modbus I/O.
 """
 
@@ -89,7 +89,7 @@ from pydantic import (
 )
 
 from market.intervals import ALLOWED_LENGTHS_MINUTES
-from metering.simulator import SIMULATED_MODELS
+from metering.emulator import SIMULATED_MODELS
 from simulation.strategies import check_strategy_params
 
 __all__ = [

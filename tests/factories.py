@@ -7,11 +7,22 @@ import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+import pytest
 from hypothesis import strategies as st
 
-from metering.simulator import Gateway, SimulatedMeter
+from metering.emulator import Gateway, MeterProfile, SimulatedMeter
+from metering.emulator.meters import SUNSPEC_SCALE_FACTORS_BY_UNIT
 from optimiser import Network, Node, Order, OrderBook, Side, Tariff
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlmodel import Session
+
+    from market.intervals import SettlementPeriod
+    from market.meter_data import StoredEnergy
 
 GATE = datetime(2026, 11, 21, 16, 55, tzinfo=UTC)
 TARIFF = Tariff(Decimal("24.5"), Decimal("4.1"))
@@ -213,7 +224,7 @@ def seed_cleared_metered_interval(engine, period, *, now: datetime) -> None:
     """:func:`seed_cleared_interval`, and meter readings exactly at the period's boundaries
     (H1 2.4 kWh, H2 1 kWh, H3 -2.5 kWh)."""
     from market.database import transaction
-    from market.meter_data import refresh_interval_energy, store_readings
+    from market.meter_data import store_readings
     from metering.readings import Quality, Reading
 
     seed_cleared_interval(engine, period, now=now)
@@ -280,7 +291,8 @@ def api_client(engine, database_url, *, now: datetime):  # type: ignore[no-untyp
     (``client.clock``) and tokens for OPS, H1 and H2 (``client.tokens``)."""
     from fastapi.testclient import TestClient
 
-    from api.app import Platform, create_app
+    from api.app import create_app
+    from api.deps import Platform
     from api.settings import Settings
     from market.access import issue_token
     from market.database import transaction
@@ -309,3 +321,125 @@ def count_rows(engine, table) -> int:  # type: ignore[no-untyped-def]
 
     with Session(engine) as session:
         return session.exec(select(func.count()).select_from(table)).one()
+
+
+# --- emulated meters ---------------------------------------------------------------------------
+
+SUMMER_NOON = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+"""A summer noon: PV exports."""
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = SUMMER_NOON) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class ManualMonotonic:
+    """A monotonic clock in seconds that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def tolerance(meter: SimulatedMeter, name: str, value: float) -> float:
+    """How far a decoded value may be from the profile's: half a raw step, or float32 rounding."""
+    q = meter.register_map.quantity(name)
+    if not q.is_integer:
+        return 1e-6 * max(1.0, abs(value))
+    step = q.scale
+    if q.scale_factor_address is not None:
+        step *= 10.0 ** SUNSPEC_SCALE_FACTORS_BY_UNIT[q.unit]
+    return step / 2 + 1e-9
+
+
+def assert_matches(meter: SimulatedMeter, values: dict[str, float] | object, at: datetime) -> None:
+    """``values`` are what ``meter`` shows at ``at``, to the precision of its registers."""
+    assert isinstance(values, dict) or hasattr(values, "items")
+    expected = meter.values_at(at)
+    got = dict(values.items())  # type: ignore[attr-defined]
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=tolerance(meter, name, value)), name
+
+
+def integrate_by_steps(profile: MeterProfile, start: datetime, end: datetime) -> tuple[float, float]:
+    """Import and export between two times, walking the profile's constant-power steps."""
+    imported = exported = 0.0
+    moment = start
+    while moment < end:
+        seconds_into_day = (
+            moment - moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        ).total_seconds()
+        step_end = moment + timedelta(seconds=profile.step_s - seconds_into_day % profile.step_s)
+        until = min(step_end, end)
+        energy_kwh = profile.net_power_w(moment) * (until - moment).total_seconds() / 3_600_000
+        imported += max(energy_kwh, 0.0)
+        exported += max(-energy_kwh, 0.0)
+        moment = until
+    return imported, exported
+
+
+# --- interval energy, one meter at a time ------------------------------------------------------
+
+
+def refresh_interval_energy(
+    session: Session, meter_id: str, periods: Sequence[SettlementPeriod], *, now: datetime
+) -> list[StoredEnergy]:
+    """Derive ``periods``' energy for one meter and store what changed as new revisions (the jobs
+    do many meters at once: :func:`market.meter_data.derive_energy_of_meters`).
+
+    Counter decreases found on the way are recorded as meter events (once each). A job refreshing
+    many meters derives them all first (:func:`derive_energy_of_meters`, no write lock held) and
+    stores them in one short transaction (:func:`store_energy_of_meters`).
+    """
+    from market.meter_data import derive_meter_energy, store_meter_energy
+
+    if not periods:
+        return []
+    return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
+
+
+def interval_energy(
+    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
+) -> list[StoredEnergy]:
+    """Current interval energy, optionally for one meter or one period, oldest first."""
+    from sqlmodel import col, select
+
+    from market.intervals import settlement_period
+    from market.meter_data import StoredEnergy
+    from market.tables import IntervalEnergyRow
+    from market.units import WH_PER_KWH
+
+    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
+    if meter_id is not None:
+        query = query.where(IntervalEnergyRow.meter_id == meter_id)
+    if period is not None:
+        query = query.where(
+            IntervalEnergyRow.interval_start_utc == period.start_utc,
+            IntervalEnergyRow.length_minutes == period.length_minutes,
+        )
+    rows = session.exec(
+        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
+    )
+    return [
+        StoredEnergy(
+            row.meter_id,
+            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
+            Decimal(row.import_wh) / WH_PER_KWH,
+            Decimal(row.export_wh) / WH_PER_KWH,
+            row.estimated,
+            row.revision,
+        )
+        for row in rows
+    ]

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from api.app import Platform, build_jobs, create_app
+from api.app import build_jobs, create_app
 from api.clock import AcceleratedClock
+from api.deps import Platform
 from api.settings import Settings
 from market.access import issue_token
 from market.database import transaction
@@ -18,7 +19,7 @@ from market.intervals import period_at
 from market.participants import register_meter
 from market.settlement import account_balances, runs_of
 from market.tables import ClearingRunRow, MeterReadingRow
-from metering.simulator import MeterProfile, SimulatedMeter
+from metering.emulator import MeterProfile, SimulatedMeter
 from tests.factories import GatewayThread, seed_market
 
 START = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)

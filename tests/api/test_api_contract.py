@@ -17,7 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api.app import Platform, create_app
+from api.app import create_app
+from api.deps import Platform
 from api.settings import Settings
 from market.access import issue_token
 from market.database import create_database_engine, transaction, upgrade_database

@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from api.app import Platform, create_app
+from api.app import create_app
+from api.deps import Platform
 from market.clearing import clear_interval
 from market.intervals import period_at
 from market.rules import MarketRules

@@ -14,8 +14,8 @@ from market.intervals import period_at
 from market.participants import register_meter
 from market.rules import MarketRules
 from market.tables import IntervalEnergyRow, MeterReadingRow
+from metering.emulator import Fault, SimulatedMeter
 from metering.polling import PollSettings
-from metering.simulator import Fault, SimulatedMeter
 from tests.factories import GatewayThread, seed_market
 
 PERIOD = period_at(datetime(2026, 6, 21, 12, 0, tzinfo=UTC))

@@ -12,12 +12,12 @@ from api.clock import AcceleratedClock
 from api.scheduler import SettlementJobs
 from market.database import transaction
 from market.intervals import period_at
-from market.meter_data import refresh_interval_energy, store_readings
+from market.meter_data import store_readings
 from market.rules import MarketRules
 from market.settlement import SettlementConfig, account_balances, runs_of
 from market.tables import MeterReadingRow
 from metering.readings import Quality, Reading
-from tests.factories import seed_cleared_metered_interval
+from tests.factories import refresh_interval_energy, seed_cleared_metered_interval
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 PERIOD = period_at(NOW + timedelta(hours=1))

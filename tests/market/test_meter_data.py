@@ -12,18 +12,16 @@ from sqlmodel import Session, func, select
 from market.database import transaction
 from market.intervals import period_at
 from market.meter_data import (
-    counter_readings,
+    counter_readings_of_meters,
     derive_meter_energy,
-    interval_energy,
     kwh_to_wh,
-    refresh_interval_energy,
     store_readings,
 )
 from market.participants import register_meter
 from market.tables import MeterEventRow, MeterReadingRow
 from metering.energy import derive_interval_energy
 from metering.readings import Quality, Reading
-from tests.factories import seed_market
+from tests.factories import interval_energy, refresh_interval_energy, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 FIRST = period_at(NOW)  # 12:00-12:30 UTC
@@ -135,9 +133,9 @@ def test_deriving_from_the_near_readings_gives_what_all_readings_give(metered):
         store_readings(session, batch)
     periods = [period_at(NOW + timedelta(minutes=30 * k)) for k in range(-12, 12)]
     with Session(metered) as session:
-        everything = counter_readings(
-            session, "M1", start=NOW - timedelta(days=3), end=NOW + timedelta(days=3)
-        )
+        everything = counter_readings_of_meters(
+            session, ["M1"], start=NOW - timedelta(days=3), end=NOW + timedelta(days=3)
+        )["M1"]
         for pair in pairwise(periods):
             derived = derive_meter_energy(session, "M1", list(pair))
             expected = derive_interval_energy(everything, [(p.start_utc, p.end_utc) for p in pair])

@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session, select
 
+from market.charges import settle_interval
 from market.database import transaction
 from market.errors import MarketError
 from market.intervals import period_at, periods_of_day
-from market.meter_data import refresh_interval_energy, store_readings
+from market.meter_data import store_readings
 from market.rules import MarketRules
 from market.settlement import (
     INITIAL,
@@ -23,16 +24,12 @@ from market.settlement import (
     line_totals,
     runs_of,
     settle,
-    settle_day,
     settle_periods,
-    statement,
-    statement_csv,
-    statements,
 )
-from market.settlement_rules import settle_interval
+from market.statements import statement, statement_csv, statements
 from market.tables import LedgerLineRow, MeterReadingRow
 from metering.readings import Quality, Reading
-from tests.factories import race, seed_cleared_interval, seed_market
+from tests.factories import race, refresh_interval_energy, seed_cleared_interval, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RULES = MarketRules()
@@ -259,10 +256,9 @@ def test_every_households_statement_at_once_equals_each_alone(market):
 def test_a_clock_change_day_settles_fifty_periods(engine):
     with transaction(engine) as session:
         seed_market(session, now=NOW)
-    outcomes = settle_day(
+    outcomes = settle_periods(
         engine,
-        settlement_date=date(2026, 10, 25),
-        length_minutes=30,
+        periods_of_day(date(2026, 10, 25)),
         run_type=INITIAL,
         config=CONFIG,
         now=NOW,

@@ -44,8 +44,15 @@ def at(hhmm: str) -> datetime:
     return utc(f"{DAY}T{hhmm}")
 
 
+def wh(kwh: str) -> int:
+    """A counter written in kWh (as a meter shows it), in whole Wh."""
+    value = Decimal(kwh) * 1000
+    assert value == value.to_integral_value(), kwh
+    return int(value)
+
+
 def reading(hhmm: str, import_kwh: str, export_kwh: str = "0.000") -> CounterReading:
-    return CounterReading(at(hhmm), Decimal(import_kwh), Decimal(export_kwh))
+    return CounterReading(at(hhmm), wh(import_kwh), wh(export_kwh))
 
 
 def half_hours(first_hhmm: str, count: int) -> list[tuple[datetime, datetime]]:
@@ -107,7 +114,7 @@ def test_boundaries_between_readings_are_interpolated_linearly():
     [
         ("1.000", "1.001", (0, 1)),  # midpoint 1000.5 Wh rounds to even 1000
         ("1.001", "1.002", (1, 0)),  # midpoint 1001.5 Wh rounds to even 1002
-        ("1.0004", "1.0016", (1, 1)),  # ends 1000.4 -> 1000 and 1001.6 -> 1002; midpoint 1001.0
+        ("1.000", "1.003", (2, 1)),  # midpoint 1001.5 Wh rounds to even 1002
     ],
 )
 def test_each_boundary_is_rounded_once_half_to_even_and_the_energies_telescope(
@@ -130,7 +137,7 @@ def test_a_reset_in_the_middle_of_an_interval_continues_the_counter_by_default()
         reading("00:30", "0.150", "3.000"),
         reading("01:00", "0.450", "3.000"),
     ]
-    reset = CounterEvent(at("00:10"), at("00:20"), Register.IMPORT, Decimal("100.100"), Decimal("0.050"))
+    reset = CounterEvent(at("00:10"), at("00:20"), Register.IMPORT, 100_100, 50)
 
     result = derive_interval_energy(readings, half_hours("00:00", 2))
     around = derive_interval_energy(readings, [(at("00:00"), at("00:10")), (at("00:20"), at("00:30"))])
@@ -171,8 +178,8 @@ def test_a_replacement_meter_starting_from_another_value_gives_no_jump():
         reading("01:00", "12.100", "0.020"),
     ]
     events = (
-        CounterEvent(at("00:20"), at("00:40"), Register.IMPORT, Decimal("5000.300"), Decimal("12.000")),
-        CounterEvent(at("00:20"), at("00:40"), Register.EXPORT, Decimal("300.000"), Decimal("0.000")),
+        CounterEvent(at("00:20"), at("00:40"), Register.IMPORT, 5_000_300, 12_000),
+        CounterEvent(at("00:20"), at("00:40"), Register.EXPORT, 300_000, 0),
     )
 
     continued = derive_interval_energy(readings, half_hours("00:00", 2))
@@ -272,10 +279,8 @@ def test_readings_in_another_zone_are_compared_as_instants_across_the_clock_chan
     london = ZoneInfo("Europe/London")
     # 01:30 happens twice in London on 2026-10-25: first in BST (00:30Z), then in GMT (01:30Z). The two
     # London datetimes compare equal as wall-clock times; as instants they are an hour apart.
-    first = CounterReading(datetime(2026, 10, 25, 1, 30, fold=0, tzinfo=london), Decimal("1"), Decimal("0"))
-    second = CounterReading(
-        datetime(2026, 10, 25, 1, 30, fold=1, tzinfo=london), Decimal("1.6"), Decimal("0")
-    )
+    first = CounterReading(datetime(2026, 10, 25, 1, 30, fold=0, tzinfo=london), 1000, 0)
+    second = CounterReading(datetime(2026, 10, 25, 1, 30, fold=1, tzinfo=london), 1600, 0)
 
     result = derive_interval_energy(
         [first, second],
@@ -301,8 +306,8 @@ def test_the_autumn_clock_change_day_has_fifty_measured_half_hours():
     readings = [
         CounterReading(
             first_reading_utc + k * timedelta(minutes=10),
-            Decimal("1000") + k * Decimal("0.2"),
-            Decimal("20") + k * Decimal("0.05"),
+            1_000_000 + k * 200,
+            20_000 + k * 50,
         )
         for k in range(25 * 6 + 2)  # 22:55Z to 00:05Z the next day
     ]
@@ -319,20 +324,20 @@ def test_the_autumn_clock_change_day_has_fifty_measured_half_hours():
 
 
 @pytest.mark.parametrize(
-    ("at_utc", "import_kwh", "export_kwh", "field"),
+    ("at_utc", "import_wh", "export_wh", "field"),
     [
-        (datetime(2026, 11, 21), Decimal(1), Decimal(0), "at_utc"),  # naive
-        ("2026-11-21T00:00Z", Decimal(1), Decimal(0), "at_utc"),
-        (BASE_UTC, Decimal("NaN"), Decimal(0), "import_kwh"),
-        (BASE_UTC, Decimal("sNaN"), Decimal(0), "import_kwh"),
-        (BASE_UTC, Decimal("Infinity"), Decimal(0), "import_kwh"),
-        (BASE_UTC, 1.5, Decimal(0), "import_kwh"),
-        (BASE_UTC, Decimal(1), Decimal("-0.001"), "export_kwh"),
+        (datetime(2026, 11, 21), 1, 0, "at_utc"),  # naive
+        ("2026-11-21T00:00Z", 1, 0, "at_utc"),
+        (BASE_UTC, Decimal("NaN"), 0, "import_wh"),
+        (BASE_UTC, Decimal(1), 0, "import_wh"),  # kWh as a Decimal, not Wh
+        (BASE_UTC, 1.5, 0, "import_wh"),
+        (BASE_UTC, True, 0, "import_wh"),
+        (BASE_UTC, 1, -1, "export_wh"),
     ],
 )
-def test_a_bad_reading_is_rejected_naming_the_field(at_utc, import_kwh, export_kwh, field):
+def test_a_bad_reading_is_rejected_naming_the_field(at_utc, import_wh, export_wh, field):
     with pytest.raises(ValueError, match=f"^{field}: "):
-        CounterReading(at_utc, import_kwh, export_kwh)
+        CounterReading(at_utc, import_wh, export_wh)
 
 
 @pytest.mark.parametrize(
@@ -385,7 +390,7 @@ def reading_lists(
     max_size: int = 25,
     distinct_times: bool = False,
 ) -> list[CounterReading]:
-    """Readings at whole seconds after BASE_UTC, often on quarter-hours, counters in 0.001 or 0.0001 kWh.
+    """Readings at whole seconds after BASE_UTC, often on quarter-hours, counters in whole Wh.
 
     Monotone lists rise by random steps (often zero); others take any values, so they reset often.
     """
@@ -401,7 +406,6 @@ def reading_lists(
             )
         )
     )
-    places = draw(st.sampled_from([3, 4]))
     units = st.integers(0, 3_000) if monotone else st.integers(0, 200_000)
     import_units = draw(st.lists(units, min_size=len(seconds), max_size=len(seconds)))
     export_units = draw(st.lists(units, min_size=len(seconds), max_size=len(seconds)))
@@ -411,8 +415,8 @@ def reading_lists(
     return [
         CounterReading(
             BASE_UTC + timedelta(seconds=second),
-            Decimal(import_unit).scaleb(-places),
-            Decimal(export_unit).scaleb(-places),
+            import_unit,
+            export_unit,
         )
         for second, import_unit, export_unit in zip(seconds, import_units, export_units)
     ]
@@ -450,8 +454,8 @@ def test_energies_over_covered_consecutive_intervals_add_up_to_the_counter_diffe
     readings = [
         CounterReading(
             BASE_UTC + timedelta(seconds=second),
-            Decimal(start_wh + total_wh).scaleb(-3),
-            Decimal(total_wh // 2).scaleb(-3),
+            start_wh + total_wh,
+            total_wh // 2,
         )
         for second, total_wh in zip(seconds, itertools.accumulate(steps_wh))
     ]
@@ -461,8 +465,8 @@ def test_energies_over_covered_consecutive_intervals_add_up_to_the_counter_diffe
 
     result = derive_interval_energy(readings, intervals, max_gap=timedelta(days=1))
 
-    expected_import_wh = (last.import_kwh - first.import_kwh) * 1000
-    expected_export_wh = (last.export_kwh - first.export_kwh) * 1000
+    expected_import_wh = last.import_wh - first.import_wh
+    expected_export_wh = last.export_wh - first.export_wh
     assert sum(interval.import_wh for interval in result) == expected_import_wh
     assert sum(interval.export_wh for interval in result) == expected_export_wh
     assert not any(interval.estimated or interval.events for interval in result)
@@ -512,9 +516,9 @@ def test_monotone_counters_give_monotone_boundary_values_that_reproduce_readings
         assert earlier.import_wh <= later.import_wh
         assert earlier.export_wh <= later.export_wh
     for r in readings:
-        # A reading on a boundary is the boundary's value, rounded half to even to whole Wh.
-        assert values[r.at_utc].import_wh == round(r.import_kwh * 1000)
-        assert values[r.at_utc].export_wh == round(r.export_kwh * 1000)
+        # A reading on a boundary is the boundary's value.
+        assert values[r.at_utc].import_wh == r.import_wh
+        assert values[r.at_utc].export_wh == r.export_wh
         assert not values[r.at_utc].estimated
 
 
@@ -529,7 +533,7 @@ def expected_flags_and_events(
     events = []
     reset_pairs = []
     for before, after in itertools.pairwise(ordered):
-        for register, field in ((Register.IMPORT, "import_kwh"), (Register.EXPORT, "export_kwh")):
+        for register, field in ((Register.IMPORT, "import_wh"), (Register.EXPORT, "export_wh")):
             if getattr(after, field) < getattr(before, field):
                 events.append(
                     CounterEvent(
@@ -581,7 +585,7 @@ def test_later_readings_never_change_intervals_that_end_by_the_last_reading(
 ):
     last_utc = max(r.at_utc for r in readings)
     shifted = [
-        CounterReading(last_utc + (r.at_utc - BASE_UTC), r.import_kwh, r.export_kwh) for r in later_readings
+        CounterReading(last_utc + (r.at_utc - BASE_UTC), r.import_wh, r.export_wh) for r in later_readings
     ]
 
     before = derive_interval_energy(readings, intervals, reset_policy=policy)
@@ -601,8 +605,8 @@ def test_later_readings_never_change_intervals_that_end_by_the_last_reading(
             lambda rs: [
                 CounterReading(
                     BASE_UTC + (r.at_utc - BASE_UTC) // QUARTER_HOUR * QUARTER_HOUR,
-                    r.import_kwh,
-                    r.export_kwh,
+                    r.import_wh,
+                    r.export_wh,
                 )
                 for r in rs
             ]

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from metering import simulator
+from metering.emulator import SIMULATED_MODELS, Fault, Gateway, MeterProfile, SimulatedMeter
+from metering.emulator import gateway as gateway_module
 from metering.polling import (
     BreakerState,
     CircuitBreaker,
@@ -30,8 +31,8 @@ from metering.polling import (
 )
 from metering.readings import Quality
 from metering.registers import MapError
-from metering.simulator import SIMULATED_MODELS, Fault, Gateway, MeterProfile, SimulatedMeter
-from tests.metering.test_simulator import T0, ManualClock, ManualMonotonic, assert_matches, integrate_by_steps
+from tests.factories import SUMMER_NOON as T0
+from tests.factories import ManualClock, ManualMonotonic, assert_matches, integrate_by_steps
 
 FAST = PollSettings(timeout_s=0.5, retries=0, backoff_s=0.0)
 """Short timeouts and no retries, so that fault tests stay quick."""
@@ -227,7 +228,7 @@ def test_a_meter_that_never_answers_times_out_and_the_rest_are_read():
 
 
 def test_an_unanswered_request_is_dropped_after_the_hold(monkeypatch):
-    monkeypatch.setattr(simulator, "UNANSWERED_HOLD_S", 0.05)
+    monkeypatch.setattr(gateway_module, "UNANSWERED_HOLD_S", 0.05)
     [meter] = meters_for(["sdm630"], ManualClock())
     meter.fault = Fault.NO_ANSWER
     gateway = Gateway("127.0.0.1", 0, [meter])

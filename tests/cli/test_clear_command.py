@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import SCENARIOS, app
+from cli.main import SCENARIOS, app
 
 HEADER = "order_id,participant_id,node,side,quantity_kwh,price_p_per_kwh,submitted_at\n"
 NETWORK = """\

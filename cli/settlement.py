@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import fail, utc_option
+from cli.options import fail, utc_option
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -35,9 +35,10 @@ def settle_command(
     now: Annotated[str | None, typer.Option(help="Time of the run, ISO 8601 (default: now).")] = None,
 ) -> None:
     """Settle a day's intervals (or one interval) and print a summary per run."""
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
-    from market.settlement import export_runs_csv, settle_periods
+    from market.settlement import settle_periods
+    from market.statements import export_runs_csv
 
     settings = settings_or_fail()
     if on is not None and interval is not None:
@@ -114,9 +115,9 @@ def statement_command(
     """A household's statement for a month: a row per day and the total, with the saving."""
     from sqlmodel import Session
 
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.errors import MarketError
-    from market.settlement import statement, statement_csv, statement_row
+    from market.statements import statement, statement_csv, statement_row
 
     try:
         first = date.fromisoformat(f"{month}-01")

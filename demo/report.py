@@ -31,16 +31,17 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session, col, func, select
 
-from api.scenario_run import RunResult
+from demo.scenario_run import RunResult
 from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod
 from market.orders import list_orders
-from market.settlement import StatementFigures, account_balances, statements
+from market.settlement import account_balances
 from market.settlement import runs_of as settlement_runs_of
-from market.tables import ClearingRunRow, LedgerLineRow
+from market.statements import StatementFigures, statements
+from market.tables import LedgerLineRow
+from market.units import WH_PER_KWH
 
-WH_PER_KWH = Decimal(1000)
 CP_PER_POUND = Decimal(10_000)
 
 
@@ -478,16 +479,3 @@ Imbalance: metered energy that differed from the traded position, settled with t
 Money balance: the sum of every account over every settlement run; it must be zero.</p>
 </body></html>
 """
-
-
-def cleared_runs_per_period(database_url: str) -> dict[str, int]:
-    """How many clearing runs each period has (for checks: each exactly one)."""
-    engine = create_database_engine(database_url)
-    try:
-        with Session(engine) as session:
-            counts: dict[str, int] = defaultdict(int)
-            for row in session.exec(select(ClearingRunRow).order_by(col(ClearingRunRow.id))):
-                counts[f"{row.settlement_date}/{row.period}"] += 1
-            return dict(counts)
-    finally:
-        engine.dispose()

@@ -9,17 +9,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market.charges import POOL, EdgeInput, IntervalInputs, SettlementTerms, TradeInput, settle_interval
 from market.settlement import line_totals, reconciling_lines
-from market.settlement_rules import (
-    POOL,
-    EdgeInput,
-    IntervalInputs,
-    SettlementTerms,
-    TradeInput,
-    money_cp,
-    scale_cp,
-    settle_interval,
-)
+from market.units import money_cp, scale_cp
 
 D = Decimal
 TERMS = SettlementTerms(D("24.5"), D("4.1"), vat_rate=D("0.05"), platform_fee_p_per_kwh=D("0.1"))

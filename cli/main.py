@@ -17,12 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.clearing_files import FileFormatError, clear_files
-from api.commands import fail
-from api.market_commands import db_app, intervals, market_app, participant_add, serve, token_issue
-from api.meter_commands import meter_app
-from api.scenario_commands import demo, scenario_app
-from api.settlement_commands import settle_command, statement_command
+from cli.clearing_files import FileFormatError, clear_files
+from cli.market import db_app, intervals, market_app
+from cli.meters import meter_app
+from cli.options import fail
+from cli.participants import participant_app, token_app
+from cli.scenarios import SCENARIOS, demo, scenario_app
+from cli.serve import serve
+from cli.settlement import settle_command, statement_command
 from optimiser import ClearingResult, SolverError
 
 app = typer.Typer(
@@ -38,16 +40,11 @@ app.add_typer(meter_app, name="meter")
 app.command()(intervals)
 app.command("settle")(settle_command)
 app.command("serve")(serve)
-participant_app = typer.Typer(help="Households and the operator.", no_args_is_help=True)
-participant_app.command("add")(participant_add)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-token_app.command("issue")(token_issue)
 app.add_typer(participant_app, name="participant")
 app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
 app.command("demo")(demo)
 app.add_typer(scenario_app, name="scenario")
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000
 #: Set by :func:`main`: the command owns the process (not called from a test or another program).

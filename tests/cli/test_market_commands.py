@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
 from api.settings import get_settings
+from cli.main import app
 from market.database import create_database_engine, transaction
 from market.intervals import period_at
 from market.orders import place_order

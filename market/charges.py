@@ -1,4 +1,4 @@
-"""The settlement rules, in one place: what each party pays or is paid for one interval.
+"""The settlement rules, in one place: what each party is charged or paid for one interval.
 
 Pure: an interval's cleared trades and measured energy in, ledger lines out.
 
@@ -38,9 +38,9 @@ Rules
    imbalance imports and platform fees), one line per household per interval.
 
 Money is integer hundredths of a penny (``_cp``). Each line's amount is rounded once, half to
-even, by exact integer arithmetic on the price's fraction (:func:`money_cp`, :func:`scale_cp`);
-the network lines carry the remainder, so that the pool nets to exactly zero and every run
-balances to exactly zero by double entry.
+even, by exact integer arithmetic on the price's fraction (:func:`market.units.money_cp`,
+:func:`market.units.scale_cp`); the network lines carry the remainder, so that the pool nets to
+exactly zero and every run balances to exactly zero by double entry.
 
 Worked example (computed by hand; ``tests/market/test_settlement_rules.py`` checks it)
 --------------------------------------------------------------------------------------
@@ -73,19 +73,18 @@ May import the standard library and :mod:`market`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
+
+from market.units import money_cp, scale_cp
 
 POOL = "pool"
 SUPPLIER = "supplier"
 NETWORK = "network"
 PLATFORM = "platform"
 VAT = "vat"
-#: Ledger money unit: hundredths of a penny per unit of ``amount_cp``.
-CP_PER_PENNY = 100
 
 
 def household_account(participant_id: str) -> str:
@@ -287,38 +286,6 @@ def settle_interval(inputs: IntervalInputs) -> SettledInterval:
         vat = scale_cp(amount, terms.vat_rate)
         post(Line("vat", household_account(participant), VAT, vat, participant, memo=f"on {amount} cp"))
     return SettledInterval(tuple(lines), pending, inputs.estimated & set(inputs.metered_wh))
-
-
-def money_cp(energy_wh: int, price_p_per_kwh: Decimal) -> int:
-    """``energy_wh`` at ``price_p_per_kwh`` in hundredths of a penny, rounded half to even.
-
-    Exact: the price as a fraction of integers, one integer division (Wh x p/kWh = millipence;
-    10 millipence = 1 cp).
-    """
-    numerator, denominator = _fraction(price_p_per_kwh)
-    return _divide_half_even(energy_wh * numerator, denominator * 10)
-
-
-def scale_cp(amount_cp: int, rate: Decimal) -> int:
-    """``amount_cp`` times ``rate`` (a VAT rate, say), rounded half to even, exactly."""
-    numerator, denominator = _fraction(rate)
-    return _divide_half_even(amount_cp * numerator, denominator)
-
-
-@functools.lru_cache(maxsize=4096)
-def _fraction(value: Decimal) -> tuple[int, int]:
-    # An interval has a handful of distinct prices and rates: each is split once.
-    if not value.is_finite():
-        raise ValueError(f"a price or rate must be finite, not {value!r}")
-    return value.as_integer_ratio()
-
-
-def _divide_half_even(numerator: int, denominator: int) -> int:
-    quotient, remainder = divmod(numerator, denominator)  # floor: 0 <= remainder < denominator
-    twice = 2 * remainder
-    if twice > denominator or (twice == denominator and quotient % 2):
-        quotient += 1
-    return quotient
 
 
 def _pool_balance(lines: Sequence[Line]) -> int:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from api.app import HouseholdDep, ParticipantDep, PlatformDep, SessionDep, audit_in
+from api.audit import audit_in
+from api.deps import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     IntervalPublic,

@@ -18,13 +18,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import fail, iso_utc
+from cli.options import fail, iso_utc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from metering.emulator import Gateway
     from metering.polling import MeterEndpoint, PollResult
-    from metering.simulator import Gateway
 
 meter_app = typer.Typer(help="Household meters over Modbus.", no_args_is_help=True)
 
@@ -60,7 +60,7 @@ def meter_add(
     transport: Annotated[str, typer.Option(help=TRANSPORT_HELP)] = "tcp",
 ) -> None:
     """Register a household's meter."""
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.database import transaction
     from market.errors import MarketError
     from market.participants import register_meter
@@ -141,7 +141,7 @@ def meter_simulate(
     seed: Annotated[int, typer.Option(help="Seeds the meters' profiles.")] = 0,
 ) -> None:
     """Serve a fleet of emulated meters over Modbus until interrupted."""
-    from metering.simulator import MeterFleet, serve_fleet
+    from metering.emulator import MeterFleet, serve_fleet
 
     try:
         fleet = MeterFleet.build(
@@ -188,7 +188,7 @@ def meter_poll(
     With ``--shard I/N`` several processes (or machines) split the fleet by gateway, each writing
     to the same database.
     """
-    from api.market_commands import market_engine, settings_or_fail
+    from cli.options import market_engine, settings_or_fail
     from market.database import transaction
     from market.meter_data import store_readings
     from market.participants import list_meters
@@ -232,7 +232,7 @@ def _shard(text: str | None) -> tuple[int, int]:
 
 def _map_dirs() -> tuple[Path, ...]:
     """The extra register-map folder from the settings, if any."""
-    from api.market_commands import settings_or_fail
+    from cli.options import settings_or_fail
 
     folder = settings_or_fail().meter_maps_dir
     return () if folder is None else (folder,)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
 from api.settings import get_settings
+from cli.main import app
 from market.database import create_database_engine
 from market.intervals import period_at
 from tests.factories import seed_cleared_metered_interval

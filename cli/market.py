@@ -10,8 +10,6 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,46 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.commands import fail, iso_utc, utc_option
+from cli.options import fail, iso_utc, market_engine, settings_or_fail, utc_option
 from market.intervals import ALLOWED_LENGTHS_MINUTES, InvalidPeriodError, parse_period_key, periods_of_day
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from api.settings import Settings
     from market.clearing import ClearingOutcome
 
 db_app = typer.Typer(help="The market database.", no_args_is_help=True)
 market_app = typer.Typer(help="Run and inspect the market.", no_args_is_help=True)
-
-
-def settings_or_fail() -> Settings:
-    from api.settings import get_settings
-
-    try:
-        return get_settings()
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise fail(f"settings: {' '.join(str(error).split())}") from None
-
-
-@contextmanager
-def market_engine(settings: Settings) -> Iterator[Engine]:
-    """The database engine, refusing a database whose schema is not up to date; closed after use."""
-    from market.database import create_database_engine, head_revision, schema_revision
-
-    engine = create_database_engine(settings.database_url)
-    try:
-        try:
-            current, head = schema_revision(engine), head_revision(engine)
-        except Exception as error:
-            raise fail(f"database: cannot connect to {engine.url!r} ({type(error).__name__})") from None
-        if current != head:
-            raise fail(
-                f"database: schema is at {current or 'nothing'}, not {head}; run 'smartbrum db upgrade'"
-            )
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -232,86 +198,3 @@ def market_run(
         print(f"market clock running; next gate closure {iso_utc(gate)} for {period.key}", file=sys.stderr)
         stop.wait()
         scheduler.shutdown()
-
-
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL for more than one).")] = 1,
-) -> None:
-    """Serve the HTTP API; the market's jobs run in whichever worker holds the job lock."""
-    import uvicorn
-
-    settings = settings_or_fail()
-    with market_engine(settings) as engine:
-        backend = engine.dialect.name
-    if workers < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--workers")
-    if workers > 1 and backend != "postgresql":
-        raise fail("--workers above 1 needs PostgreSQL (SQLite serialises every write)")
-    print(f"smartbrum API on http://{host}:{port} ({backend}, {workers} worker(s))", file=sys.stderr)
-    if workers == 1:
-        uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, log_level="info")
-    else:
-        from api.serving import run_workers
-
-        run_workers("api.app:app_from_settings", host=host, port=port, workers=workers)
-
-
-def participant_add(
-    participant_id: Annotated[str, typer.Argument(help="The participant's id.")],
-    name: Annotated[str, typer.Option(help="Display name.")],
-    mpan: Annotated[str | None, typer.Option(help="A household's 13-digit MPAN core.")] = None,
-    node: Annotated[str | None, typer.Option(help="The network node a household sits on.")] = None,
-    operator: Annotated[bool, typer.Option("--operator", help="The energy company's account.")] = False,
-) -> None:
-    """Register a household (with --mpan and --node), or the operator (--operator)."""
-    from market.database import transaction
-    from market.errors import MarketError
-    from market.participants import register_household, register_operator
-
-    if not operator and (mpan is None or node is None):
-        raise typer.BadParameter("a household needs --mpan and --node", param_hint="--mpan")
-    now = datetime.now(UTC)
-    with market_engine(settings_or_fail()) as engine:
-        try:
-            with transaction(engine) as session:
-                if operator:
-                    added = register_operator(
-                        session, participant_id=participant_id, display_name=name, now=now
-                    )
-                else:
-                    assert mpan is not None
-                    assert node is not None
-                    added = register_household(
-                        session,
-                        participant_id=participant_id,
-                        display_name=name,
-                        mpan=mpan,
-                        node_id=node,
-                        now=now,
-                    )
-        except MarketError as error:
-            raise fail(str(error)) from None
-    where = "the operator" if operator else f"on {added.node_id}, MPAN {added.mpan}"
-    print(f"{added.kind} {added.id} ({added.display_name}) {where}")
-
-
-def token_issue(
-    participant_id: Annotated[str, typer.Argument(help="The participant (a household or the operator).")],
-    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
-) -> None:
-    """Issue an API token; it is printed once and only its hash is kept."""
-    from market.access import issue_token
-    from market.database import transaction
-    from market.errors import MarketError
-
-    with market_engine(settings_or_fail()) as engine:
-        try:
-            with transaction(engine) as session:
-                issued = issue_token(
-                    session, participant_id=participant_id, now=datetime.now(UTC), label=label
-                )
-        except MarketError as error:
-            raise fail(str(error)) from None
-    print(issued.secret)

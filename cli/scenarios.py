@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.commands import fail
+from cli.options import fail
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "birmingham-street"
@@ -90,8 +90,8 @@ def run_command(
     Stdout carries the summary table alone; the title, progress, timings, warnings and where the
     report went are for the person watching and go to stderr.
     """
-    from api.report import summarise, write_report
-    from api.scenario_run import RunOptions, run_scenario
+    from demo.report import summarise, write_report
+    from demo.scenario_run import RunOptions, run_scenario
     from simulation import ScenarioError, load_scenario
 
     console = Console()

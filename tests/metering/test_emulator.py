@@ -18,69 +18,24 @@ from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 
-from metering.readings import Quality, make_reading
-from metering.registers import decoder_for, plan_reads
-from metering.simulator import (
+from metering.emulator import (
     SIMULATED_MODELS,
-    SUNSPEC_SCALE_FACTORS_BY_UNIT,
     Fault,
     Gateway,
     MeterFleet,
     MeterProfile,
     SeriesProfile,
     SimulatedMeter,
-    accelerated_clock,
     serve_fleet,
 )
+from metering.readings import Quality, make_reading
+from metering.registers import decoder_for, plan_reads
 from metering.sunspec import discover_sunspec
+from tests.factories import SUMMER_NOON, ManualClock, assert_matches, integrate_by_steps
 
-T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 """A summer noon: PV exports."""
 COMMISSIONED = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class ManualMonotonic:
-    """A monotonic clock in seconds that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def tolerance(meter: SimulatedMeter, name: str, value: float) -> float:
-    """How far a decoded value may be from the profile's: half a raw step, or float32 rounding."""
-    q = meter.register_map.quantity(name)
-    if not q.is_integer:
-        return 1e-6 * max(1.0, abs(value))
-    step = q.scale
-    if q.scale_factor_address is not None:
-        step *= 10.0 ** SUNSPEC_SCALE_FACTORS_BY_UNIT[q.unit]
-    return step / 2 + 1e-9
-
-
-def assert_matches(meter: SimulatedMeter, values: dict[str, float] | object, at: datetime) -> None:
-    """``values`` are what ``meter`` shows at ``at``, to the precision of its registers."""
-    assert isinstance(values, dict) or hasattr(values, "items")
-    expected = meter.values_at(at)
-    got = dict(values.items())  # type: ignore[attr-defined]
-    assert set(got) == set(expected)
-    for name, value in expected.items():
-        assert got[name] == pytest.approx(value, abs=tolerance(meter, name, value)), name
+T0 = SUMMER_NOON
 
 
 def registers_of(meter: SimulatedMeter) -> tuple[int, list[int]]:
@@ -93,23 +48,6 @@ def registers_of(meter: SimulatedMeter) -> tuple[int, list[int]]:
 def decode_from(register_map, first: int, registers: list[int]) -> dict[str, float]:
     blocks = {b: registers[b.address - first : b.address - first + b.count] for b in plan_reads(register_map)}
     return decoder_for(register_map).decode(blocks)
-
-
-def integrate_by_steps(profile: MeterProfile, start: datetime, end: datetime) -> tuple[float, float]:
-    """Import and export between two times, walking the profile's constant-power steps."""
-    imported = exported = 0.0
-    moment = start
-    while moment < end:
-        seconds_into_day = (
-            moment - moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        ).total_seconds()
-        step_end = moment + timedelta(seconds=profile.step_s - seconds_into_day % profile.step_s)
-        until = min(step_end, end)
-        energy_kwh = profile.net_power_w(moment) * (until - moment).total_seconds() / 3_600_000
-        imported += max(energy_kwh, 0.0)
-        exported += max(-energy_kwh, 0.0)
-        moment = until
-    return imported, exported
 
 
 # --- profiles ------------------------------------------------------------------------------------
@@ -261,14 +199,6 @@ def test_bad_series_profiles_are_refused(kwargs, message):
 def test_a_series_profile_refuses_non_finite_power():
     with pytest.raises(ValueError, match="finite"):
         series([1.0, math.nan])
-
-
-def test_accelerated_clock_runs_a_day_in_a_second():
-    real = ManualMonotonic()
-    clock = accelerated_clock(start=T0, speed=86_400, monotonic=real)
-    assert clock() == T0
-    real.now_s += 1.0
-    assert clock() == T0 + timedelta(days=1)
 
 
 # --- register images -----------------------------------------------------------------------------

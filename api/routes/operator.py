@@ -8,9 +8,8 @@ from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import PlainTextResponse
 from sqlmodel import select
 
-from api.app import OperatorDep, ParticipantDep, PlatformDep, SessionDep
+from api.deps import OperatorDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
-from api.routes_households import page
 from api.schemas import (
     AuditPublic,
     AwareDateTime,
@@ -31,6 +30,7 @@ from api.schemas import (
     TariffPublic,
     TokenCreate,
     TokenIssued,
+    page,
 )
 from market.access import issue_token, list_audit, revoke_token
 from market.clearing import clear_interval
@@ -53,7 +53,8 @@ from market.participants import (
     register_household,
     register_meter,
 )
-from market.settlement import export_runs_csv, settle
+from market.settlement import settle
+from market.statements import export_runs_csv
 from market.tables import SettlementRunRow
 from optimiser import ClearingInputError, Network, Node
 

@@ -9,17 +9,32 @@ the money balanced to zero, the report written.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from api.report import cleared_runs_per_period, summarise, write_report
-from api.scenario_commands import SCENARIOS
-from api.scenario_run import RunOptions, run_scenario
+from cli.scenarios import SCENARIOS
+from demo.report import summarise, write_report
+from demo.scenario_run import RunOptions, run_scenario
 from market.database import create_database_engine
 from market.settlement import account_balances
-from market.tables import LedgerLineRow
+from market.tables import ClearingRunRow, LedgerLineRow
+
+
+def cleared_runs_per_period(database_url: str) -> dict[str, int]:
+    """How many clearing runs each period has (for checks: each exactly one)."""
+    engine = create_database_engine(database_url)
+    try:
+        with Session(engine) as session:
+            counts: dict[str, int] = defaultdict(int)
+            for row in session.exec(select(ClearingRunRow).order_by(col(ClearingRunRow.id))):
+                counts[f"{row.settlement_date}/{row.period}"] += 1
+            return dict(counts)
+    finally:
+        engine.dispose()
+
 
 CASES = [
     # scenario, households kept (None: all), real seconds per day, periods in the day, bidding

@@ -24,7 +24,7 @@ fresh SQLite database in ``var/``:
    a deadline) until every period has its initial settlement run and stops the jobs; then it
    derives the last periods' energy from every reading in and runs the settlement's catch-up once
    more, which reconciles any period whose meter energy changed after its initial run, and
-   gathers the results for the summary and the report (:mod:`api.report`).
+   gathers the results for the summary and the report (:mod:`demo.report`).
 
 The market clock is held at its start while the set-up and the first bids happen, then released,
 and only then are the jobs started: a slow set-up never makes the first gates close early.
@@ -57,8 +57,9 @@ import httpx2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from api.app import Platform, build_jobs, create_app
+from api.app import build_jobs, create_app
 from api.clock import AcceleratedClock
+from api.deps import Platform
 from api.settings import Settings
 from market.access import issue_tokens
 from market.database import create_database_engine, transaction, upgrade_database
@@ -75,7 +76,7 @@ from market.participants import (
 )
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow
-from metering.simulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
+from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
 from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
 
 log = logging.getLogger("smartbrum.scenario")
@@ -84,33 +85,6 @@ OPERATOR_ID = "OPS"
 METERS_PER_GATEWAY = 25
 """Meters behind one emulated gateway: one RS485 segment's worth, polled one request at a time."""
 _MP = multiprocessing.get_context("spawn")
-
-
-class HeldClock(AcceleratedClock):
-    """An accelerated clock that shows its start time until :meth:`release`, then runs.
-
-    The moment of release is kept in shared memory, so that a copy of the clock in another
-    process (the emulated meters') releases with it: the monotonic clock is the machine's.
-    """
-
-    def __init__(self, start: datetime, speed: float, released_at: Any = None) -> None:
-        super().__init__(start, speed)
-        self._released_at = released_at if released_at is not None else _MP.Value("d", -1.0, lock=False)
-
-    def release(self) -> None:
-        self._released_at.value = time.monotonic()
-
-    def now(self) -> datetime:
-        released = self._released_at.value
-        if released < 0:
-            return self.start
-        return self.start + timedelta(seconds=(time.monotonic() - released) * self.speed)
-
-    def real_seconds_until(self, moment: datetime) -> float:
-        return (moment - self.now()).total_seconds() / self.speed
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (HeldClock, (self.start, self.speed, self._released_at))
 
 
 @dataclass(frozen=True)
@@ -234,7 +208,7 @@ def run_scenario(
     try:
         upgrade_database(engine)
         clock_start = simulation.start_utc - timedelta(minutes=options.lead_minutes)
-        clock = HeldClock(clock_start, speed=86_400.0 / options.day_seconds)
+        clock = AcceleratedClock(clock_start, speed=86_400.0 / options.day_seconds, held=True)
         settings = _settings(url, scenario, options.poll_minutes)
         fleet = _fleet(simulation, keep)
         with _meters(fleet, clock) as ports:
@@ -340,7 +314,7 @@ def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
 
 
 @contextmanager
-def _meters(fleet: MeterFleet, clock: HeldClock) -> Iterator[list[int]]:
+def _meters(fleet: MeterFleet, clock: AcceleratedClock) -> Iterator[list[int]]:
     """The fleet served on loopback by a process of its own, as meters are devices of their own
     (and so that answering them does not take the platform's CPU); yields the gateways' ports."""
     ports: Any = _MP.Queue()
@@ -360,7 +334,7 @@ def _meters(fleet: MeterFleet, clock: HeldClock) -> Iterator[list[int]]:
             process.join()
 
 
-def _serve_meters(fleet: MeterFleet, clock: HeldClock, ports: Any, stop: Any) -> None:
+def _serve_meters(fleet: MeterFleet, clock: AcceleratedClock, ports: Any, stop: Any) -> None:
     """The meters' process: serve every gateway until ``stop`` is set."""
 
     async def serve() -> None:
@@ -389,7 +363,7 @@ class _PlatformSpec:
 
     role: str
     settings: dict[str, Any]
-    clock: HeldClock
+    clock: AcceleratedClock
     last_period: SettlementPeriod
 
 
@@ -510,7 +484,7 @@ def _run_day(
     engine: Engine,
     platform: tuple[_Platform, _Platform],
     base_url: str,
-    clock: HeldClock,
+    clock: AcceleratedClock,
     settings: Settings,
     tokens: dict[str, str],
     options: RunOptions,
@@ -680,7 +654,7 @@ class _Agents:
         return 0, f"{home}: HTTP {response.status_code}: {response.text[:200]}"
 
 
-def _wait_until(clock: HeldClock, moment: datetime, tick: Callable[[], None]) -> None:
+def _wait_until(clock: AcceleratedClock, moment: datetime, tick: Callable[[], None]) -> None:
     """Sleep until the market clock shows ``moment`` (real sleeps: this is the run's pacing),
     calling ``tick`` now and then."""
     while (remaining := clock.real_seconds_until(moment)) > 0:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.app import ParticipantDep, PlatformDep, SessionDep
+from api.deps import ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import ClearingPublic, IntervalPublic, NodePricePublic, Page, SettlementDate
 from market.clearing import current_run, node_prices, trades_of

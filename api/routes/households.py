@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.app import ParticipantDep, PlatformDep, SessionDep
+from api.deps import ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     AwareDateTime,
@@ -24,12 +24,13 @@ from api.schemas import (
     StatementLine,
     StatementPublic,
     TradePublic,
+    page,
 )
 from market.clearing import list_trades
 from market.errors import MarketError, NotFoundError
 from market.meter_data import energy_of_meters, list_readings
 from market.participants import OPERATOR, Participant, list_meters
-from market.settlement import StatementFigures, statement
+from market.statements import StatementFigures, statement
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["households"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -44,12 +45,6 @@ def whose(participant: Participant, participant_id: str | None) -> str | None:
     if participant_id not in (None, participant.id):
         raise NotFoundError("participant_id", f"{participant_id!r} is not a participant")
     return participant.id
-
-
-def page(items: list, limit: int, offset: int) -> Page:
-    """A page from ``limit + 1`` items fetched: the extra one says there is a next page."""
-    more = len(items) > limit
-    return Page(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
 @router.get("/trades", response_model=Page[TradePublic])

@@ -12,12 +12,12 @@ import pytest
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
-from api.cli import app
-from api.meter_commands import gateway_shard
 from api.settings import get_settings
+from cli.main import app
+from cli.meters import gateway_shard
 from market.database import create_database_engine, transaction
 from market.tables import MeterReadingRow
-from metering.simulator import SimulatedMeter
+from metering.emulator import SimulatedMeter
 from tests.factories import GatewayThread, seed_market
 
 

@@ -1,0 +1,111 @@
+"""What routes share: the platform a request runs on, a database session, and who is asking.
+
+Every request authenticates with ``Authorization: Bearer <token>``: no or a bad token is 401, a
+household on an operator route 403. Routes take these as annotated parameters
+(``session: SessionDep``), so no route imports the app.
+
+May import :mod:`api.clock`, :mod:`api.problems`, :mod:`api.settings` and the market.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.clock import Clock, SystemClock
+from api.problems import ApiProblemError
+from api.settings import Settings
+from market.access import authenticate, token_hash
+from market.participants import HOUSEHOLD, OPERATOR, Participant
+
+#: How long a worker trusts a token it has checked. A token revoked, or a participant made
+#: inactive, stops working at once on the worker that did it and within this on the others.
+TOKEN_CACHE_SECONDS = 5.0
+_TOKEN_CACHE_SIZE = 50_000
+
+
+@dataclass
+class Platform:
+    """What the app runs on. ``jobs`` start with the app and stop with it (the scheduler)."""
+
+    engine: Engine
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    jobs: list = field(default_factory=list)  # objects with start() and shutdown()
+    #: How long this worker trusts a token it has checked (0: ask the database every time).
+    token_cache_seconds: float = TOKEN_CACHE_SECONDS
+    #: token hash -> (the participant, when to check again: time.monotonic())
+    tokens: dict[str, tuple[Participant, float]] = field(default_factory=dict)
+
+
+async def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_session(platform: Annotated[Platform, Depends(get_platform)]) -> Iterator[Session]:
+    """A session for reads; writes use their own transaction."""
+    with Session(platform.engine, expire_on_commit=False) as session:
+        yield session
+
+
+async def current_participant(
+    request: Request, platform: Annotated[Platform, Depends(get_platform)]
+) -> Participant:
+    """The participant whose token the request carries; 401 without a live one.
+
+    A worker remembers a token it has checked for ``platform.token_cache_seconds`` (only hashes
+    are kept); the database is asked, off the event loop, when it has not or that has passed.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiProblemError(401, "authentication required: send 'Authorization: Bearer <token>'")
+    key = token_hash(secret.strip())
+    now = time.monotonic()
+    known = platform.tokens.get(key)
+    if known is not None and known[1] > now:
+        participant = known[0]
+    else:
+        found = await run_in_threadpool(_authenticate, platform.engine, secret.strip())
+        if found is None:
+            platform.tokens.pop(key, None)
+            raise ApiProblemError(401, "the token is unknown, revoked, or its participant is inactive")
+        if len(platform.tokens) >= _TOKEN_CACHE_SIZE:
+            platform.tokens.clear()
+        platform.tokens[key] = (found, now + platform.token_cache_seconds)
+        participant = found
+    request.state.participant_id = participant.id
+    request.state.participant_kind = participant.kind
+    return participant
+
+
+def _authenticate(engine: Engine, secret: str) -> Participant | None:
+    with Session(engine) as session:
+        return authenticate(session, secret)
+
+
+async def household(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
+    if participant.kind != HOUSEHOLD:
+        raise ApiProblemError(403, "this is a household's route")
+    return participant
+
+
+async def operator(participant: Annotated[Participant, Depends(current_participant)]) -> Participant:
+    if participant.kind != OPERATOR:
+        raise ApiProblemError(403, "this route is for the energy company")
+    return participant
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+SessionDep = Annotated[Session, Depends(get_session)]
+ParticipantDep = Annotated[Participant, Depends(current_participant)]
+HouseholdDep = Annotated[Participant, Depends(household)]
+OperatorDep = Annotated[Participant, Depends(operator)]

@@ -1,0 +1,74 @@
+"""What every ``smartbrum`` command shares: one-line failures, time options, the settings and the
+database engine.
+
+The database stack is imported inside the functions that need it, so that ``smartbrum clear``
+starts without it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from api.settings import Settings
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``smartbrum: message`` on stderr; raise the result to exit with status 2."""
+    print(f"smartbrum: {message}", file=sys.stderr)
+    return typer.Exit(code=2)
+
+
+def utc_option(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time option with a UTC offset, as an aware UTC datetime."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=name) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a UTC offset (for example 'Z')", param_hint=name)
+    return moment.astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """An instant as ISO 8601 UTC with 'Z'."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def settings_or_fail() -> Settings:
+    from api.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise fail(f"settings: {' '.join(str(error).split())}") from None
+
+
+@contextmanager
+def market_engine(settings: Settings) -> Iterator[Engine]:
+    """The database engine, refusing a database whose schema is not up to date; closed after use."""
+    from market.database import create_database_engine, head_revision, schema_revision
+
+    engine = create_database_engine(settings.database_url)
+    try:
+        try:
+            current, head = schema_revision(engine), head_revision(engine)
+        except Exception as error:
+            raise fail(f"database: cannot connect to {engine.url!r} ({type(error).__name__})") from None
+        if current != head:
+            raise fail(
+                f"database: schema is at {current or 'nothing'}, not {head}; run 'smartbrum db upgrade'"
+            )
+        yield engine
+    finally:
+        engine.dispose()
