@@ -28,7 +28,8 @@ PostgreSQL database, dropped afterwards), built by the Alembic migrations:
    closure, so the trades, node prices and backstop energy settlement reads are real.
 
 2. **Initial settlement, timed**: :func:`market.settlement.settle_periods` with
-   ``run_type="initial"`` for the day's 48 periods (VAT 5%, platform fee ``--platform-fee`` p/kWh), one call, wall time.
+   ``run_type="initial"`` for the day's 48 periods (VAT 5%, platform fee ``--platform-fee``
+   p/kWh), one call, wall time.
    The seconds of each interval come from a thin timing wrapper the benchmark puts around the
    name ``market.settlement.settle`` for the call (``settle_periods`` looks it up per period), and
    where each interval's time goes from wrappers around the module's ``_gather`` (the clearing
