@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.audit import AuditMiddleware
-from api.deps import Platform
+from api.deps import Platform, refuse_nul_characters
 from api.problems import install_problem_handlers
 from api.routes.households import router as households_router
 from api.routes.market import router as market_router
@@ -98,6 +98,7 @@ def create_app(platform: Platform) -> FastAPI:
         version="1",
         summary="Local energy trading: households' orders, the market's clearing, meters and settlement.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.platform = platform
     install_problem_handlers(app)

@@ -9,6 +9,7 @@ May import :mod:`api.clock`, :mod:`api.problems`, :mod:`api.settings` and the ma
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.clock import Clock, SystemClock
-from api.problems import ApiProblemError
+from api.problems import ApiProblemError, FieldProblem
 from api.settings import Settings
 from market.access import authenticate, token_hash
 from market.participants import HOUSEHOLD, OPERATOR, Participant
@@ -109,3 +110,49 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ParticipantDep = Annotated[Participant, Depends(current_participant)]
 HouseholdDep = Annotated[Participant, Depends(household)]
 OperatorDep = Annotated[Participant, Depends(operator)]
+
+
+#: NUL in a JSON string, as JSON writes it (a raw NUL byte is not JSON at all).
+_JSON_NUL = b"\\u0000"
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """Refuse a NUL character anywhere in the path, the query or a JSON body's strings (422).
+
+    No field of the platform may hold one, and PostgreSQL cannot store one in text: refused here,
+    every route answers the same on every database, instead of a 404 on SQLite and a database
+    error on PostgreSQL. The body is only parsed again when it holds an escaped NUL at all.
+    """
+    problems = [
+        FieldProblem(field=name, reason="must not contain a NUL character")
+        for name, value in (*request.path_params.items(), *request.query_params.multi_items())
+        if isinstance(value, str) and "\x00" in value
+    ]
+    if not problems and request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()
+        if _JSON_NUL in body:
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None  # not JSON: the route's own validation answers
+            problems = [
+                FieldProblem(field=where or "body", reason="must not contain a NUL character")
+                for where in _nul_fields(document, "")
+            ]
+    if problems:
+        detail = "; ".join(f"{problem.field}: {problem.reason}" for problem in problems)
+        raise ApiProblemError(422, detail, errors=problems)
+
+
+def _nul_fields(value: object, where: str) -> list[str]:
+    """The paths (``orders[0].note``) of the strings in a JSON value that hold a NUL."""
+    if isinstance(value, str):
+        return [where] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = [f"{where}.{key}".lstrip(".") for key in value if isinstance(key, str) and "\x00" in key]
+        for key, item in value.items():
+            found += _nul_fields(item, f"{where}.{key}".lstrip("."))
+        return found
+    if isinstance(value, list):
+        return [path for index, item in enumerate(value) for path in _nul_fields(item, f"{where}[{index}]")]
+    return []

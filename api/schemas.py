@@ -6,17 +6,29 @@ settlement date and period (Europe/London) alongside.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
-from market.intervals import SettlementPeriod
+from market.intervals import FIRST_SETTLEMENT_DATE, LAST_SETTLEMENT_DATE, SettlementPeriod
 from market.orders import MAX_BATCH_ORDERS
 
 T = TypeVar("T")
-FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2100, 12, 31)
+FIRST_DATE, LAST_DATE = FIRST_SETTLEMENT_DATE, LAST_SETTLEMENT_DATE
+#: The largest row id a route accepts: the integer primary keys are 32-bit on PostgreSQL, so a
+#: larger id names no row (a 404 if in range, a 422 here, never the database's overflow error).
+MAX_ROW_ID = 2**31 - 1
 
 
 def _in_range(value: date) -> date:
@@ -60,8 +72,23 @@ DecimalText = Annotated[
     PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["12.50"]}),
 ]
+#: What a decimal written as text may look like: the published pattern, ASCII digits only (Python's
+#: Decimal alone would take "1_000" and other scripts' digits such as "١").
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,6})?", re.ASCII)
+
+
+def _plain_decimal_text(value: object) -> object:
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+        raise ValueError(
+            "must be a decimal number in ASCII digits, at most 12 before the point and 6 after "
+            "(for example '12.50')"
+        )
+    return value
+
+
 DecimalInput = Annotated[
     Decimal,
+    BeforeValidator(_plain_decimal_text),
     Field(allow_inf_nan=False, max_digits=18, decimal_places=6),
     WithJsonSchema(
         {"anyOf": [{"type": "string", "pattern": r"^-?\d{1,12}(\.\d{1,6})?$"}, {"type": "number"}]}

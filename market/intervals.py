@@ -35,6 +35,8 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "ALLOWED_LENGTHS_MINUTES",
+    "FIRST_SETTLEMENT_DATE",
+    "LAST_SETTLEMENT_DATE",
     "LONDON",
     "InvalidPeriodError",
     "SettlementPeriod",
@@ -48,6 +50,11 @@ __all__ = [
 
 LONDON = ZoneInfo("Europe/London")
 ALLOWED_LENGTHS_MINUTES = (15, 30, 60)
+#: The settlement dates the platform holds, everywhere (orders, clearing, settlement, the API, the
+#: command line): wide enough for any real market, narrow enough that every date's gate closure
+#: and local times exist and a stored date is never a surprise (year 1, say).
+FIRST_SETTLEMENT_DATE = date(2000, 1, 1)
+LAST_SETTLEMENT_DATE = date(2100, 12, 31)
 
 # Strict: ASCII digits only, exactly the shape ``SettlementPeriod.key`` writes.
 _KEY_PATTERN = re.compile(r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})/(?P<period>[0-9]+)", re.ASCII)
@@ -432,6 +439,11 @@ def _check_settlement_date(settlement_date: date) -> None:
     if isinstance(settlement_date, datetime) or not isinstance(settlement_date, date):
         raise InvalidPeriodError(
             f"settlement_date: {settlement_date!r} is not a date (a datetime is not one)"
+        )
+    if not FIRST_SETTLEMENT_DATE <= settlement_date <= LAST_SETTLEMENT_DATE:
+        raise InvalidPeriodError(
+            f"settlement_date: {settlement_date.isoformat()} is outside the supported range "
+            f"({FIRST_SETTLEMENT_DATE.isoformat()} to {LAST_SETTLEMENT_DATE.isoformat()})"
         )
 
 

@@ -613,8 +613,8 @@ def _check_open_orders(
         if already + adding[start] > rules.max_open_orders:
             raise MarketError(
                 _item(i, "interval"),
-                f"household {participant_id!r} already has {already} open orders for "
-                f"{request.period.key} and the batch adds {batch[start]}: at most "
+                f"household {participant_id!r} would have {already + batch[start]} open orders for "
+                f"{request.period.key} ({already} open already, {batch[start]} in this batch): at most "
                 f"{rules.max_open_orders} may be open",
             )
 

@@ -11,6 +11,7 @@ from sqlmodel import select
 from api.deps import OperatorDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
+    MAX_ROW_ID,
     AuditPublic,
     AwareDateTime,
     ClearRequest,
@@ -136,7 +137,7 @@ def add_token(
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_token(
-    token_id: Annotated[int, Path(ge=1, le=2**62)], _: OperatorDep, platform: PlatformDep
+    token_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], _: OperatorDep, platform: PlatformDep
 ) -> Response:
     """Revoke a token at once."""
     with transaction(platform.engine) as session:

@@ -13,7 +13,7 @@ from api.deps import Platform
 from market.clearing import clear_interval
 from market.intervals import period_at
 from market.rules import MarketRules
-from market.tables import ApiTokenRow, AuditEventRow, OrderRow
+from market.tables import ApiTokenRow, AuditEventRow, OrderRow, SettlementRunRow
 from tests.factories import api_client, auth, count_rows, mpan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -57,6 +57,10 @@ def test_placing_is_idempotent_and_decimals_are_strings(api, engine):
         ({"price_p_per_kwh": "12.345"}, "price_p_per_kwh"),
         ({"price_p_per_kwh": "100000"}, "price_p_per_kwh"),
         ({"price_p_per_kwh": [1]}, "price_p_per_kwh"),
+        ({"quantity_kwh": "\u0661"}, "quantity_kwh"),  # an Arabic-Indic one: not the pattern's digits
+        ({"price_p_per_kwh": "1_000"}, "price_p_per_kwh"),
+        ({"price_p_per_kwh": " 12"}, "price_p_per_kwh"),
+        ({"quantity_kwh": "1."}, "quantity_kwh"),
         ({"side": "hold"}, "side"),
         ({"interval": "tomorrow"}, "interval"),
         ({"interval": "2026-11-21/99"}, "interval"),
@@ -72,6 +76,77 @@ def test_bad_orders_get_a_problem_naming_the_field_and_store_nothing(api, engine
     assert response.headers["content-type"] == "application/problem+json"
     assert problem["status"] == 422
     assert field in [error["field"] for error in problem["errors"]]
+    assert count_rows(engine, OrderRow) == 0
+
+
+@pytest.mark.parametrize("interval", ["0001-01-01/1", "1999-12-31/48", "2101-01-01/1", "9999-12-31/1"])
+def test_dates_outside_the_platforms_range_are_refused_everywhere(api, engine, interval):
+    """One bounded range (2000 to 2100) for orders, batches and settlement runs: a 422 naming the
+    interval, never a 500 or a run for year 1."""
+    responses = [
+        api.post("/v1/orders", json={**ORDER, "interval": interval}, headers=auth(api, "H1")),
+        api.post(
+            "/v1/orders/batch", json={"orders": [{**ORDER, "interval": interval}]}, headers=auth(api, "H1")
+        ),
+        api.post("/v1/settlement/runs", json={"interval": interval}, headers=auth(api, "OPS")),
+    ]
+    for response in responses:
+        assert response.status_code == 422, response.text
+        assert any("interval" in error["field"] for error in response.json()["errors"]), response.text
+        assert "outside the supported range (2000-01-01 to 2100-12-31)" in response.text
+    assert count_rows(engine, OrderRow) == 0
+    assert count_rows(engine, SettlementRunRow) == 0
+
+
+@pytest.mark.parametrize(("token_id", "status"), [(2**31 - 1, 404), (2**31, 422), (2**62, 422)])
+def test_a_token_id_beyond_its_column_is_a_clear_error(api, token_id, status):
+    response = api.delete(f"/v1/tokens/{token_id}", headers=auth(api, "OPS"))
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert [error["field"] for error in response.json()["errors"]] == ["token_id"]
+
+
+NUL = "a\x00b"
+NUL_REQUESTS = [
+    # method, path, query, JSON body, who asks, the field named
+    ("get", "/v1/orders/a%00b", None, None, "H1", "order_id"),
+    ("get", "/v1/orders/a%00b/history", None, None, "H1", "order_id"),
+    ("patch", "/v1/orders/a%00b", None, {"price_p_per_kwh": "14"}, "H1", "order_id"),
+    ("delete", "/v1/orders/a%00b", None, None, "H1", "order_id"),
+    ("get", "/v1/orders", {"participant_id": NUL}, None, "OPS", "participant_id"),
+    ("get", "/v1/trades", {"participant_id": NUL}, None, "OPS", "participant_id"),
+    ("get", "/v1/readings", {"participant_id": NUL}, None, "OPS", "participant_id"),
+    ("get", "/v1/energy", {"participant_id": NUL}, None, "OPS", "participant_id"),
+    ("get", "/v1/statements/2026-11", {"participant_id": NUL}, None, "OPS", "participant_id"),
+    ("get", "/v1/participants/a%00b", None, None, "OPS", "participant_id"),
+    ("post", "/v1/participants/a%00b/tokens", None, {"label": "x"}, "OPS", "participant_id"),
+    ("get", "/v1/audit", {"actor": NUL}, None, "OPS", "actor"),
+    ("post", "/v1/participants/H1/tokens", None, {"label": NUL}, "OPS", "label"),
+    ("post", "/v1/meters", None, {"id": "M9", "participant_id": "H1", "host": NUL}, "OPS", "host"),
+    (
+        "post",
+        f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clear",
+        None,
+        {"reason": NUL},
+        "OPS",
+        "reason",
+    ),
+    ("post", "/v1/orders/batch", None, {"orders": [{**ORDER, "node": NUL}]}, "H1", "orders[0].node"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body", "who", "field"),
+    NUL_REQUESTS,
+    ids=[f"{r[0]} {r[1]} {r[5]}" for r in NUL_REQUESTS],
+)
+def test_a_nul_character_is_refused_naming_the_field_on_every_database(
+    api, engine, method, path, query, body, who, field
+):
+    """PostgreSQL cannot store a NUL in text: every route refuses it alike, before any query."""
+    response = api.request(method.upper(), path, params=query, json=body, headers=auth(api, who))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": field, "reason": "must not contain a NUL character"}]
     assert count_rows(engine, OrderRow) == 0
 
 

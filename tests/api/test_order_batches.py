@@ -102,13 +102,24 @@ def test_a_batch_holds_1_to_the_maximum_orders(api, engine, body):
     assert count_rows(engine, OrderRow) == 0
 
 
+def test_a_batch_alone_over_the_limit_names_its_own_count(api, engine):
+    response = api.post("/v1/orders/batch", json={"orders": [ORDER] * 11}, headers=auth(api, "H1"))
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "orders[10].interval"
+    assert "would have 11 open orders" in error["reason"]
+    assert "(0 open already, 11 in this batch)" in error["reason"]
+    assert count_rows(engine, OrderRow) == 0
+
+
 def test_the_open_order_limit_counts_the_batch(api, engine):
     assert api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).status_code == 201
     response = api.post("/v1/orders/batch", json={"orders": [ORDER] * 10}, headers=auth(api, "H1"))
     assert response.status_code == 422
     [error] = response.json()["errors"]
     assert error["field"] == "orders[9].interval"
-    assert "already has 1 open orders" in error["reason"]
+    assert "would have 11 open orders" in error["reason"]
+    assert "(1 open already, 10 in this batch): at most 10 may be open" in error["reason"]
     assert count_rows(engine, OrderRow) == 1
     assert (
         api.post("/v1/orders/batch", json={"orders": [ORDER] * 9}, headers=auth(api, "H1")).status_code == 201

@@ -406,6 +406,10 @@ def test_error_message_names_field_and_reason():
         (lambda: settlement_period(datetime(2026, 10, 25), 1), "settlement_date"),
         (lambda: settlement_period("2026-10-25", 1), "settlement_date"),  # type: ignore[arg-type]
         (lambda: periods_in_day(date.max), "settlement_date"),
+        (lambda: settlement_period(date(1999, 12, 31), 1), "settlement_date"),  # before the range
+        (lambda: settlement_period(date(2101, 1, 1), 1), "settlement_date"),  # after it
+        (lambda: parse_period_key("0001-01-01/1"), "settlement_date"),
+        (lambda: period_at(datetime(2101, 1, 1, 0, 30, tzinfo=UTC)), "settlement_date"),
         (lambda: periods_in_day(date(1847, 12, 1)), "settlement_date"),  # London leaves local mean time
         (lambda: period_at(datetime(2026, 10, 25, 1, 0)), "moment"),
         (lambda: period_at(date(2026, 10, 25)), "moment"),  # type: ignore[arg-type]

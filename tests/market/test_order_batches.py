@@ -201,7 +201,10 @@ def test_the_open_order_limit_counts_the_batch_and_what_is_stored(market):
     with pytest.raises(MarketError) as caught:
         place_batch(market, requests, rules=rules)
     assert caught.value.field == "orders[4].interval"  # the fourth open order for NEXT
-    assert "already has 1 open orders for 2026-11-21/27 and the batch adds 3" in caught.value.reason
+    assert caught.value.reason == (
+        "household 'H1' would have 4 open orders for 2026-11-21/27 (1 open already, 3 in this batch): "
+        "at most 3 may be open"
+    )
     assert stored(market) == (1, 1)
     place_batch(market, requests[:4], rules=rules)  # NEXT: 1 + 2, AFTER: 2
     assert stored(market) == (5, 5)
