@@ -33,7 +33,6 @@ def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | N
 
     settings = platform.settings
     rules = settings.market_rules()
-    maps = () if settings.meter_maps_dir is None else (settings.meter_maps_dir,)
     return [
         MarketScheduler(platform.engine, rules, platform.clock),
         MeterPolling(
@@ -43,7 +42,7 @@ def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | N
             poll_settings=settings.poll_settings(),
             poll_seconds=settings.poll_seconds,
             meter_data_delay=timedelta(minutes=settings.meter_data_delay_minutes),
-            map_dirs=maps,
+            map_dirs=settings.meter_map_dirs(),
             on_polled=on_polled,
         ),
         SettlementJobs(

@@ -200,14 +200,16 @@ class MeterPolling:
             )
         if not endpoints:
             return [], 0
-        if endpoints != self._endpoints:
-            old, self._endpoints = self._poller, endpoints
+        if self._poller is None or endpoints != self._endpoints:
+            old, self._poller, self._endpoints = self._poller, None, ()
             if old is not None:
                 asyncio.run_coroutine_threadsafe(old.close(), self._loop).result(timeout=30)
+            # A meter the poller cannot build is left out and reported by it, not raised; were the
+            # poller itself to fail, the next cycle builds it again.
             self._poller = Poller(
                 list(endpoints), settings=self.poll_settings, clock=self.clock.now, map_dirs=self.map_dirs
             )
-        assert self._poller is not None
+            self._endpoints = endpoints
         results = asyncio.run_coroutine_threadsafe(self._poller.poll_once(), self._loop).result()
         readings = [result.reading for result in results if result.reading is not None]
         with transaction(self.engine) as session:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
+    def meter_map_dirs(self) -> tuple[Path, ...]:
+        """The user's register-map folders (searched before the shipped maps)."""
+        return () if self.meter_maps_dir is None else (self.meter_maps_dir,)
+
     def poll_settings(self) -> PollSettings:
         """How the poller treats each meter, from these settings."""
         return PollSettings(

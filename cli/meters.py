@@ -79,6 +79,7 @@ def meter_add(
                     transport=transport,
                     model=model,
                     now=datetime.now(UTC),
+                    map_dirs=_map_dirs(),
                 )
         except MarketError as error:
             raise fail(str(error)) from None
@@ -234,20 +235,17 @@ def _map_dirs() -> tuple[Path, ...]:
     """The extra register-map folder from the settings, if any."""
     from cli.options import settings_or_fail
 
-    folder = settings_or_fail().meter_maps_dir
-    return () if folder is None else (folder,)
+    return settings_or_fail().meter_map_dirs()
 
 
 def _known_model(model: str) -> None:
-    from metering.registers import available_models
+    from metering.polling import check_meter_model
+    from metering.registers import MapError
 
-    if model.startswith("sunspec"):
-        return
-    known = available_models(extra_dirs=_map_dirs())
-    if model not in known:
-        raise typer.BadParameter(
-            f"{model!r} is not one of {', '.join(known)} or sunspec", param_hint="--model"
-        )
+    try:
+        check_meter_model(model, map_dirs=_map_dirs())
+    except MapError as error:
+        raise typer.BadParameter(error.reason, param_hint="--model") from None
 
 
 def _report_poll(endpoints: list[MeterEndpoint], results: list[PollResult], stored: int) -> None:

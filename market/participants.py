@@ -10,6 +10,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ from sqlmodel import Session, col, select
 from market.database import chunks
 from market.errors import MarketError, NotFoundError
 from market.tables import MeterRow, ParticipantRow
+from metering.polling import check_meter_model
+from metering.registers import MapError
 
 HOUSEHOLD = "household"
 OPERATOR = "operator"
@@ -130,9 +133,14 @@ def register_meter(
     transport: str,
     model: str,
     now: datetime,
+    map_dirs: Sequence[Path] = (),
 ) -> Meter:
-    """Add a meter for a household; one Modbus address (host, port, unit) holds one meter."""
-    _check_meter(NewMeter(meter_id, participant_id, host, port, unit_id, transport, model))
+    """Add a meter for a household; one Modbus address (host, port, unit) holds one meter.
+
+    ``model`` must be one the poller can read: a register map's (``map_dirs`` holds the user's
+    maps) or a SunSpec device's.
+    """
+    _check_meter(NewMeter(meter_id, participant_id, host, port, unit_id, transport, model), map_dirs)
     participant = get_participant(session, participant_id)
     if participant.kind != HOUSEHOLD:
         raise MarketError("participant_id", f"{participant_id!r} is not a household")
@@ -223,12 +231,14 @@ def register_households(session: Session, households: Sequence[NewHousehold], *,
     return len(households)
 
 
-def register_meters(session: Session, meters: Sequence[NewMeter], *, now: datetime) -> int:
+def register_meters(
+    session: Session, meters: Sequence[NewMeter], *, now: datetime, map_dirs: Sequence[Path] = ()
+) -> int:
     """Add many meters at once, all or none, each checked as :func:`register_meter` checks one
     (errors name the item: ``meters[7].unit_id``); returns how many."""
     for index, meter in enumerate(meters):
         with _item("meters", index):
-            _check_meter(meter)
+            _check_meter(meter, map_dirs)
     ids = _first_repeat([meter.meter_id for meter in meters], "meters", "meter_id")
     addresses = [(meter.host, meter.port, meter.unit_id) for meter in meters]
     _first_repeat(addresses, "meters", "unit_id")
@@ -295,7 +305,7 @@ def _check_household(household: NewHousehold) -> None:
     _check_id(household.node_id, "node_id")
 
 
-def _check_meter(meter: NewMeter) -> None:
+def _check_meter(meter: NewMeter, map_dirs: Sequence[Path]) -> None:
     _check_id(meter.meter_id, "meter_id")
     _check_id(meter.participant_id, "participant_id")
     if not meter.host or len(meter.host) > 255:
@@ -307,6 +317,10 @@ def _check_meter(meter: NewMeter) -> None:
     if meter.transport not in TRANSPORTS:
         raise MarketError("transport", f"must be one of {', '.join(TRANSPORTS)}, not {meter.transport!r}")
     _check_id(meter.model, "model")
+    try:
+        check_meter_model(meter.model, map_dirs=map_dirs)
+    except MapError as error:
+        raise MarketError("model", error.reason) from None
 
 
 @contextmanager

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, MutableMapping, Sequence
@@ -59,7 +60,15 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from metering.readings import Reading, make_reading
-from metering.registers import MapError, ReadBlock, RegisterMap, decoder_for, load_register_map, plan_reads
+from metering.registers import (
+    MapError,
+    ReadBlock,
+    RegisterMap,
+    available_models,
+    decoder_for,
+    load_register_map,
+    plan_reads,
+)
 from metering.sunspec import SUNSPEC_FUNCTION_CODE, SunSpecError, discover_sunspec
 
 __all__ = [
@@ -72,10 +81,13 @@ __all__ = [
     "PollResult",
     "PollSettings",
     "Poller",
+    "check_meter_model",
     "poll_fleet",
     "read_meter",
     "utc_now",
 ]
+
+log = logging.getLogger("smartbrum.metering")
 
 TRANSPORTS = ("tcp", "rtu-over-tcp", "rtu")
 """Modbus TCP; RTU frames over a TCP connection (cheap RS485 gateways); RTU on a serial port."""
@@ -107,6 +119,25 @@ _EXCEPTION_NAMES: dict[int, str] = {
     ExcCodes.GATEWAY_PATH_UNAVIABLE: "gateway path unavailable",
     ExcCodes.GATEWAY_NO_RESPONSE: "gateway target device failed to respond",
 }
+
+
+def check_meter_model(model: str, *, map_dirs: Sequence[Path] = ()) -> None:
+    """Refuse a model the poller could not read: one with no register map that is not SunSpec.
+
+    Checked when a meter is registered, so that a typing mistake is an error then, not a meter
+    that is never read.
+
+    Raises
+    ------
+    MapError
+        With key ``model`` and a reason naming the known models.
+    """
+    if model.startswith(SUNSPEC_MODEL_PREFIX):
+        return
+    known = available_models(extra_dirs=map_dirs)
+    if model not in known:
+        names = ", ".join([*known, f"{SUNSPEC_MODEL_PREFIX} (discovered)"])
+        raise MapError(f"{model!r} is not a known meter model; known models: {names}", key="model")
 
 
 def utc_now() -> datetime:
@@ -496,13 +527,15 @@ class Poller:
     sunspec_base_address : int
         Where to look for a SunSpec device's 'SunS' marker first.
 
+    A meter that cannot be polled as configured (a model with no usable register map, a serial
+    port already polled at another baud rate, serial without pyserial) is left out, logged once
+    and listed in :attr:`unusable`; every cycle reports it as a skipped result, and one such
+    meter never stops the others.
+
     Raises
     ------
     ValueError
-        For duplicate meter IDs, one serial port given two baud rates, or a serial endpoint
-        without pyserial installed.
-    metering.registers.MapError
-        For a model with no register map.
+        For duplicate meter IDs.
     """
 
     def __init__(
@@ -534,21 +567,35 @@ class Poller:
         duplicates = sorted(meter_id for meter_id, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"meter IDs given twice: {', '.join(duplicates)}")
+        #: Meters that cannot be polled as configured, by meter ID, with the reason: each is
+        #: reported every cycle as a skipped result and the others are polled as usual.
+        self.unusable: dict[str, str] = {}
+        self._maps: dict[str, RegisterMap] = {}
+        for model in sorted({e.model for e in self.endpoints if not e.is_sunspec}):
+            try:
+                self._maps[model] = load_register_map(model, extra_dirs=self.map_dirs)
+            except MapError as error:
+                for endpoint in self.endpoints:
+                    if endpoint.model == model:
+                        self.unusable[endpoint.meter_id] = f"no usable register map: {error}"
         bauds: dict[str, int] = {}
+        serial_available = importlib.util.find_spec("serial") is not None
         for endpoint in self.endpoints:
             if endpoint.transport != "rtu":
                 continue
-            if bauds.setdefault(endpoint.host, endpoint.port) != endpoint.port:
-                raise ValueError(f"serial port {endpoint.host} given two baud rates")
-        if bauds and importlib.util.find_spec("serial") is None:
-            raise ValueError(f"serial rtu ({', '.join(bauds)}) needs pyserial: pip install pyserial")
-        self._maps: dict[str, RegisterMap] = {
-            model: load_register_map(model, extra_dirs=self.map_dirs)
-            for model in sorted({e.model for e in self.endpoints if not e.is_sunspec})
-        }
+            if not serial_available:
+                self.unusable[endpoint.meter_id] = "serial rtu needs pyserial: pip install pyserial"
+            elif bauds.setdefault(endpoint.host, endpoint.port) != endpoint.port:
+                self.unusable[endpoint.meter_id] = (
+                    f"serial port {endpoint.host} is already polled at {bauds[endpoint.host]} baud, "
+                    f"not {endpoint.port}"
+                )
+        for meter_id, reason in sorted(self.unusable.items()):
+            log.warning("meter %s is not polled: %s", meter_id, reason)
         by_lane: dict[LaneKey, list[tuple[int, MeterEndpoint]]] = {}
         for index, endpoint in enumerate(self.endpoints):
-            by_lane.setdefault(endpoint.lane_key, []).append((index, endpoint))
+            if endpoint.meter_id not in self.unusable:
+                by_lane.setdefault(endpoint.lane_key, []).append((index, endpoint))
         self._lanes = [
             _Lane(key, members, settings=self.settings, clients=self._clients)
             for key, members in by_lane.items()
@@ -569,7 +616,12 @@ class Poller:
             One per endpoint, in the order given. Failures are results, not exceptions.
         """
         async with self._cycle_lock:
-            results: list[PollResult | None] = [None] * len(self.endpoints)
+            results: list[PollResult | None] = [
+                PollResult(e.meter_id, None, f"not polled: {self.unusable[e.meter_id]}", 0, skipped=True)
+                if e.meter_id in self.unusable
+                else None
+                for e in self.endpoints
+            ]
             if len(self._lanes) == 1:
                 await self._poll_lane(self._lanes[0], results)
             else:

@@ -159,6 +159,7 @@ def add_meter(body: MeterCreate, _: OperatorDep, platform: PlatformDep) -> Meter
             transport=body.transport,
             model=body.model,
             now=platform.clock.now(),
+            map_dirs=platform.settings.meter_map_dirs(),
         )
     return MeterPublic(**meter.__dict__)
 

@@ -13,7 +13,7 @@ from api.deps import Platform
 from market.clearing import clear_interval
 from market.intervals import period_at
 from market.rules import MarketRules
-from market.tables import ApiTokenRow, AuditEventRow, OrderRow, SettlementRunRow
+from market.tables import ApiTokenRow, AuditEventRow, MeterRow, OrderRow, SettlementRunRow
 from tests.factories import api_client, auth, count_rows, mpan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -148,6 +148,19 @@ def test_a_nul_character_is_refused_naming_the_field_on_every_database(
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [{"field": field, "reason": "must not contain a NUL character"}]
     assert count_rows(engine, OrderRow) == 0
+
+
+def test_a_meter_of_an_unknown_model_is_refused_naming_the_known_ones(api, engine):
+    body = {"id": "M9", "participant_id": "H1", "host": "127.0.0.1", "model": "nope"}
+    response = api.post("/v1/meters", json=body, headers=auth(api, "OPS"))
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "model"
+    assert error["reason"].startswith("'nope' is not a known meter model; known models: ")
+    assert "sdm630" in error["reason"]
+    assert "sunspec" in error["reason"]
+    assert count_rows(engine, MeterRow) == 0
+    assert api.post("/v1/meters", json={**body, "model": "em24"}, headers=auth(api, "OPS")).status_code == 201
 
 
 def test_amend_cancel_and_history(api):

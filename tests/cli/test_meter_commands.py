@@ -102,7 +102,7 @@ def test_a_silent_unit_fails_in_one_line(cli, gateway):
 def test_unknown_model_is_refused(cli):
     result = cli("meter", "read", "--host", "127.0.0.1", "--model", "sdm999")
     assert result.exit_code == 2
-    assert "'sdm999' is not one of" in result.output
+    assert "'sdm999' is not a known meter model" in result.output
 
 
 def test_add_then_poll_stores_the_fleets_readings(cli, gateway, database_url):

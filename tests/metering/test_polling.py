@@ -30,7 +30,6 @@ from metering.polling import (
     read_meter,
 )
 from metering.readings import Quality
-from metering.registers import MapError
 from tests.factories import SUMMER_NOON as T0
 from tests.factories import ManualClock, ManualMonotonic, assert_matches, integrate_by_steps
 
@@ -541,24 +540,40 @@ def test_bad_settings_are_refused(kwargs, message):
         PollSettings(**kwargs)
 
 
-def test_a_poller_refuses_duplicate_meters_and_unknown_models():
+def test_a_poller_refuses_duplicate_meter_ids():
     endpoint = MeterEndpoint("m", "127.0.0.1", 502, 1, "sdm630")
     with pytest.raises(ValueError, match="given twice"):
         Poller([endpoint, endpoint])
-    with pytest.raises(MapError, match="sdm999"):
-        Poller([MeterEndpoint("n", "127.0.0.1", 502, 1, "sdm999")])
+
+
+def test_meters_that_cannot_be_polled_are_skipped_and_the_others_read():
+    """An unknown model, a serial port given a second baud rate (or serial without pyserial): each
+    such meter is reported as skipped, every cycle, with the reason; the good meter is read."""
+    clock = ManualClock()
+    [meter] = meters_for(["sdm630"], clock, first_unit=1)
+    gateway = Gateway("127.0.0.1", 0, [meter])
     serial = [
         MeterEndpoint(f"s{b}", "/dev/ttyUSB0", b, 1 + b % 2, "sdm120", transport="rtu") for b in (9600, 19200)
     ]
-    with pytest.raises(ValueError, match="two baud rates"):
-        Poller(serial)
 
+    async def scenario():
+        [good] = gateway.endpoints()
+        unknown = MeterEndpoint("n", good.host, good.port, 2, "sdm999")
+        async with Poller([good, unknown, *serial], settings=FAST, clock=clock) as poller:
+            return poller.unusable, [await poller.poll_once() for _ in range(2)]
 
-@pytest.mark.skipif(importlib.util.find_spec("serial") is not None, reason="pyserial is installed")
-def test_serial_endpoints_need_pyserial():
-    endpoint = MeterEndpoint("s", "/dev/ttyUSB0", 9600, 1, "sdm120", transport="rtu")
-    with pytest.raises(ValueError, match="pyserial"):
-        Poller([endpoint])
+    unusable, cycles = run_with_gateways([gateway], scenario)
+    assert set(unusable) == (
+        {"n", "s19200"} if importlib.util.find_spec("serial") else {"n", "s9600", "s19200"}
+    )
+    assert "sdm999" in unusable["n"]
+    for results in cycles:
+        assert [r.meter_id for r in results] == [meter.meter_id, "n", "s9600", "s19200"]
+        results_by_id = by_id(results)
+        assert results_by_id[meter.meter_id].ok
+        for meter_id, reason in unusable.items():
+            assert (results_by_id[meter_id].skipped, results_by_id[meter_id].attempts) == (True, 0)
+            assert results_by_id[meter_id].error == f"not polled: {reason}"
 
 
 def test_lanes_are_one_per_connection():
