@@ -8,6 +8,7 @@ smartbrum runs on the SQLite default, ``var/smartbrum.db`` under the working dir
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     platform_fee_p_per_kwh: Decimal = Field(default=Decimal(0), ge=0)
     #: Minutes after a period ends before its initial settlement run (its meter data is due).
     settlement_delay_minutes: int = Field(default=10, ge=0)
+    #: The platform runs on a simulated clock (a demonstration or a test): commands may then be
+    #: given a ``--now`` ahead of the real clock. Off, nothing runs ahead of the real clock.
+    simulated_clock: bool = False
 
     @classmethod
     def settings_customise_sources(
@@ -101,7 +105,11 @@ class Settings(BaseSettings):
 
     def settlement_config(self) -> SettlementConfig:
         """VAT and the platform fee, from these settings."""
-        return SettlementConfig(vat_rate=self.vat_rate, platform_fee_p_per_kwh=self.platform_fee_p_per_kwh)
+        return SettlementConfig(
+            vat_rate=self.vat_rate,
+            platform_fee_p_per_kwh=self.platform_fee_p_per_kwh,
+            meter_data_delay=timedelta(minutes=self.meter_data_delay_minutes),
+        )
 
     def market_rules(self) -> MarketRules:
         """The market's rules from these settings."""

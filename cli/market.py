@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import fail, iso_utc, market_engine, settings_or_fail, utc_option
+from cli.options import fail, iso_utc, market_engine, platform_now, settings_or_fail, utc_option
 from market.intervals import ALLOWED_LENGTHS_MINUTES, InvalidPeriodError, parse_period_key, periods_of_day
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def market_clear_due(
     from optimiser import SolverError
 
     settings = settings_or_fail()
-    moment = utc_option(now, "--now") or datetime.now(UTC)
+    moment = platform_now(now, "--now", settings)
     with market_engine(settings) as engine:
         try:
             outcomes = clear_due(engine, rules=settings.market_rules(), now=moment, triggered_by="cli")
@@ -132,7 +132,7 @@ def market_reclear(
         period = parse_period_key(interval, length_minutes=settings.interval_minutes)
     except InvalidPeriodError as error:
         raise typer.BadParameter(str(error), param_hint="INTERVAL") from None
-    moment = utc_option(now, "--now") or datetime.now(UTC)
+    moment = platform_now(now, "--now", settings)
     with market_engine(settings) as engine:
         try:
             outcome = clear_interval(

@@ -72,3 +72,22 @@ def market_engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def platform_now(value: str | None, name: str, settings: Settings) -> datetime:
+    """The platform's time for a command: now, or the ``--now`` option's time.
+
+    A time ahead of the real clock is refused, so that nothing is cleared before its gate closes
+    or settled before its meter data is due, unless the settings declare a simulated clock
+    (``SMARTBRUM_SIMULATED_CLOCK``).
+    """
+    real = datetime.now(UTC)
+    moment = utc_option(value, name)
+    if moment is None:
+        return real
+    if moment > real and not settings.simulated_clock:
+        raise fail(
+            f"{name}: {iso_utc(moment)} is ahead of the platform's clock ({iso_utc(real)}); only a "
+            "platform on a simulated clock (SMARTBRUM_SIMULATED_CLOCK=true) runs ahead of it"
+        )
+    return moment

@@ -6,7 +6,7 @@ The database stack is imported inside the commands, so that ``smartbrum clear`` 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import fail, utc_option
+from cli.options import fail
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -35,7 +35,7 @@ def settle_command(
     now: Annotated[str | None, typer.Option(help="Time of the run, ISO 8601 (default: now).")] = None,
 ) -> None:
     """Settle a day's intervals (or one interval) and print a summary per run."""
-    from cli.options import market_engine, settings_or_fail
+    from cli.options import market_engine, platform_now, settings_or_fail
     from market.errors import MarketError
     from market.settlement import settle_periods
     from market.statements import export_runs_csv
@@ -54,7 +54,14 @@ def settle_command(
     else:
         day = _date(on) if on is not None else datetime.now(LONDON).date() - timedelta(days=1)
         periods = periods_of_day(day, length_minutes=length)
-    moment = utc_option(now, "--now") or datetime.now(UTC)
+    moment = platform_now(now, "--now", settings)
+    if on is not None or interval is None:
+        # A day's intervals whose meter data is not due yet are left for later, not refused.
+        config = settings.settlement_config()
+        due = [p for p in periods if moment >= p.end_utc + config.meter_data_delay]
+        if len(due) < len(periods) and due:
+            print(f"{len(periods) - len(due)} intervals not due yet; settling {len(due)}", file=sys.stderr)
+            periods = due
     with market_engine(settings) as engine:
         try:
             outcomes = settle_periods(

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -90,10 +90,12 @@ class SettlementOutcome:
 
 @dataclass(frozen=True)
 class SettlementConfig:
-    """The money terms that are not the interval's tariff: VAT and the platform fee."""
+    """The money terms that are not the interval's tariff (VAT and the platform fee), and how long
+    after an interval ends its meter data is due (no run settles it before then)."""
 
     vat_rate: Decimal = Decimal("0.05")
     platform_fee_p_per_kwh: Decimal = Decimal(0)
+    meter_data_delay: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -117,10 +119,19 @@ def settle(
     Raises
     ------
     MarketError
-        For an unknown run type, or a reconciliation before the initial run.
+        For an unknown run type, an interval whose meter data is not due yet by ``now`` (the
+        platform's clock: nothing is settled ahead of it), or a reconciliation before the initial
+        run.
     """
     if run_type not in (INITIAL, RECONCILE):
         raise MarketError("run", f"must be initial or reconcile, not {run_type!r}")
+    due = period.end_utc + config.meter_data_delay
+    if now < due:
+        raise MarketError(
+            "interval",
+            f"{period.key} cannot be settled before its meter data is due at {_iso(due)} "
+            f"(the platform's clock says {_iso(now)})",
+        )
     with transaction(engine) as session:
         lock_for_transaction(session, "settlement", period.start_utc.isoformat(), period.length_minutes)
         runs = _runs(session, period)
@@ -544,3 +555,7 @@ def account_balances(
         balances[debit] -= amount
         balances[credit] += amount
     return dict(balances)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -163,6 +163,16 @@ def test_a_meter_of_an_unknown_model_is_refused_naming_the_known_ones(api, engin
     assert api.post("/v1/meters", json={**body, "model": "em24"}, headers=auth(api, "OPS")).status_code == 201
 
 
+def test_an_interval_is_not_settled_ahead_of_the_platforms_clock(api, engine):
+    """The API takes no time from a client: settling the next interval now is a 422, and no run."""
+    response = api.post("/v1/settlement/runs", json={"interval": NEXT.key}, headers=auth(api, "OPS"))
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "interval"
+    assert error["reason"].startswith(f"{NEXT.key} cannot be settled before its meter data is due")
+    assert count_rows(engine, SettlementRunRow) == 0
+
+
 def test_amend_cancel_and_history(api):
     placed = api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).json()
     amended = api.patch(f"/v1/orders/{placed['id']}", json={"price_p_per_kwh": "14"}, headers=auth(api, "H1"))

@@ -111,3 +111,30 @@ def test_clear_due_clears_once_and_verify_confirms(cli, database_url):
     naive = cli(database_url, "market", "clear-due", "--now", "2026-11-21T13:00")
     assert naive.exit_code == 2
     assert "UTC offset" in naive.output
+
+
+def test_nothing_runs_ahead_of_the_real_clock_unless_the_clock_is_simulated(cli, database_url, monkeypatch):
+    """A --now in the future is refused by clear-due, reclear and settle (the gate of that period
+    has not closed, its meter data is not due); a platform on a declared simulated clock may."""
+    engine = create_database_engine(database_url)
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+    engine.dispose()
+    ahead = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    soon = period_at(datetime.now(UTC) + timedelta(days=1))
+    for args in (
+        ("market", "clear-due", "--now", ahead),
+        ("market", "reclear", soon.key, "--reason", "r", "--now", ahead),
+        ("settle", "--interval", soon.key, "--now", ahead),
+    ):
+        refused = cli(database_url, *args)
+        assert refused.exit_code == 2, refused.output
+        assert "is ahead of the platform's clock" in refused.output
+        assert "SMARTBRUM_SIMULATED_CLOCK=true" in refused.output
+    unsettled = cli(database_url, "settle", "--interval", soon.key)
+    assert unsettled.exit_code == 2
+    assert f"{soon.key} cannot be settled before its meter data is due" in unsettled.stderr
+    monkeypatch.setenv("SMARTBRUM_SIMULATED_CLOCK", "true")
+    simulated = cli(database_url, "market", "clear-due", "--now", ahead)
+    assert simulated.exit_code == 0, simulated.output
+    assert simulated.stdout.startswith(f"nothing due at {ahead[:10]}")  # no orders: nothing to clear

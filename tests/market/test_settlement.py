@@ -192,9 +192,11 @@ def test_settling_intervals_two_at_a_time_beside_another_run_settles_each_once(m
     meter_data(market, "M1", (100, 0), (102.4, 0))
     day = periods_of_day(PERIOD.settlement_date)
 
+    after_the_day = day[-1].end_utc + timedelta(minutes=10)
+
     def settle_the_day(engine):
         return settle_periods(
-            engine, day, run_type=INITIAL, config=CONFIG, now=LATER, triggered_by="test", workers=2
+            engine, day, run_type=INITIAL, config=CONFIG, now=after_the_day, triggered_by="test", workers=2
         )
 
     first, second = race(database_url, settle_the_day, workers=2)
@@ -207,6 +209,21 @@ def test_settling_intervals_two_at_a_time_beside_another_run_settles_each_once(m
     assert statuses[PERIOD] == "partial"  # H2 and H3 have no meter data yet
     assert {status for period, status in statuses.items() if period != PERIOD} == {"pending"}
     balanced(market)
+
+
+@pytest.mark.parametrize("delay_minutes", [0, 2])
+def test_nothing_is_settled_before_its_meter_data_is_due(market, delay_minutes):
+    """Settlement never runs ahead of the platform's clock: not during the period, not before its
+    meter data is due; at that moment it runs."""
+    config = SettlementConfig(meter_data_delay=timedelta(minutes=delay_minutes))
+    due = PERIOD.end_utc + timedelta(minutes=delay_minutes)
+    for early in (PERIOD.start_utc - timedelta(hours=1), PERIOD.start_utc, due - timedelta(microseconds=1)):
+        with pytest.raises(MarketError, match=rf"^interval: {PERIOD.key} cannot be settled before"):
+            settle(market, period=PERIOD, run_type=INITIAL, config=config, now=early, triggered_by="t")
+    with Session(market) as session:
+        assert runs_of(session, PERIOD) == []
+    outcome = settle(market, period=PERIOD, run_type=INITIAL, config=config, now=due, triggered_by="t")
+    assert outcome.created
 
 
 def test_settling_intervals_stops_at_the_first_error_and_names_the_interval(market):
