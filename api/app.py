@@ -15,7 +15,8 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 
 from api.audit import AuditMiddleware
-from api.deps import Platform, refuse_nul_characters
+from api.deps import FailedAuthentications, Platform, refuse_nul_characters
+from api.edges import BodySizeLimit, SecurityHeaders
 from api.problems import install_problem_handlers
 from api.routes.households import router as households_router
 from api.routes.market import router as market_router
@@ -69,7 +70,13 @@ def app_from_settings() -> FastAPI:
     pool = {"pool_size": threads, "max_overflow": threads // 2 + 1}
     if not settings.database_url.startswith("postgresql"):
         pool = {}
-    platform = Platform(engine=create_database_engine(settings.database_url, **pool), settings=settings)
+    platform = Platform(
+        engine=create_database_engine(settings.database_url, **pool),
+        settings=settings,
+        failed_authentications=FailedAuthentications(
+            limit=settings.auth_failure_limit, window_s=settings.auth_failure_window_s
+        ),
+    )
     platform.jobs = [JobLeader(platform.engine, build_jobs(platform))]
     return create_app(platform)
 
@@ -101,7 +108,11 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
     install_problem_handlers(app)
+    # Outermost last: security headers on every answer, every state-changing request audited
+    # (a refused one too), a body over the limit refused before it is read.
+    app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(market_router, prefix="/v1")
     app.include_router(orders_router, prefix="/v1")

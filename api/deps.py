@@ -10,7 +10,9 @@ May import :mod:`api.clock`, :mod:`api.problems`, :mod:`api.settings` and the ma
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -30,6 +32,40 @@ from market.participants import HOUSEHOLD, OPERATOR, Participant
 #: inactive, stops working at once on the worker that did it and within this on the others.
 TOKEN_CACHE_SECONDS = 5.0
 _TOKEN_CACHE_SIZE = 50_000
+#: Most client addresses whose failed authentications are remembered at once.
+_CLIENTS_TRACKED = 100_000
+
+
+@dataclass
+class FailedAuthentications:
+    """Failed authentications per client address, in a sliding window.
+
+    Past ``limit`` failures within ``window_s`` seconds a client is refused (429) until its oldest
+    failure leaves the window. Kept in memory by each worker, so with N workers a client has at
+    most N times the limit; enough to make guessing a 256-bit token pointless and a flood cheap.
+    """
+
+    limit: int = 20
+    window_s: float = 60.0
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def retry_after_s(self, client: str, now: float) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may now."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        return failures[0] + self.window_s - now if len(failures) >= self.limit else None
+
+    def record(self, client: str, now: float) -> None:
+        """Count one failed authentication by ``client``."""
+        if client not in self._failures and len(self._failures) >= _CLIENTS_TRACKED:
+            self._failures.clear()  # a flood from many addresses: forget rather than grow
+        self._failures.setdefault(client, deque()).append(now)
 
 
 @dataclass
@@ -44,6 +80,7 @@ class Platform:
     token_cache_seconds: float = TOKEN_CACHE_SECONDS
     #: token hash -> (the participant, when to check again: time.monotonic())
     tokens: dict[str, tuple[Participant, float]] = field(default_factory=dict)
+    failed_authentications: FailedAuthentications = field(default_factory=FailedAuthentications)
 
 
 async def get_platform(request: Request) -> Platform:
@@ -65,12 +102,20 @@ async def current_participant(
     A worker remembers a token it has checked for ``platform.token_cache_seconds`` (only hashes
     are kept); the database is asked, off the event loop, when it has not or that has passed.
     """
+    client = request.client.host if request.client else ""
+    now = time.monotonic()
+    wait_s = platform.failed_authentications.retry_after_s(client, now)
+    if wait_s is not None:
+        raise ApiProblemError(
+            429,
+            f"too many failed authentications from this client; try again in {math.ceil(wait_s)} s",
+            headers={"Retry-After": str(math.ceil(wait_s))},
+        )
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiProblemError(401, "authentication required: send 'Authorization: Bearer <token>'")
     key = token_hash(secret.strip())
-    now = time.monotonic()
     known = platform.tokens.get(key)
     if known is not None and known[1] > now:
         participant = known[0]
@@ -78,6 +123,7 @@ async def current_participant(
         found = await run_in_threadpool(_authenticate, platform.engine, secret.strip())
         if found is None:
             platform.tokens.pop(key, None)
+            platform.failed_authentications.record(client, now)
             raise ApiProblemError(401, "the token is unknown, revoked, or its participant is inactive")
         if len(platform.tokens) >= _TOKEN_CACHE_SIZE:
             platform.tokens.clear()

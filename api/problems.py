@@ -39,11 +39,19 @@ class Problem(BaseModel):
 class ApiProblemError(Exception):
     """Raise to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str, *, errors: list[FieldProblem] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers or {}
 
 
 def problem_response(
@@ -71,8 +79,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiProblemError)
     async def api_problem(request: Request, error: ApiProblemError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return problem_response(request, error.status, error.detail, error.errors, headers)
+        headers = {**error.headers, **({"WWW-Authenticate": "Bearer"} if error.status == 401 else {})}
+        return problem_response(request, error.status, error.detail, error.errors, headers or None)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
@@ -113,5 +121,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem("The route is not for this participant's role"),
     404: _problem("Not found (another household's data is not found either)"),
     409: _problem("Clashes with what is stored (a reused Idempotency-Key, a frozen order)"),
+    413: _problem("The request body is larger than the service reads"),
     422: _problem("A field out of range or the market's rules refuse it; nothing is stored"),
+    429: _problem("Too many failed authentications from this client; see Retry-After"),
 }

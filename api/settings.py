@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     platform_fee_p_per_kwh: Decimal = Field(default=Decimal(0), ge=0)
     #: Minutes after a period ends before its initial settlement run (its meter data is due).
     settlement_delay_minutes: int = Field(default=10, ge=0)
+    #: The largest request body the API reads (bytes): a batch of 500 orders is about 60 kB.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Failed authentications one client may make in a window before it is refused (429).
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
     #: The platform runs on a simulated clock (a demonstration or a test): commands may then be
     #: given a ``--now`` ahead of the real clock. Off, nothing runs ahead of the real clock.
     simulated_clock: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Annotated
 
@@ -26,9 +27,24 @@ def serve(
     if workers > 1 and backend != "postgresql":
         raise fail("--workers above 1 needs PostgreSQL (SQLite serialises every write)")
     print(f"smartbrum API on http://{host}:{port} ({backend}, {workers} worker(s))", file=sys.stderr)
+    if not _is_loopback(host):
+        print(
+            f"smartbrum: warning: serving plain HTTP on {host}, beyond this machine; put a TLS-terminating "
+            "proxy in front (tokens and sessions must not cross a network in clear text)",
+            file=sys.stderr,
+        )
     if workers == 1:
         uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, log_level="info")
     else:
         from api.serving import run_workers
 
         run_workers("api.app:app_from_settings", host=host, port=port, workers=workers)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

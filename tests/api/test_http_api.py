@@ -173,6 +173,55 @@ def test_an_interval_is_not_settled_ahead_of_the_platforms_clock(api, engine):
     assert count_rows(engine, SettlementRunRow) == 0
 
 
+def test_every_answer_carries_the_security_headers(api):
+    for response in (
+        api.get("/v1/participants", headers=auth(api, "OPS")),
+        api.get("/v1/participants"),  # 401
+        api.get("/openapi.json"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert api.get("/docs").headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api, engine):
+    too_big = b'{"orders": [' + b" " * 1_048_576 + b"]}"
+    declared = api.post(
+        "/v1/orders/batch", content=too_big, headers={**auth(api, "H1"), "Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413, declared.text
+    assert declared.headers["content-type"] == "application/problem+json"
+    assert declared.json()["errors"] == [{"field": "body", "reason": "must be at most 1048576 bytes"}]
+
+    def chunks():
+        yield b'{"orders": ['
+        for _ in range(40):
+            yield b" " * 32_768
+
+    streamed = api.post(
+        "/v1/orders/batch", content=chunks(), headers={**auth(api, "H1"), "Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert count_rows(engine, OrderRow) == 0
+    with Session(engine) as session:
+        audited = session.exec(select(AuditEventRow).where(AuditEventRow.status_code == 413)).all()
+    assert len(audited) == 2  # refused, and still audited
+
+
+def test_repeated_bad_tokens_from_one_client_are_throttled(api):
+    for attempt in range(20):
+        response = api.get("/v1/orders", headers={"Authorization": f"Bearer wrong-{attempt}"})
+        assert response.status_code == 401
+    throttled = api.get("/v1/orders", headers={"Authorization": "Bearer wrong-again"})
+    assert throttled.status_code == 429, throttled.text
+    assert 1 <= int(throttled.headers["retry-after"]) <= 60
+    assert "too many failed authentications" in throttled.json()["detail"]
+    # The client is refused whatever it sends until the window passes: no more guesses.
+    assert api.get("/v1/orders", headers=auth(api, "H1")).status_code == 429
+
+
 def test_amend_cancel_and_history(api):
     placed = api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).json()
     amended = api.patch(f"/v1/orders/{placed['id']}", json={"price_p_per_kwh": "14"}, headers=auth(api, "H1"))
