@@ -160,6 +160,28 @@ def seed_market(session, *, now: datetime, homes: dict[str, str] | None = None, 
         )
 
 
+def seed_crossing_orders(engine, period, *, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """:func:`seed_market`, then 1 kWh bought at 20 p (H1) and 1 kWh sold at 5 p (H3) for
+    ``period``: a book that clears with a trade."""
+    from market.database import transaction
+    from market.orders import place_order
+    from market.rules import MarketRules
+
+    with transaction(engine) as session:
+        seed_market(session, now=now)
+        for home, side, price in (("H1", "buy", "20"), ("H3", "sell", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=period,
+                side=side,
+                quantity_kwh=Decimal("1"),
+                price_p_per_kwh=Decimal(price),
+                now=now,
+            )
+
+
 # --- meters ----------------------------------------------------------------------------------
 
 

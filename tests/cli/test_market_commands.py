@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from typer.testing import CliRunner
@@ -14,9 +13,7 @@ from api.settings import get_settings
 from cli.main import app
 from market.database import create_database_engine, transaction
 from market.intervals import period_at
-from market.orders import place_order
-from market.rules import MarketRules
-from tests.factories import seed_market
+from tests.factories import seed_crossing_orders, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 PERIOD = period_at(NOW + timedelta(hours=1))
@@ -72,19 +69,7 @@ def test_db_upgrade_creates_the_schema(cli, tmp_path):
 
 def test_clear_due_clears_once_and_verify_confirms(cli, database_url):
     engine = create_database_engine(database_url)
-    with transaction(engine) as session:
-        seed_market(session, now=NOW)
-        for home, side, price in (("H1", "buy", "20"), ("H3", "sell", "5")):
-            place_order(
-                session,
-                rules=MarketRules(),
-                participant_id=home,
-                period=PERIOD,
-                side=side,
-                quantity_kwh=Decimal("1"),
-                price_p_per_kwh=Decimal(price),
-                now=NOW,
-            )
+    seed_crossing_orders(engine, PERIOD, now=NOW)
     engine.dispose()
     at = (PERIOD.start_utc + timedelta(minutes=31)).isoformat()
     first = cli(database_url, "market", "clear-due", "--now", at)

@@ -26,7 +26,7 @@ from market.orders import place_order
 from market.rules import MarketRules
 from market.tables import ClearingRunRow
 from tests.api.test_serve import free_port
-from tests.factories import seed_market
+from tests.factories import seed_crossing_orders, seed_market
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SMARTBRUM = Path(sys.executable).with_name("smartbrum")
@@ -77,19 +77,7 @@ def test_market_commands_print_their_lines(tmp_path):
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     period = period_at(now + timedelta(hours=1))
     engine = create_database_engine(url)
-    with transaction(engine) as session:
-        seed_market(session, now=now)
-        for home, side, price in (("H1", "buy", "20"), ("H3", "sell", "5")):
-            place_order(
-                session,
-                rules=MarketRules(),
-                participant_id=home,
-                period=period,
-                side=side,
-                quantity_kwh=Decimal("1"),
-                price_p_per_kwh=Decimal(price),
-                now=now,
-            )
+    seed_crossing_orders(engine, period, now=now)
     engine.dispose()
     at = (period.start_utc + timedelta(minutes=1)).isoformat()
 
