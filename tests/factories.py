@@ -430,38 +430,3 @@ def refresh_interval_energy(
     if not periods:
         return []
     return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
-
-
-def interval_energy(
-    session: Session, *, meter_id: str | None = None, period: SettlementPeriod | None = None
-) -> list[StoredEnergy]:
-    """Current interval energy, optionally for one meter or one period, oldest first."""
-    from sqlmodel import col, select
-
-    from market.intervals import settlement_period
-    from market.meter_data import StoredEnergy
-    from market.tables import IntervalEnergyRow
-    from market.units import WH_PER_KWH
-
-    query = select(IntervalEnergyRow).where(col(IntervalEnergyRow.is_current))
-    if meter_id is not None:
-        query = query.where(IntervalEnergyRow.meter_id == meter_id)
-    if period is not None:
-        query = query.where(
-            IntervalEnergyRow.interval_start_utc == period.start_utc,
-            IntervalEnergyRow.length_minutes == period.length_minutes,
-        )
-    rows = session.exec(
-        query.order_by(col(IntervalEnergyRow.interval_start_utc), col(IntervalEnergyRow.meter_id))
-    )
-    return [
-        StoredEnergy(
-            row.meter_id,
-            settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
-            Decimal(row.import_wh) / WH_PER_KWH,
-            Decimal(row.export_wh) / WH_PER_KWH,
-            row.estimated,
-            row.revision,
-        )
-        for row in rows
-    ]

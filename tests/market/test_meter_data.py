@@ -14,6 +14,7 @@ from market.intervals import period_at
 from market.meter_data import (
     counter_readings_of_meters,
     derive_meter_energy,
+    energy_of_meters,
     kwh_to_wh,
     store_readings,
 )
@@ -21,7 +22,7 @@ from market.participants import register_meter
 from market.tables import MeterEventRow, MeterReadingRow
 from metering.energy import derive_interval_energy
 from metering.readings import Quality, Reading
-from tests.factories import interval_energy, refresh_interval_energy, seed_market
+from tests.factories import refresh_interval_energy, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 FIRST = period_at(NOW)  # 12:00-12:30 UTC
@@ -104,7 +105,7 @@ def test_estimates_become_actuals_as_a_new_revision(metered):
         (Decimal("0.8"), Decimal("0.2"), False, 2),
     ]
     with Session(metered) as session:
-        assert [e.revision for e in interval_energy(session, meter_id="M1")] == [1, 2]
+        assert [e.revision for e in energy_of_meters(session, meter_ids=["M1"])] == [1, 2]
 
 
 def test_a_counter_reset_is_recorded_once_and_never_negative(metered):
