@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 TOOLS := .venv-tools
 LATEST := .venv-latest
 
-.PHONY: demo test lint bench lock test-latest clean
+.PHONY: demo test lint bench lock lock-upgrade test-latest clean
 
 # A changed lock rebuilds the environment from nothing: pip installs but never removes, and a
 # package the lock dropped must not linger where the tests would still find it. A changed
@@ -43,12 +43,18 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/clear.py
 
-# Refresh the lock: the newest releases pyproject.toml allows, for every platform and for Python
-# 3.11 and newer, each file with its hash. The build backend is locked too: the editable install
-# runs without build isolation, so nothing unlocked is fetched to build it.
+# The lock, for every platform and for Python 3.11 and newer, each file with its hash. `make lock`
+# keeps every pin it can and adds what pyproject.toml newly asks for; `make lock-upgrade` moves
+# everything to the newest releases pyproject.toml allows. The build backend is locked too: the
+# editable install runs without build isolation, so nothing unlocked is fetched to build it.
+COMPILE = echo 'setuptools>=77' | $(TOOLS)/bin/uv pip compile pyproject.toml - --extra test \
+	--universal --python-version 3.11 --generate-hashes --no-header --quiet -o $(LOCK)
+
 lock: $(TOOLS)/bin/uv
-	echo 'setuptools>=77' | $(TOOLS)/bin/uv pip compile pyproject.toml - --extra test --upgrade \
-		--universal --python-version 3.11 --generate-hashes --no-header --quiet -o $(LOCK)
+	$(COMPILE)
+
+lock-upgrade: $(TOOLS)/bin/uv
+	$(COMPILE) --upgrade
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
