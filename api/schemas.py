@@ -139,6 +139,10 @@ class OrderAmend(BaseModel):
     price_p_per_kwh: DecimalInput | None = None
 
 
+#: An order's status: :data:`market.orders.ORDER_STATUSES`.
+OrderStatus = Literal["open", "cancelled", "filled", "partly_filled", "unfilled"]
+
+
 class OrderPublic(BaseModel):
     id: str
     participant_id: str
@@ -147,7 +151,16 @@ class OrderPublic(BaseModel):
     side: str
     quantity_kwh: DecimalText
     price_p_per_kwh: DecimalText
-    status: str
+    status: OrderStatus = Field(
+        description="open (in the book), cancelled, or once the interval has been cleared: filled, "
+        "partly_filled or unfilled."
+    )
+    filled_kwh: DecimalText | None = Field(
+        description="Energy traded in the interval's current clearing run; null until it is cleared."
+    )
+    fill_price_p_per_kwh: DecimalText | None = Field(
+        description="The node's clearing price the filled energy traded at; null if nothing was filled."
+    )
     version: int
     priority_at: datetime
     created_at: datetime

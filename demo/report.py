@@ -35,7 +35,7 @@ from demo.scenario_run import RunResult
 from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod
-from market.orders import list_orders
+from market.orders import IN_BOOK, list_orders
 from market.settlement import account_balances
 from market.settlement import runs_of as settlement_runs_of
 from market.statements import StatementFigures, statements
@@ -357,7 +357,7 @@ def _curves_chart(result: RunResult, summary: Summary, path: Path) -> None:
     engine = create_database_engine(result.database_url)
     try:
         with Session(engine) as session:
-            orders = list_orders(session, period=busiest.period, status="open", limit=1_000_000)
+            orders = list_orders(session, period=busiest.period, status=IN_BOOK, limit=1_000_000)
     finally:
         engine.dispose()
     buys = sorted(((o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "buy"), reverse=True)

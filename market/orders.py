@@ -5,6 +5,12 @@ be amended or cancelled; after it they are frozen and only clearing reads them. 
 overwritten without a record: each change bumps the order's version and adds an
 :class:`~market.tables.OrderEventRow`.
 
+An order's ``status`` tells how it stands: ``open`` in the book, ``cancelled`` withdrawn, and
+once its interval has been cleared ``filled``, ``partly_filled`` or ``unfilled``, with the energy
+filled and its price. The outcome is read from the interval's current clearing run, never stored
+on the order: a re-clear that supersedes the run changes what the order reports, as it changes
+the trades.
+
 Time priority (who fills first among equal prices) is ``priority_at``: set when the order is
 placed, kept when an amendment only lowers the quantity, reset when it raises the quantity or
 changes the price, as on an exchange.
@@ -25,7 +31,7 @@ import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -45,11 +51,18 @@ from market.tables import (
     OrderEventRow,
     OrderRow,
     ParticipantRow,
+    TradeRow,
 )
 from market.units import TICKS_PER_P, WH_PER_KWH
 
 BUY, SELL = "buy", "sell"
+#: What a stored order row holds: in the book, or withdrawn before its gate closed.
 OPEN, CANCELLED = "open", "cancelled"
+#: How an order in the book ended, once its interval has been cleared.
+FILLED, PARTLY_FILLED, UNFILLED = "filled", "partly_filled", "unfilled"
+ORDER_STATUSES = (OPEN, CANCELLED, FILLED, PARTLY_FILLED, UNFILLED)
+#: The statuses of orders that are, or were when their interval cleared, in the book.
+IN_BOOK = (OPEN, FILLED, PARTLY_FILLED, UNFILLED)
 #: Most orders one :func:`place_orders` batch may hold: a day of half-hours at ten orders each fits.
 MAX_BATCH_ORDERS = 500
 #: Longest ``Idempotency-Key`` (the column's width).
@@ -72,6 +85,10 @@ class MarketOrder:
     priority_at: datetime
     created_at: datetime
     updated_at: datetime
+    #: Energy traded once the interval has been cleared (0 when unfilled); None before.
+    filled_kwh: Decimal | None = None
+    #: The node's price the filled energy traded at; None unless some energy was filled.
+    fill_price_p_per_kwh: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +192,28 @@ _PLACING = sa.select(
     .label("open_orders"),
 )
 _ORDER_BY_ID = sa.select(_ORDERS).where(_ORDERS.c.id == sa.bindparam("order_id"))
+
+#: Orders with their outcome: the interval's current clearing run, if any, and the order's trade in it.
+_CURRENT_RUN = sa.and_(
+    col(ClearingRunRow.interval_start_utc) == col(OrderRow.interval_start_utc),
+    col(ClearingRunRow.length_minutes) == col(OrderRow.length_minutes),
+    col(ClearingRunRow.is_current).is_(True),
+)
+_OWN_TRADE = sa.and_(
+    col(TradeRow.run_id) == col(ClearingRunRow.id), col(TradeRow.order_id) == col(OrderRow.id)
+)
+_STATUS = sa.case(
+    (col(OrderRow.status) == CANCELLED, CANCELLED),
+    (col(ClearingRunRow.id).is_(None), OPEN),
+    (col(TradeRow.accepted_wh).is_(None), UNFILLED),
+    (col(TradeRow.accepted_wh) >= col(OrderRow.quantity_wh), FILLED),
+    else_=PARTLY_FILLED,
+)
+_WITH_OUTCOME = (
+    select(OrderRow, _STATUS, col(TradeRow.accepted_wh), col(TradeRow.price_p_per_kwh))
+    .outerjoin(ClearingRunRow, _CURRENT_RUN)
+    .outerjoin(TradeRow, _OWN_TRADE)
+)
 
 # A batch's checks, each over all the batch's intervals at once.
 _EARLIER = sa.select(_ORDERS.c.id).where(*_EARLIER_KEY_FILTER).limit(1)
@@ -451,10 +490,10 @@ def cancel_order(
 
 def get_order(session: Session, order_id: str, *, participant_id: str | None = None) -> MarketOrder:
     """An order by id; with ``participant_id``, only that household's (others are not found)."""
-    row = session.get(OrderRow, order_id)
-    if row is None or (participant_id is not None and row.participant_id != participant_id):
+    found = session.exec(_WITH_OUTCOME.where(col(OrderRow.id) == order_id)).first()
+    if found is None or (participant_id is not None and found[0].participant_id != participant_id):
         raise NotFoundError("order_id", f"{order_id!r} is not an order")
-    return _order(row)
+    return _order_with_outcome(*found)
 
 
 def list_orders(
@@ -463,12 +502,13 @@ def list_orders(
     participant_id: str | None = None,
     period: SettlementPeriod | None = None,
     settlement_date: date | None = None,
-    status: str | None = None,
+    status: str | Sequence[str] | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[MarketOrder]:
-    """Orders, oldest first, optionally one household's, one period's or date's, one status."""
-    query = select(OrderRow)
+    """Orders, oldest first, optionally one household's, one period's or date's, with one status
+    (or any of several) of :data:`ORDER_STATUSES`."""
+    query = _WITH_OUTCOME
     if participant_id is not None:
         query = query.where(OrderRow.participant_id == participant_id)
     if period is not None:
@@ -478,9 +518,9 @@ def list_orders(
     if settlement_date is not None:
         query = query.where(OrderRow.settlement_date == settlement_date)
     if status is not None:
-        query = query.where(OrderRow.status == status)
+        query = query.where(_STATUS.in_([status] if isinstance(status, str) else list(status)))
     query = query.order_by(col(OrderRow.created_at), col(OrderRow.id)).offset(offset).limit(limit)
-    return [_order(row) for row in session.exec(query)]
+    return [_order_with_outcome(*found) for found in session.exec(query)]
 
 
 def order_history(session: Session, order_id: str, *, participant_id: str | None = None) -> list[OrderEvent]:
@@ -631,6 +671,9 @@ def _own_open_order(
     period = order_period(row)
     gate = rules.gate_closure_utc(period)
     if now >= gate:
+        outcome = get_order(session, order_id).status
+        if outcome != OPEN:
+            raise ConflictError("order_id", f"order {order_id!r} is {outcome}: {_cleared_reason(period)}")
         raise ConflictError(
             "order_id", f"order {order_id!r} is frozen: gate closure for {period.key} was at {gate}"
         )
@@ -847,6 +890,21 @@ def _record(session: Session, row: OrderRow, kind: str, now: datetime, actor: st
         )
     )
     session.flush()
+
+
+def _order_with_outcome(
+    row: OrderRow, status: str, accepted_wh: int | None, price: Decimal | None
+) -> MarketOrder:
+    """An order with how it ended, from :data:`_WITH_OUTCOME`'s columns."""
+    order = _order(row)
+    if status in (OPEN, CANCELLED):
+        return order
+    return replace(
+        order,
+        status=status,
+        filled_kwh=Decimal(accepted_wh or 0) / WH_PER_KWH,
+        fill_price_p_per_kwh=price if accepted_wh else None,
+    )
 
 
 def _order(row: OrderRow | sa.Row[Any]) -> MarketOrder:

@@ -20,6 +20,7 @@ from api.schemas import (
     OrderCreate,
     OrderEventPublic,
     OrderPublic,
+    OrderStatus,
     Page,
     SettlementDate,
 )
@@ -62,6 +63,8 @@ def order_public(order: MarketOrder, rules: MarketRules) -> OrderPublic:
         quantity_kwh=order.quantity_kwh,
         price_p_per_kwh=order.price_p_per_kwh,
         status=order.status,
+        filled_kwh=order.filled_kwh,
+        fill_price_p_per_kwh=order.fill_price_p_per_kwh,
         version=order.version,
         priority_at=order.priority_at,
         created_at=order.created_at,
@@ -197,7 +200,7 @@ def orders(
     offset: Offset = 0,
     interval: Annotated[str | None, Query(max_length=14, description="DATE/PERIOD")] = None,
     settlement_date: Annotated[SettlementDate | None, Query(alias="date")] = None,
-    order_status: Annotated[str | None, Query(alias="status", pattern="^(open|cancelled)$")] = None,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
     participant_id: Annotated[str | None, Query(max_length=64, description="Operator only.")] = None,
 ) -> Page[OrderPublic]:
     """A household's own orders (the operator's: everyone's, or one household's)."""

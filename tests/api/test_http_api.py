@@ -395,7 +395,8 @@ def test_intervals_are_paged_and_clearing_is_public(api, engine):
 
 def test_a_day_from_orders_to_statement_over_http(api, engine):
     """Orders over HTTP, clearing and settlement triggered by the operator, the household's view."""
-    api.post("/v1/orders", json=ORDER, headers=auth(api, "H1"))
+    bought = api.post("/v1/orders", json=ORDER, headers=auth(api, "H1")).json()
+    assert (bought["status"], bought["filled_kwh"], bought["fill_price_p_per_kwh"]) == ("open", None, None)
     sell = {**ORDER, "side": "sell", "price_p_per_kwh": "5"}
     assert api.post("/v1/orders", json=sell, headers=auth(api, "H2")).status_code == 201
     path = f"/v1/intervals/{NEXT.settlement_date}/{NEXT.period}/clear"
@@ -409,6 +410,15 @@ def test_a_day_from_orders_to_statement_over_http(api, engine):
     assert (reclear["created"], reclear["sequence"]) == (True, 2)
     trades = api.get("/v1/trades?date=2026-11-21", headers=auth(api, "H1")).json()["items"]
     assert [(t["side"], t["accepted_kwh"]) for t in trades] == [("buy", "1.5")]
+    # The order says how it ended, at the price it traded; a change to it is refused saying so.
+    order = api.get(f"/v1/orders/{bought['id']}", headers=auth(api, "H1")).json()
+    assert (order["status"], order["filled_kwh"]) == ("filled", "1.5")
+    assert order["fill_price_p_per_kwh"] == trades[0]["price_p_per_kwh"]
+    filled = api.get("/v1/orders?status=filled", headers=auth(api, "H1")).json()["items"]
+    assert [o["id"] for o in filled] == [bought["id"]]
+    refused = api.delete(f"/v1/orders/{bought['id']}", headers=auth(api, "H1"))
+    assert refused.status_code == 409
+    assert "is filled" in refused.json()["detail"]
     assert api.get("/v1/trades?participant_id=H2", headers=auth(api, "H1")).status_code == 404
     assert len(api.get("/v1/trades", headers=auth(api, "OPS")).json()["items"]) == 2
     api.clock.moment = NEXT.end_utc + timedelta(minutes=20)

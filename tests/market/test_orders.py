@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session, func, select
 
+from market.clearing import clear_interval, node_prices
 from market.database import transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import period_at
@@ -180,6 +181,44 @@ def test_orders_freeze_at_gate_closure(market):
         cancel_order(
             session, rules=RULES, order_id=order.id, participant_id="H1", now=gate - timedelta(microseconds=1)
         )
+
+
+def test_an_order_reports_how_it_ended_once_its_interval_is_cleared(market):
+    """A8: filled, partly filled (with the energy filled), unfilled; cancelled stays cancelled."""
+    sold, _ = place(market, participant_id="H3", side="sell", quantity_kwh=Decimal("1"), price_p_per_kwh=5)
+    whole, _ = place(market, participant_id="H1", quantity_kwh=Decimal("0.6"), price_p_per_kwh=20)
+    part, _ = place(market, participant_id="H2", quantity_kwh=Decimal("0.6"), price_p_per_kwh=15)
+    none, _ = place(market, participant_id="H2", quantity_kwh=Decimal("1"), price_p_per_kwh=1)
+    withdrawn, _ = place(market, participant_id="H1", quantity_kwh=Decimal("1"), price_p_per_kwh=23)
+    with transaction(market) as session:
+        cancel_order(session, rules=RULES, order_id=withdrawn.id, participant_id="H1", now=NOW)
+    with Session(market) as session:
+        assert {o.status for o in list_orders(session)} == {"open", "cancelled"}
+        assert get_order(session, whole.id).filled_kwh is None
+
+    gate = RULES.gate_closure_utc(NEXT)
+    run = clear_interval(market, period=NEXT, rules=RULES, now=gate, triggered_by="test").run
+    with Session(market) as session:
+        prices = {p.node_id: p.price_p_per_kwh for p in node_prices(session, run.id)}
+        outcome = {o.id: (o.status, o.filled_kwh, o.fill_price_p_per_kwh) for o in list_orders(session)}
+        assert outcome == {
+            sold.id: ("filled", Decimal("1"), prices["F2"]),
+            whole.id: ("filled", Decimal("0.6"), prices["F1"]),
+            part.id: ("partly_filled", Decimal("0.4"), prices["F1"]),
+            none.id: ("unfilled", Decimal("0"), None),
+            withdrawn.id: ("cancelled", None, None),
+        }
+        assert get_order(session, part.id).status == "partly_filled"
+        assert [o.id for o in list_orders(session, status="unfilled")] == [none.id]
+        assert {o.id for o in list_orders(session, status=("filled", "partly_filled"))} == {
+            sold.id,
+            whole.id,
+            part.id,
+        }
+        assert list_orders(session, status="open") == []
+    # A filled order says so when a change is refused, not that it is "frozen".
+    with transaction(market) as session, pytest.raises(ConflictError, match=r"is filled: .* cleared"):
+        cancel_order(session, rules=RULES, order_id=whole.id, participant_id="H1", now=gate)
 
 
 def test_households_see_only_their_own_orders(market):
