@@ -23,6 +23,9 @@ from pydantic import (
 
 from market.intervals import FIRST_SETTLEMENT_DATE, LAST_SETTLEMENT_DATE, SettlementPeriod
 from market.orders import MAX_BATCH_ORDERS
+from market.rules import MarketRules
+from market.statements import INTERVAL_STATUSES, IntervalFigures, Statement, StatementFigures
+from market.units import CP_PER_PENNY, WH_PER_KWH
 
 T = TypeVar("T")
 FIRST_DATE, LAST_DATE = FIRST_SETTLEMENT_DATE, LAST_SETTLEMENT_DATE
@@ -286,8 +289,23 @@ class EnergyPublic(BaseModel):
     revision: int
 
 
+class IntervalCounts(BaseModel):
+    """How many intervals stand how, by their latest settlement run."""
+
+    settled: int = Field(description="Settled on the household's metered energy.")
+    estimated: int = Field(description="Settled, with some of the meter energy estimated.")
+    awaiting_meter_data: int = Field(description="Trades settled; the imbalance waits for meter data.")
+    not_settled: int = Field(description="No settlement run yet, or nothing cleared to settle.")
+
+
 class StatementLine(BaseModel):
-    """A day's or the month's figures: kWh, and pence (+ the household pays, - it is paid)."""
+    """An interval's, a day's or a total's figures. Energy in kWh. Money in pence with one sign
+    convention, the household's: positive it pays, negative it is paid (so ``sold_p`` and
+    ``exported_p`` are negative). ``total_p`` is the sum of bought, sold, imported, exported,
+    fees and VAT. ``corrections_p`` is how much of those came from reconciliation runs (already in
+    them, not added again). ``baseline_p`` (the same metered energy on the tariffs alone) and
+    ``saving_p`` are null until the figures are ``final``: every interval settled on metered
+    energy."""
 
     bought_kwh: DecimalText
     bought_p: DecimalText
@@ -300,16 +318,95 @@ class StatementLine(BaseModel):
     fees_p: DecimalText
     vat_p: DecimalText
     total_p: DecimalText
-    baseline_p: DecimalText
-    saving_p: DecimalText
+    baseline_p: DecimalText | None
+    saving_p: DecimalText | None
     corrections_p: DecimalText
+    final: bool
+    intervals: IntervalCounts
+
+    @classmethod
+    def of(cls, figures: StatementFigures) -> StatementLine:
+        kwh = lambda wh: Decimal(wh) / WH_PER_KWH  # noqa: E731
+        pence = lambda cp: Decimal(cp) / CP_PER_PENNY  # noqa: E731
+        return cls(
+            bought_kwh=kwh(figures.bought_wh),
+            bought_p=pence(figures.bought_cp),
+            sold_kwh=kwh(figures.sold_wh),
+            sold_p=pence(figures.sold_cp),
+            imported_kwh=kwh(figures.imported_wh),
+            imported_p=pence(figures.imported_cp),
+            exported_kwh=kwh(figures.exported_wh),
+            exported_p=pence(figures.exported_cp),
+            fees_p=pence(figures.fees_cp),
+            vat_p=pence(figures.vat_cp),
+            total_p=pence(figures.total_cp),
+            baseline_p=pence(figures.baseline_cp) if figures.final else None,
+            saving_p=None if figures.saving_cp is None else pence(figures.saving_cp),
+            corrections_p=pence(figures.corrections_cp),
+            final=figures.final,
+            intervals=IntervalCounts(**{status: figures.intervals[status] for status in INTERVAL_STATUSES}),
+        )
 
 
 class StatementPublic(BaseModel):
+    """A month: a line per day with any settlement, the month's total, and the total over the
+    ``settled_days`` days settled on metered energy (``settled``, whose saving is the month's)."""
+
     participant_id: str
     month: str
     days: dict[date, StatementLine]
     total: StatementLine
+    settled: StatementLine
+    settled_days: int
+
+    @classmethod
+    def of(cls, month: str, found: Statement) -> StatementPublic:
+        return cls(
+            participant_id=found.participant_id,
+            month=month,
+            days={day: StatementLine.of(figures) for day, figures in found.days.items()},
+            total=StatementLine.of(found.total),
+            settled=StatementLine.of(found.settled),
+            settled_days=found.settled_days,
+        )
+
+
+class StatementIntervalPublic(BaseModel):
+    interval: IntervalPublic
+    status: Literal["settled", "estimated", "awaiting_meter_data", "not_settled"]
+    reason: str = Field(description="Why the interval is not settled on metered energy; empty when it is.")
+    figures: StatementLine
+
+
+class DayStatementPublic(BaseModel):
+    """A settlement date, a line per interval (46, 48 or 50 half-hours) and the day's total."""
+
+    participant_id: str
+    settlement_date: date
+    intervals: list[StatementIntervalPublic]
+    total: StatementLine
+
+    @classmethod
+    def of(
+        cls, participant_id: str, day: date, rows: list[IntervalFigures], rules: MarketRules
+    ) -> DayStatementPublic:
+        total = StatementFigures()
+        for row in rows:
+            total.add(row.figures)
+        return cls(
+            participant_id=participant_id,
+            settlement_date=day,
+            intervals=[
+                StatementIntervalPublic(
+                    interval=IntervalPublic.of(row.period, rules.gate_closure_utc(row.period)),
+                    status=row.status,
+                    reason=row.reason,
+                    figures=StatementLine.of(row.figures),
+                )
+                for row in rows
+            ],
+            total=StatementLine.of(total),
+        )
 
 
 class MeterCreate(BaseModel):

@@ -108,7 +108,7 @@ class Summary:
 
     @property
     def saving_cp(self) -> int:
-        return sum(bill.saving_cp for bill in self.bills.values())
+        return sum((bill.saving_cp or 0) for bill in self.bills.values())
 
     @property
     def baseline_cp(self) -> int:
@@ -116,7 +116,7 @@ class Summary:
 
     @property
     def better_off(self) -> int:
-        return sum(1 for bill in self.bills.values() if bill.saving_cp > 0)
+        return sum(1 for bill in self.bills.values() if (bill.saving_cp or 0) > 0)
 
     @property
     def all_cleared_once(self) -> bool:
@@ -194,7 +194,7 @@ def summarise(result: RunResult) -> Summary:
             periods = [_period_figures(session, period) for period in result.periods]
             days = sorted({p.settlement_date for p in result.periods})
             every = statements(session, first_day=days[0], last_day=days[-1])
-            bills = {home: every[home].total for home in homes}
+            bills = {home: every[home].settled for home in homes}  # the days settled on metered energy
             balances: dict[str, int] = defaultdict(int)
             for period in result.periods:
                 for account, balance in account_balances(session, period=period).items():
@@ -414,7 +414,7 @@ def _bills_chart(result: RunResult, summary: Summary, path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.6)
         ax.legend(fontsize=8)
     else:
-        savings = [summary.bills[h].saving_cp / 10_000 for h in homes]
+        savings = [(summary.bills[h].saving_cp or 0) / 10_000 for h in homes]
         ax.hist(savings, bins=50, color="steelblue")
         ax.set_xlabel("saving against the no-market baseline, £")
         ax.set_ylabel("households")
@@ -441,12 +441,13 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
         f'<figure><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(title)}</figcaption></figure>'
         for name, title in charts
     )
-    homes = sorted(summary.bills.items(), key=lambda item: -item[1].saving_cp)[:100]
+    homes = sorted(summary.bills.items(), key=lambda item: -(item[1].saving_cp or 0))[:100]
     bill_rows = "\n".join(
         f"<tr><td>{esc(home)}</td><td>{esc(summary.feeders.get(home, ''))}</td>"
         f"<td>{bill.bought_wh / 1000:.2f}</td><td>{bill.sold_wh / 1000:.2f}</td>"
         f"<td>{bill.imported_wh / 1000:.2f}</td><td>{bill.exported_wh / 1000:.2f}</td>"
-        f"<td>{pounds(bill.baseline_cp)}</td><td>{pounds(bill.total_cp)}</td><td>{pounds(bill.saving_cp)}</td></tr>"
+        f"<td>{pounds(bill.baseline_cp)}</td><td>{pounds(bill.total_cp)}</td>"
+        f"<td>{pounds(bill.saving_cp or 0)}</td></tr>"
         for home, bill in homes
     )
     times = result.times

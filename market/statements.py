@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from sqlmodel import Session, select
 from market.charges import household_account
 from market.database import chunks
 from market.errors import NotFoundError
+from market.intervals import SettlementPeriod, periods_of_day
 from market.participants import HOUSEHOLD
 from market.tables import (
     LedgerLineRow,
@@ -31,12 +33,26 @@ from market.tables import (
 )
 from market.units import CP_PER_PENNY, money_cp, scale_cp
 
+#: How an interval stands for a household, by its latest settlement run.
+SETTLED = "settled"  # settled on the household's metered energy
+ESTIMATED = "estimated"  # settled, but some of its meter energy was estimated
+AWAITING_METER_DATA = "awaiting_meter_data"  # trades settled; the imbalance waits for meter data
+NOT_SETTLED = "not_settled"  # no settlement run yet (or nothing cleared to settle)
+INTERVAL_STATUSES = (SETTLED, ESTIMATED, AWAITING_METER_DATA, NOT_SETTLED)
+
 
 @dataclass
 class StatementFigures:
     """One household's figures over some intervals; energy in Wh, money in hundredths of a penny.
 
-    Money signs are the household's: positive it pays, negative it is paid.
+    One sign convention throughout, the household's: money positive it pays, negative it is paid
+    (``sold_cp`` and ``exported_cp`` are negative or zero). Energy is a quantity, never negative
+    but for a correction that moved energy back. ``total_cp`` is the sum of the six money
+    columns. ``corrections_cp`` is not a seventh: it says how much of those columns came from
+    reconciliation runs.
+
+    ``intervals`` counts the intervals by :data:`INTERVAL_STATUSES`. The figures are final only
+    when every interval is settled on metered energy; only then is there a saving to claim.
     """
 
     bought_wh: int = 0
@@ -51,25 +67,35 @@ class StatementFigures:
     vat_cp: int = 0
     baseline_cp: int = 0
     corrections_cp: int = 0
+    intervals: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_cp(self) -> int:
         """What the household pays in all (negative: is paid)."""
         return (
-            self.bought_cp - self.sold_cp + self.imported_cp - self.exported_cp + self.fees_cp + self.vat_cp
+            self.bought_cp + self.sold_cp + self.imported_cp + self.exported_cp + self.fees_cp + self.vat_cp
         )
 
     @property
-    def saving_cp(self) -> int:
-        """The baseline (the same meter data on the tariffs alone) less what it pays."""
-        return self.baseline_cp - self.total_cp
+    def final(self) -> bool:
+        """Every interval settled on metered energy (none estimated, waiting or unsettled)."""
+        return sum(self.intervals.values()) > 0 and self.intervals[SETTLED] == sum(self.intervals.values())
+
+    @property
+    def saving_cp(self) -> int | None:
+        """The baseline (the same metered energy on the tariffs alone) less what the household
+        pays; None until the figures are final."""
+        return self.baseline_cp - self.total_cp if self.final else None
 
     def add(self, other: StatementFigures) -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "intervals":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.intervals.update(other.intervals)
 
 
 _ADDS_TO_METERED = {"trade_buy", "imbalance_import"}
+#: Ledger kind: the energy column and the money column it adds to, and the energy's direction.
 _COLUMNS = {
     "trade_buy": ("bought_wh", "bought_cp", 1),
     "trade_sell": ("sold_wh", "sold_cp", -1),
@@ -79,32 +105,49 @@ _COLUMNS = {
 
 
 @dataclass(frozen=True)
+class IntervalFigures:
+    """One interval of a household's statement: its period, how it stands, and its figures."""
+
+    period: SettlementPeriod
+    status: str
+    #: Why the interval is not settled on metered energy ("" when it is).
+    reason: str
+    figures: StatementFigures
+
+
+@dataclass(frozen=True)
 class Statement:
-    """A household's statement for a month: a row per day and the month's total."""
+    """A household's statement for a month: a row per day, the month's total, and the saving
+    over the days settled on metered energy (``settled``, ``settled_days`` of them)."""
 
     participant_id: str
     month: str
     days: dict[date, StatementFigures]
     total: StatementFigures
+    settled: StatementFigures
+    settled_days: int
 
 
-def statement(session: Session, participant_id: str, *, first_day: date, last_day: date) -> Statement:
+def statement(
+    session: Session, participant_id: str, *, first_day: date, last_day: date, length_minutes: int = 30
+) -> Statement:
     """A household's figures per settlement date between two dates (inclusive), and their total.
 
-    Built from every posted line, reconciliations included. The baseline prices each interval's
-    metered energy on that interval's tariffs (import charged with VAT, export paid), rounded per
-    interval as a bill would be.
+    Built from every posted line, reconciliations included. A day appears once any of its
+    intervals has a settlement run; its intervals without one count as not settled. The baseline
+    prices each interval's metered energy on that interval's tariffs (import charged with VAT,
+    export paid), rounded per interval as a bill would be.
     """
-    participant = session.get(ParticipantRow, participant_id)
-    if participant is None or participant.kind != HOUSEHOLD:
-        raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
+    _household(session, participant_id)
     runs = _runs_between(session, first_day, last_day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
     rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
-    return _statement(participant_id, rows, runs, first_day)
+    return _statement(participant_id, rows, runs, first_day, length_minutes)
 
 
-def statements(session: Session, *, first_day: date, last_day: date) -> dict[str, Statement]:
+def statements(
+    session: Session, *, first_day: date, last_day: date, length_minutes: int = 30
+) -> dict[str, Statement]:
     """Every household's statement between two dates, as :func:`statement` makes them, from one
     read of the range's lines (for reports over a whole district, not one household's view)."""
     runs = _runs_between(session, first_day, last_day)
@@ -117,8 +160,35 @@ def statements(session: Session, *, first_day: date, last_day: date) -> dict[str
         if row.participant_id in by_household:
             by_household[row.participant_id].append(row)
     return {
-        household: _statement(household, rows, runs, first_day) for household, rows in by_household.items()
+        household: _statement(household, rows, runs, first_day, length_minutes)
+        for household, rows in by_household.items()
     }
+
+
+def day_statement(
+    session: Session, participant_id: str, day: date, *, length_minutes: int = 30
+) -> list[IntervalFigures]:
+    """A household's statement for one settlement date, a row per interval (46, 48 or 50 of
+    half an hour), each with how it stands and why it is not final."""
+    _household(session, participant_id)
+    runs = _runs_between(session, day, day)
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
+    figures = _interval_figures(participant_id, rows, runs)
+    latest = _latest_runs(runs)
+    intervals = []
+    for period in periods_of_day(day, length_minutes=length_minutes):
+        status, reason = _standing(participant_id, latest.get((day, period.period)))
+        interval = figures.get((day, period.period), StatementFigures())
+        interval.intervals[status] += 1
+        intervals.append(IntervalFigures(period, status, reason, interval))
+    return intervals
+
+
+def _household(session: Session, participant_id: str) -> None:
+    participant = session.get(ParticipantRow, participant_id)
+    if participant is None or participant.kind != HOUSEHOLD:
+        raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
 
 
 _STATEMENT_COLUMNS = tuple(
@@ -164,18 +234,66 @@ def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int
     return {row.id: row for row in session.exec(in_range) if row.id is not None}
 
 
+def _latest_runs(runs: dict[int, SettlementRunRow]) -> dict[tuple[date, int], SettlementRunRow]:
+    """Each interval's newest run: what it says of the interval now."""
+    latest: dict[tuple[date, int], SettlementRunRow] = {}
+    for run in runs.values():
+        key = (run.settlement_date, run.period)
+        if key not in latest or run.sequence > latest[key].sequence:
+            latest[key] = run
+    return latest
+
+
+def _standing(participant_id: str, run: SettlementRunRow | None) -> tuple[str, str]:
+    """How an interval stands for a household by its newest run, and why if it is not settled."""
+    if run is None:
+        return NOT_SETTLED, "no settlement run yet"
+    pending: dict[str, str] = json.loads(run.pending_json)
+    if "*" in pending:
+        return NOT_SETTLED, pending["*"]
+    if participant_id in pending:
+        return AWAITING_METER_DATA, pending[participant_id]
+    if participant_id in run.estimated.split(","):
+        return ESTIMATED, "settled on estimated meter energy"
+    return SETTLED, ""
+
+
 def _statement(
-    participant_id: str, rows: Sequence[sa.Row[Any]], runs: dict[int, SettlementRunRow], first_day: date
+    participant_id: str,
+    rows: Sequence[sa.Row[Any]],
+    runs: dict[int, SettlementRunRow],
+    first_day: date,
+    length_minutes: int,
 ) -> Statement:
-    account = household_account(participant_id)
-    days: dict[date, StatementFigures] = defaultdict(StatementFigures)
-    for row in rows:
-        _accumulate(days[row.settlement_date], row, account)
-    _add_baseline(days, rows, runs, account)
-    total = StatementFigures()
+    by_interval = _interval_figures(participant_id, rows, runs)
+    latest = _latest_runs(runs)
+    days: dict[date, StatementFigures] = {}
+    for day in sorted({day for day, _ in latest}):
+        figures = days[day] = StatementFigures()
+        for period in periods_of_day(day, length_minutes=length_minutes):
+            key = (day, period.period)
+            interval = by_interval.get(key, StatementFigures())
+            interval.intervals[_standing(participant_id, latest.get(key))[0]] += 1
+            figures.add(interval)
+    total, settled = StatementFigures(), StatementFigures()
     for figures in days.values():
         total.add(figures)
-    return Statement(participant_id, f"{first_day:%Y-%m}", dict(sorted(days.items())), total)
+        if figures.final:
+            settled.add(figures)
+    settled_days = sum(figures.final for figures in days.values())
+    return Statement(participant_id, f"{first_day:%Y-%m}", days, total, settled, settled_days)
+
+
+def _interval_figures(
+    participant_id: str, rows: Iterable[sa.Row[Any]], runs: dict[int, SettlementRunRow]
+) -> dict[tuple[date, int], StatementFigures]:
+    """Each interval's figures from its lines, with its baseline (intervals counted elsewhere)."""
+    account = household_account(participant_id)
+    figures: dict[tuple[date, int], StatementFigures] = defaultdict(StatementFigures)
+    for row in rows:
+        _accumulate(figures[(row.settlement_date, row.period)], row, account)
+    _add_baseline(figures, rows, runs, account)
+    return figures
 
 
 def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], account: str) -> None:
@@ -186,7 +304,7 @@ def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], acc
     if row.kind in _COLUMNS:
         energy_name, money_name, direction = _COLUMNS[row.kind]
         setattr(figures, energy_name, getattr(figures, energy_name) + side * direction * row.energy_wh)
-        setattr(figures, money_name, getattr(figures, money_name) + side * direction * row.amount_cp)
+        setattr(figures, money_name, getattr(figures, money_name) + side * row.amount_cp)
     elif row.kind == "platform_fee":
         figures.fees_cp += side * row.amount_cp
     elif row.kind == "vat":
@@ -194,7 +312,7 @@ def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], acc
 
 
 def _add_baseline(
-    days: dict[date, StatementFigures],
+    figures: dict[tuple[date, int], StatementFigures],
     rows: Iterable[sa.Row[Any]],
     runs: dict[int, SettlementRunRow],
     account: str,
@@ -214,15 +332,15 @@ def _add_baseline(
         run = runs.get(row.run_id)
         if run is not None and run.import_p_per_kwh is not None:
             terms[(row.settlement_date, row.period)] = run
-    for (day, period), wh in net.items():
-        run = terms.get((day, period))
+    for key, wh in net.items():
+        run = terms.get(key)
         if run is None or run.import_p_per_kwh is None or run.export_p_per_kwh is None:
             continue
         if wh > 0:
             charge = money_cp(wh, run.import_p_per_kwh)
-            days[day].baseline_cp += charge + scale_cp(charge, run.vat_rate)
+            figures[key].baseline_cp += charge + scale_cp(charge, run.vat_rate)
         elif wh < 0:
-            days[day].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
+            figures[key].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
 
 
 EXPORT_COLUMNS = (
@@ -280,38 +398,55 @@ def export_runs_csv(session: Session, run_ids: Sequence[int]) -> str:
     return out.getvalue()
 
 
+STATEMENT_COLUMNS = (
+    "bought_kwh",
+    "bought_p",
+    "sold_kwh",
+    "sold_p",
+    "imported_kwh",
+    "imported_p",
+    "exported_kwh",
+    "exported_p",
+    "fees_p",
+    "vat_p",
+    "total_p",
+    "baseline_p",
+    "saving_p",
+    "corrections_p",
+    *INTERVAL_STATUSES,
+)
+
+
 def statement_csv(statement: Statement) -> str:
-    """A statement as CSV: a row per day and a total row, pence with two decimals."""
+    """A statement as CSV: a row per day, the month's total, and the total over the days settled
+    on metered energy (the saving's row). Pence to the hundredth, signed as the household sees
+    them (+ it pays, - it is paid); baseline and saving blank where the figures are not final."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(
-        [
-            "date",
-            "bought_kwh",
-            "bought_p",
-            "sold_kwh",
-            "sold_p",
-            "imported_kwh",
-            "imported_p",
-            "exported_kwh",
-            "exported_p",
-            "fees_p",
-            "vat_p",
-            "total_p",
-            "baseline_p",
-            "saving_p",
-            "corrections_p",
-        ]
-    )
-    for day, figures in [*statement.days.items(), ("total", statement.total)]:
+    writer.writerow(["date", *STATEMENT_COLUMNS])
+    for day, figures in statement.days.items():
         writer.writerow([str(day), *statement_row(figures)])
+    writer.writerow(["total", *statement_row(statement.total)])
+    writer.writerow(["settled", *statement_row(statement.settled)])
+    return out.getvalue()
+
+
+def day_statement_csv(rows: Sequence[IntervalFigures]) -> str:
+    """A day's statement as CSV: a row per interval, with how it stands and why."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["interval", "start_utc", "status", "reason", *STATEMENT_COLUMNS[:14]])
+    for row in rows:
+        start = row.period.start_utc.isoformat().replace("+00:00", "Z")
+        writer.writerow([row.period.key, start, row.status, row.reason, *statement_row(row.figures)[:14]])
     return out.getvalue()
 
 
 def statement_row(figures: StatementFigures) -> list[str]:
-    """A statement's figures as text: kWh to the Wh, pence to the hundredth."""
+    """A statement's figures as text in :data:`STATEMENT_COLUMNS`' order: kWh to the Wh, pence to
+    the hundredth, the baseline and saving blank unless final, then the interval counts."""
     kwh = lambda wh: f"{Decimal(wh) / 1000:.3f}"  # noqa: E731
-    pence = lambda cp: f"{Decimal(cp) / CP_PER_PENNY:.2f}"  # noqa: E731
+    pence = lambda cp: "" if cp is None else f"{Decimal(cp) / CP_PER_PENNY:.2f}"  # noqa: E731
     return [
         kwh(figures.bought_wh),
         pence(figures.bought_cp),
@@ -324,7 +459,8 @@ def statement_row(figures: StatementFigures) -> list[str]:
         pence(figures.fees_cp),
         pence(figures.vat_cp),
         pence(figures.total_cp),
-        pence(figures.baseline_cp),
+        pence(figures.baseline_cp if figures.final else None),
         pence(figures.saving_cp),
         pence(figures.corrections_cp),
+        *(str(figures.intervals[status]) for status in INTERVAL_STATUSES),
     ]

@@ -7,7 +7,6 @@ another gets 404.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -16,12 +15,12 @@ from api.deps import ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     AwareDateTime,
+    DayStatementPublic,
     EnergyPublic,
     IntervalPublic,
     Page,
     ReadingPublic,
     SettlementDate,
-    StatementLine,
     StatementPublic,
     TradePublic,
     page,
@@ -30,7 +29,7 @@ from market.clearing import list_trades
 from market.errors import MarketError, NotFoundError
 from market.meter_data import energy_of_meters, list_readings
 from market.participants import OPERATOR, Participant, list_meters
-from market.statements import StatementFigures, statement
+from market.statements import day_statement, statement
 
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["households"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -140,44 +139,39 @@ def energy(
     return page(items, limit, offset)
 
 
-def _line(figures: StatementFigures) -> StatementLine:
-    kwh = lambda wh: Decimal(wh) / 1000  # noqa: E731
-    pence = lambda cp: Decimal(cp) / 100  # noqa: E731
-    return StatementLine(
-        bought_kwh=kwh(figures.bought_wh),
-        bought_p=pence(figures.bought_cp),
-        sold_kwh=kwh(figures.sold_wh),
-        sold_p=pence(figures.sold_cp),
-        imported_kwh=kwh(figures.imported_wh),
-        imported_p=pence(figures.imported_cp),
-        exported_kwh=kwh(figures.exported_wh),
-        exported_p=pence(figures.exported_cp),
-        fees_p=pence(figures.fees_cp),
-        vat_p=pence(figures.vat_cp),
-        total_p=pence(figures.total_cp),
-        baseline_p=pence(figures.baseline_cp),
-        saving_p=pence(figures.saving_cp),
-        corrections_p=pence(figures.corrections_cp),
-    )
-
-
 @router.get("/statements/{month}", response_model=StatementPublic)
 def month_statement(
     month: Annotated[str, Path(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$", description="YYYY-MM")],
     participant: ParticipantDep,
+    platform: PlatformDep,
     session: SessionDep,
     participant_id: Whose = None,
 ) -> StatementPublic:
-    """A household's statement for a month: per day, and the total with the saving."""
+    """A household's statement for a month: per day, the total, and the saving over the days
+    settled on metered energy."""
     owner = whose(participant, participant_id)
     if owner is None:
         raise NotFoundError("participant_id", "name the household")
     first = date.fromisoformat(f"{month}-01")
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    result = statement(session, owner, first_day=first, last_day=last)
-    return StatementPublic(
-        participant_id=owner,
-        month=month,
-        days={day: _line(figures) for day, figures in result.days.items()},
-        total=_line(result.total),
+    length = platform.settings.interval_minutes
+    return StatementPublic.of(
+        month, statement(session, owner, first_day=first, last_day=last, length_minutes=length)
     )
+
+
+@router.get("/statements/days/{date}", response_model=DayStatementPublic)
+def day_statement_route(
+    on: Annotated[SettlementDate, Path(alias="date", description="The settlement date, YYYY-MM-DD.")],
+    participant: ParticipantDep,
+    platform: PlatformDep,
+    session: SessionDep,
+    participant_id: Whose = None,
+) -> DayStatementPublic:
+    """A household's statement for one settlement date, a line per interval with how it stands."""
+    owner = whose(participant, participant_id)
+    if owner is None:
+        raise NotFoundError("participant_id", "name the household")
+    rules = platform.settings.market_rules()
+    rows = day_statement(session, owner, on, length_minutes=rules.interval_minutes)
+    return DayStatementPublic.of(owner, on, rows, rules)

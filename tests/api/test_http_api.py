@@ -272,6 +272,7 @@ ROUTES = [
     ("get", "/v1/readings", None, "any"),
     ("get", "/v1/energy?date=2026-11-21", None, "any"),
     ("get", "/v1/statements/2026-11", None, "any"),
+    ("get", "/v1/statements/days/2026-11-21", None, "any"),
     ("get", "/v1/network", None, "any"),
     ("get", "/v1/tariffs/current", None, "any"),
     ("post", "/v1/meters", {"id": "M9", "participant_id": "H1", "host": "10.0.0.9"}, "operator"),
@@ -427,6 +428,26 @@ def test_a_day_from_orders_to_statement_over_http(api, engine):
     assert (settled[0]["status"], sorted(settled[0]["pending"])) == ("partial", ["H1", "H2"])
     statement = api.get("/v1/statements/2026-11", headers=auth(api, "H1")).json()
     assert statement["total"]["bought_kwh"] == "1.5"
+    # No meter data: the trade is settled, the day is not final, and no saving is claimed.
+    assert (statement["total"]["final"], statement["total"]["saving_p"], statement["settled_days"]) == (
+        False,
+        None,
+        0,
+    )
+    assert statement["total"]["intervals"] == {
+        "settled": 0,
+        "estimated": 0,
+        "awaiting_meter_data": 1,
+        "not_settled": 47,
+    }
+    day = api.get(f"/v1/statements/days/{NEXT.settlement_date}", headers=auth(api, "H1")).json()
+    interval = next(row for row in day["intervals"] if row["interval"]["key"] == NEXT.key)
+    assert (interval["status"], interval["figures"]["bought_kwh"]) == ("awaiting_meter_data", "1.5")
+    assert "meter" in interval["reason"]
+    assert day["total"]["total_p"] == statement["total"]["total_p"]
+    other = api.get(f"/v1/statements/days/{NEXT.settlement_date}?participant_id=H2", headers=auth(api, "H1"))
+    assert other.status_code == 404
+    assert api.get("/v1/statements/days/2026-11-31", headers=auth(api, "H1")).status_code == 422
     export = api.get("/v1/settlement/export?date=2026-11-21", headers=auth(api, "OPS"))
     assert export.headers["content-type"].startswith("text/csv")
     assert export.text.splitlines()[0].startswith("run_id,run_type")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from typer.testing import CliRunner
@@ -55,20 +57,61 @@ def test_settle_an_interval_then_a_day_idempotently(cli, tmp_path):
     again = cli("settle", "--interval", PERIOD.key, "--run", "reconcile")
     assert again.exit_code == 0
     assert "unchanged" in again.stdout
+    as_json = cli("settle", "--interval", PERIOD.key, "--run", "reconcile", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    runs = json.loads(as_json.stdout)
+    assert (runs["complete"], runs["partial"], runs["pending"]) == (1, 0, 0)
+    (run,) = runs["runs"]
+    assert (run["interval"], run["run_type"], run["created"], run["balance_p"]) == (
+        PERIOD.key,
+        "initial",
+        False,
+        "0",
+    )
 
 
-def test_statement_prints_and_writes_csv(cli, tmp_path):
+def test_statement_prints_and_writes_csv(cli, tmp_path, monkeypatch):
     cli("settle", "--interval", PERIOD.key)
+    monkeypatch.setenv("COLUMNS", "80")
     shown = cli("statement", "H1", "--month", "2026-11")
     assert shown.exit_code == 0, shown.output
     assert "2026-11-21" in shown.stdout
     assert "total" in shown.stdout
+    # It fits the terminal, says the sign convention and claims no saving for a day not settled.
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    assert "+ the household pays, - it is paid" in shown.stdout
+    assert "1/48" in shown.stdout
+    assert "No saving is claimed yet" in shown.stdout
     written = cli("statement", "H1", "--month", "2026-11", "--csv", str(tmp_path / "h1.csv"))
     assert written.exit_code == 0
-    total = list(csv.DictReader(io.StringIO((tmp_path / "h1.csv").read_text())))[-1]
-    assert total["date"] == "total"
+    assert written.stdout == ""
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "h1.csv").read_text())))
+    total = next(row for row in rows if row["date"] == "total")
     assert total["bought_kwh"] == "2.000"
-    assert total["saving_p"] == f"{float(total['baseline_p']) - float(total['total_p']):.2f}"
+    assert (total["saving_p"], total["settled"], total["not_settled"]) == ("", "1", "47")
+    money = ("bought_p", "sold_p", "imported_p", "exported_p", "fees_p", "vat_p")
+    assert Decimal(total["total_p"]) == sum(Decimal(total[name]) for name in money)
+
+
+def test_statement_of_a_day_shows_each_interval_and_why_it_is_not_final(cli, monkeypatch):
+    cli("settle", "--interval", PERIOD.key)
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = cli("statement", "H1", "--day", "2026-11-21")
+    assert shown.exit_code == 0, shown.output
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    assert "13:00 GMT" in shown.stdout  # the traded period, in local time
+    assert "no settlement run yet" in shown.stdout
+    as_json = cli("statement", "H1", "--day", "2026-11-21", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    day = json.loads(as_json.stdout)
+    assert len(day["intervals"]) == 48
+    traded = next(row for row in day["intervals"] if row["interval"]["key"] == PERIOD.key)
+    assert (traded["status"], traded["figures"]["bought_kwh"]) == ("settled", "2")
+    assert traded["figures"]["saving_p"] is not None
+    assert day["total"]["saving_p"] is None
+    month = json.loads(cli("statement", "H1", "--month", "2026-11", "--json").stdout)
+    assert (month["settled_days"], month["total"]["intervals"]["not_settled"]) == (0, 47)
+    assert month["days"]["2026-11-21"]["total_p"] == day["total"]["total_p"]
 
 
 @pytest.mark.parametrize(
@@ -76,6 +119,9 @@ def test_statement_prints_and_writes_csv(cli, tmp_path):
     [
         (("statement", "NOBODY", "--month", "2026-11"), "'NOBODY' is not a household"),
         (("statement", "H1", "--month", "November"), "is not YYYY-MM"),
+        (("statement", "H1"), "give --month or --day"),
+        (("statement", "H1", "--day", "2026-11-31"), "is not a date"),
+        (("statement", "H1", "--month", "2026-11", "--day", "2026-11-21"), "give --month or --day"),
         (("settle", "--interval", "2026-11-21/99"), "period"),
         (("settle", "--run", "final"), "is not initial or reconcile"),
         (("settle", "--interval", "2026-11-21/27", "--run", "reconcile"), "no initial settlement run"),

@@ -26,7 +26,7 @@ from market.settlement import (
     settle,
     settle_periods,
 )
-from market.statements import statement, statement_csv, statements
+from market.statements import day_statement, statement, statement_csv, statements
 from market.tables import LedgerLineRow, MeterReadingRow
 from metering.readings import Quality, Reading
 from tests.factories import race, refresh_interval_energy, seed_cleared_interval, seed_market
@@ -241,17 +241,23 @@ def test_statement_totals_and_baseline(market):
     run(market)
     with Session(market) as session:
         h1 = statement(session, "H1", first_day=date(2026, 11, 1), last_day=date(2026, 11, 30))
-        h2 = statement(session, "H2", first_day=date(2026, 11, 1), last_day=date(2026, 11, 30))
         balances = account_balances(session)
     assert h1.total.total_cp == -balances["household:H1"]
     assert (h1.total.bought_wh, h1.total.imported_wh) == (2000, 400)
     # Baseline: 2.4 kWh at 24.5 p = 58.80 p plus 5% VAT = 2.94 p.
     assert h1.total.baseline_cp == 5880 + 294
-    assert h1.total.saving_cp == h1.total.baseline_cp - h1.total.total_cp
-    assert h2.total.saving_cp == 0  # no trades: the same as the tariffs
+    # One interval of the day settled: no saving is claimed for the day, but the interval has one.
+    assert h1.total.saving_cp is None
+    with Session(market) as session:
+        interval = {row.period: row for row in day_statement(session, "H1", PERIOD.settlement_date)}[PERIOD]
+        h2_interval = {row.period: row for row in day_statement(session, "H2", PERIOD.settlement_date)}[
+            PERIOD
+        ]
+    assert interval.figures.saving_cp == h1.total.baseline_cp - h1.total.total_cp
+    assert h2_interval.figures.saving_cp == 0  # no trades: the same as the tariffs
     text = statement_csv(h1)
     assert text.splitlines()[0].startswith("date,bought_kwh")
-    assert text.splitlines()[-1].startswith("total,2.000")
+    assert text.splitlines()[-2].startswith("total,2.000")
 
 
 def test_every_households_statement_at_once_equals_each_alone(market):
@@ -338,5 +344,5 @@ def test_an_interval_in_the_repeated_autumn_hour_settles_to_the_penny(engine):
         h2 = statement(session, "H2", first_day=date(2026, 10, 1), last_day=date(2026, 10, 31))
     assert {(line.kind, line.amount_cp) for line in lines} == {("imbalance_import", 2450), ("vat", 122)}
     assert list(h2.days) == [date(2026, 10, 25)]
-    assert (h2.total.total_cp, h2.total.baseline_cp, h2.total.saving_cp) == (2572, 2572, 0)
+    assert (h2.total.total_cp, h2.total.baseline_cp) == (2572, 2572)
     balanced(engine, period=period)
