@@ -20,6 +20,7 @@ from rich.table import Table
 from cli.clearing_files import FileFormatError, clear_files
 from cli.market import db_app, intervals, market_app
 from cli.meters import meter_app
+from cli.network import network_app, tariff_app
 from cli.options import fail
 from cli.participants import participant_app, token_app
 from cli.scenarios import SCENARIOS, demo, scenario_app
@@ -45,6 +46,8 @@ app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
 app.command("demo")(demo)
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(network_app, name="network")
+app.add_typer(tariff_app, name="tariff")
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000
 #: Set by :func:`main`: the command owns the process (not called from a test or another program).

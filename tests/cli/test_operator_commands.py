@@ -3,6 +3,7 @@ databases (issue 15, A7 and B)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -62,3 +63,99 @@ def test_a_household_needs_a_network_and_a_node_of_it(cli, database_url):
         assert count_rows(engine, ParticipantRow) == 5
     finally:
         engine.dispose()
+
+
+NETWORK = """\
+root = "GSP"
+effective_from_utc = 2026-12-01T00:00:00Z
+
+[tariff]
+import_p_per_kwh = 25
+export_p_per_kwh = 4.5
+
+[[nodes]]
+id = "P1"
+parent = "GSP"
+import_capacity_kwh = 500
+export_capacity_kwh = 500
+fee_p_per_kwh = 0.4
+
+[[nodes]]
+id = "F1"
+parent = "P1"
+import_capacity_kwh = 100
+export_capacity_kwh = 100
+fee_p_per_kwh = 0.2
+
+[[nodes]]
+id = "F2"
+parent = "P1"
+import_capacity_kwh = 100
+export_capacity_kwh = 2.5
+"""
+
+
+def test_network_load_and_show_round_trip_through_the_api_json(cli, street, tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(NETWORK, encoding="utf-8")
+    loaded = cli("network", "load", str(path))
+    assert loaded.exit_code == 0, loaded.output
+    assert loaded.stdout.splitlines() == [
+        "network version 2 in force from 2026-12-01T00:00:00Z: 3 nodes under GSP",
+        "tariff 2 in force from 2026-12-01T00:00:00Z: import 25 p/kWh, export 4.5 p/kWh",
+    ]
+    shown = cli("network", "show", "--at", "2026-12-02T00:00:00Z", "--json")
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.stdout)
+    assert document["version_id"] == 2
+    assert document["nodes"][-1] == {
+        "id": "F2",
+        "parent": "P1",
+        "import_capacity_kwh": "100",
+        "export_capacity_kwh": "2.5",
+        "fee_p_per_kwh": "0",
+    }
+    again = tmp_path / "again.json"  # the JSON is the same format, ready to load as a new version
+    again.write_text(json.dumps({key: value for key, value in document.items() if key != "version_id"}))
+    reloaded = cli("network", "load", str(again), "--from", "2027-01-01T00:00:00Z")
+    assert reloaded.exit_code == 0, reloaded.output
+    assert "network version 3 in force from 2027-01-01T00:00:00Z: 3 nodes under GSP" in reloaded.stdout
+    table = cli("network", "show", "--at", "2026-11-30T00:00:00Z")
+    assert table.exit_code == 0, table.output
+    assert "network version 1 from 2026-10-22T12:00:00Z, root GSP" in table.stdout
+    assert "F2" in table.stdout
+
+
+def test_network_load_refuses_a_bad_file_or_a_tree_that_strands_households(cli, street, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(NETWORK.replace('parent = "P1"', 'parent = "P9"', 1), encoding="utf-8")
+    refused = cli("network", "load", str(bad))
+    assert refused.exit_code == 2
+    assert refused.stderr == f"smartbrum: {bad}: nodes[1].parent: 'P9' is not a node of the network\n"
+    stranding = tmp_path / "stranding.toml"
+    stranding.write_text(NETWORK.split('[[nodes]]\nid = "F2"')[0], encoding="utf-8")
+    refused = cli("network", "load", str(stranding))
+    assert refused.exit_code == 2
+    assert "nodes: drops 1 node(s) that active households are on: F2 (H3)" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+
+
+def test_tariff_set_and_show(cli, street):
+    shown = cli("tariff", "show", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["import_p_per_kwh"] == "24.5"
+    added = cli(
+        "tariff", "set", "--import-price", "26.1", "--export-price", "5", "--from", "2027-01-01T00:00Z"
+    )
+    assert added.exit_code == 0, added.output
+    assert added.stdout == "tariff 2 in force from 2027-01-01T00:00:00Z: import 26.1 p/kWh, export 5 p/kWh\n"
+    later = cli("tariff", "show", "--at", "2027-02-01T00:00:00Z")
+    assert "import 26.1 p/kWh" in later.stdout
+    inverted = cli(
+        "tariff", "set", "--import-price", "4", "--export-price", "5", "--from", "2027-02-01T00:00Z"
+    )
+    assert inverted.exit_code == 2
+    assert "import_p_per_kwh" in inverted.stderr
+    nonsense = cli("tariff", "set", "--import-price", "lots", "--export-price", "5")
+    assert nonsense.exit_code == 2
+    assert "--import-price" in nonsense.output
