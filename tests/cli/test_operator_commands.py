@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from api.settings import get_settings
 from cli.main import app
+from market.access import issue_token
 from market.database import create_database_engine, transaction
 from market.tables import ParticipantRow
 from tests.factories import count_rows, mpan, seed_market
@@ -159,3 +160,54 @@ def test_tariff_set_and_show(cli, street):
     nonsense = cli("tariff", "set", "--import-price", "lots", "--export-price", "5")
     assert nonsense.exit_code == 2
     assert "--import-price" in nonsense.output
+
+
+def test_participant_list_and_deactivate(cli, street):
+    with transaction(street) as session:
+        issue_token(session, participant_id="H3", now=NOW, label="agent")
+    listed = cli("participant", "list", "--kind", "household", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(p["id"], p["node"], p["active"]) for p in json.loads(listed.stdout)] == [
+        ("H1", "F1", True),
+        ("H2", "F1", True),
+        ("H3", "F2", True),
+    ]
+    done = cli("participant", "deactivate", "H3", "--reason", "moved away")
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "household H3 deactivated: 1 token(s) revoked, 0 open order(s) cancelled\n"
+    again = cli("participant", "deactivate", "H3")
+    assert again.exit_code == 2
+    assert again.stderr == "smartbrum: participant_id: 'H3' is already inactive\n"
+    active = cli("participant", "list", "--json")
+    assert [p["id"] for p in json.loads(active.stdout)] == ["H1", "H2", "OPS"]
+    everyone = cli("participant", "list", "--inactive")
+    assert everyone.exit_code == 0
+    assert "4 participants" in everyone.stdout
+    assert "H3" in everyone.stdout
+    bad = cli("participant", "list", "--kind", "robot")
+    assert bad.exit_code == 2
+    assert "--kind" in bad.output
+
+
+def test_token_list_and_revoke(cli, street):
+    with transaction(street) as session:
+        first = issue_token(session, participant_id="H1", now=NOW, label="phone")
+        issue_token(session, participant_id="H2", now=NOW, label="agent")
+    listed = cli("token", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    tokens = json.loads(listed.stdout)
+    assert [(t["participant_id"], t["label"], t["revoked_at"]) for t in tokens] == [
+        ("H1", "phone", None),
+        ("H2", "agent", None),
+    ]
+    assert first.secret not in listed.stdout
+    revoked = cli("token", "revoke", str(first.id))
+    assert (revoked.exit_code, revoked.stdout) == (0, f"token {first.id} revoked\n")
+    assert [t["participant_id"] for t in json.loads(cli("token", "list", "--json").stdout)] == ["H2"]
+    with_revoked = cli("token", "list", "--participant", "H1", "--revoked")
+    assert "phone" in with_revoked.stdout
+    missing = cli("token", "revoke", "999")
+    assert (missing.exit_code, missing.stderr) == (2, "smartbrum: token_id: 999 is not a token\n")
+    too_big = cli("token", "revoke", str(2**31))
+    assert too_big.exit_code == 2
+    assert "is not a token id" in too_big.output
