@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from market.database import chunks
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.network import node_sets_from
-from market.tables import MeterRow, ParticipantRow
+from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow, MeterRow, ParticipantRow
 from metering.polling import check_meter_model
 from metering.registers import MapError
 
@@ -412,6 +412,33 @@ def list_meters(
     if active is not None:
         query = query.where(columns.active == active)
     return [Meter(*row) for row in session.execute(query)]
+
+
+def remove_meter(session: Session, *, meter_id: str) -> tuple[Meter, bool]:
+    """Stop polling a meter; returns it and whether its row was deleted.
+
+    A meter with no data (no readings, counter events or interval energy) is deleted, and its
+    Modbus address (host, port, unit) is free for another meter. One with data is deactivated
+    instead: settlement needs its history, which names it, so the row stays and so does its
+    address, which the schema keeps unique over every meter, active or not: another meter cannot
+    be registered there while it is stored. Removing a deactivated meter again changes nothing.
+    """
+    row = session.get(MeterRow, meter_id, with_for_update=True)
+    if row is None:
+        raise NotFoundError("meter_id", f"{meter_id!r} is not a meter")
+    has_data = any(
+        session.exec(select(table.id).where(table.meter_id == meter_id).limit(1)).first() is not None
+        for table in (MeterReadingRow, MeterEventRow, IntervalEnergyRow)
+    )
+    if has_data:
+        row.active = False
+        session.add(row)
+        session.flush()
+        return _meter(row), False
+    meter = _meter(row)
+    session.delete(row)
+    session.flush()
+    return Meter(**{**meter.__dict__, "active": False}), True
 
 
 def _check_id(value: str, field: str) -> None:
