@@ -133,3 +133,42 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return Settings()
+
+
+# --- issue 15 B (cli): a settings mistake in one line, naming where it was made ----------------
+
+
+def describe_settings_error(error: ValueError) -> str:
+    """One line for a settings mistake: the variable or the file and key, the value, the reason.
+
+    ``SMARTBRUM_INTERVAL_MINUTES: 'half' is not valid: Input should be a valid integer``, or
+    ``/etc/smartbrum.toml: gate_closure_minutes: ...``; never pydantic's multi-line report.
+    """
+    import tomllib
+
+    from pydantic import ValidationError
+
+    config_file = os.environ.get("SMARTBRUM_CONFIG")
+    if isinstance(error, tomllib.TOMLDecodeError):
+        return f"{config_file}: is not valid TOML ({error})"
+    if not isinstance(error, ValidationError):
+        return " ".join(str(error).split())
+    problems = error.errors()
+    first = problems[0]
+    key = ".".join(str(part) for part in first["loc"]) or "settings"
+    variable = f"SMARTBRUM_{key.upper()}"
+    environment = {name.upper(): value for name, value in os.environ.items()}
+    if variable in environment:
+        where, value = variable, environment[variable]
+    elif config_file:
+        where, value = f"{config_file}: {key}", first.get("input")
+    else:
+        where, value = key, first.get("input")
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"{where}: is not a setting (see README.md, Configuration)"
+    else:
+        message = f"{where}: {value!r} is not valid: {reason}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more)"
+    return message

@@ -32,9 +32,31 @@ app = typer.Typer(
     name="smartbrum",
     help="Smart-energy trading and metering for a city's neighbourhoods.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
+    # Help paragraphs reflow to the terminal (rich mode keeps the docstrings' line breaks).
+    rich_markup_mode="markdown",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"smartbrum {version('smartbrum')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Smart-energy trading and metering for a city's neighbourhoods."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(market_app, name="market")
 app.add_typer(meter_app, name="meter")
