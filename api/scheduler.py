@@ -283,7 +283,6 @@ class MeterPolling:
             log,
             "poll_cycle",
             f"polled {len(results)} meters: {read} read, {len(failed)} failed, {skipped} breakers open",
-            level=logging.WARNING if failed else logging.INFO,
             meters=len(results),
             read=read,
             failed=len(failed),
