@@ -239,6 +239,36 @@ def test_a_polling_cycle_says_what_it_read_and_which_meters_fail(engine):
     assert (METERS_FAILING._value.get(), METER_BREAKERS_OPEN._value.get()) == (1, 1)
 
 
+def test_energy_derivation_logs_its_interval_and_a_failing_job_says_which(engine, database_url):
+    """The energy job logs what it derived; when the database is gone the job's failure is a
+    job_failed event naming the job and interval, with its traceback, and is counted."""
+    from api.metrics import JOB_FAILURES
+
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+    settings = PollSettings(timeout_s=0.2, retries=0)
+    working = MeterPolling(engine, MarketRules(), FixedClock(LATER), poll_settings=settings)
+    gone = create_database_engine("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    broken = MeterPolling(gone, MarketRules(), FixedClock(LATER), poll_settings=settings)
+    failures = JOB_FAILURES.labels(job="energy")._value.get()
+    with captured_events() as lines:
+        working._energy_job(PERIOD)  # the scheduler is not running: nothing is scheduled after
+        broken._energy_job(PERIOD)
+    for polling in (working, broken):
+        polling._loop.close()  # never started
+    gone.dispose()
+    (derived,) = events(lines, "energy_derived")
+    assert (derived["interval"], derived["previous"], derived["meters"]) == (
+        PERIOD.key,
+        PERIOD.previous().key,
+        0,
+    )
+    (failed,) = events(lines, "job_failed")
+    assert (failed["job"], failed["interval"], failed["level"]) == ("energy", PERIOD.key, "error")
+    assert "OperationalError" in failed["exception"]
+    assert JOB_FAILURES.labels(job="energy")._value.get() == failures + 1
+
+
 # --- health -----------------------------------------------------------------------------------
 
 
