@@ -58,6 +58,7 @@ class JobLeader:
         self._thread = threading.Thread(target=self._run, name="job-leader", daemon=True)
         self._connection: sa.Connection | None = None
         self._file: int | None = None
+        self._unknown = False  # the lock could not be tried (logged once)
 
     def start(self) -> None:
         self._thread.start()
@@ -98,20 +99,27 @@ class JobLeader:
 
     def _lead(self) -> None:
         self.leading = True
+        self._unknown = False
         log_event(log, "job_leader", "this process leads the jobs", role="leader", pid=os.getpid())
-        self.jobs = list(self._build())
-        for job in self.jobs:
-            try:
-                job.start()
-            except Exception:
-                log_event(
-                    log,
-                    "job_failed",
-                    f"starting {type(job).__name__} failed",
-                    level=logging.ERROR,
-                    job=type(job).__name__,
-                    exc_info=True,
-                )
+        self.jobs = []
+        try:
+            for job in self._build():
+                job.start()  # a scheduler's start catches up first: it may fail (the database gone)
+                self.jobs.append(job)
+        except Exception:
+            # Half the jobs running is worse than none: stop them, let the lock go and try again
+            # (another worker may do better; this one tries after retry_s).
+            log_event(
+                log,
+                "job_failed",
+                "a job could not start; this process stops leading and competes again",
+                level=logging.ERROR,
+                job="start",
+                exc_info=True,
+            )
+            self._stop_jobs()
+            self._release()
+            log_event(log, "job_leader", "this process gave up the job lock", role="stopped", pid=os.getpid())
 
     def _stop_jobs(self) -> None:
         self.leading = False
@@ -123,40 +131,48 @@ class JobLeader:
 
     def _acquire(self) -> bool:
         try:
-            if self.engine.dialect.name == "postgresql":
-                connection = self.engine.connect()
-                try:
-                    got = connection.execute(
-                        sa.text(f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})"), {"name": JOB_LOCK_NAME}
-                    ).scalar()
-                    connection.commit()
-                except Exception:
-                    connection.invalidate()
-                    connection.close()
-                    raise
-                if got:
-                    self._connection = connection
-                    return True
-                connection.close()
-                return False
-            handle = os.open(job_lock_file(self.engine), os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(handle)
-                return False
-            self._file = handle
-            return True
+            got = self._try_lock()
+            self._unknown = False
+            return got
         except Exception as error:
-            log_event(
-                log,
-                "job_leader",
-                f"could not try the job lock ({type(error).__name__}: {error}); trying again",
-                level=logging.WARNING,
-                role="unknown",
-                pid=os.getpid(),
-            )
+            if not self._unknown:  # once until it works again, not every retry
+                self._unknown = True
+                log_event(
+                    log,
+                    "job_leader",
+                    f"could not try the job lock ({type(error).__name__}: {error}); trying again "
+                    f"every {self.retry_s:g} s",
+                    level=logging.WARNING,
+                    role="unknown",
+                    pid=os.getpid(),
+                )
             return False
+
+    def _try_lock(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            connection = self.engine.connect()
+            try:
+                got = connection.execute(
+                    sa.text(f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})"), {"name": JOB_LOCK_NAME}
+                ).scalar()
+                connection.commit()
+            except Exception:
+                connection.invalidate()
+                connection.close()
+                raise
+            if got:
+                self._connection = connection
+                return True
+            connection.close()
+            return False
+        handle = os.open(job_lock_file(self.engine), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            return False
+        self._file = handle
+        return True
 
     def _still_held(self) -> bool:
         """Whether this process still holds the lock (on PostgreSQL, its connection answers and

@@ -354,3 +354,32 @@ def test_serve_logs_json_when_the_environment_says_so_and_refuses_an_unknown_for
     assert refused.returncode == 2
     assert "--log-format" in refused.stderr
     assert refused.stdout == ""
+
+
+def test_a_job_that_cannot_start_makes_the_leader_stop_them_all_and_try_again(database_url):
+    """Half the jobs running is worse than none: when one fails to start (its catch-up met a
+    database error, say), those started are stopped, the lock is let go, and the next attempt
+    builds and starts them all afresh."""
+    attempts: list[list[Recorder]] = []
+
+    class FailsFirstTime(Recorder):
+        def start(self) -> None:
+            if len(attempts) == 1:
+                raise RuntimeError("the catch-up failed")
+            super().start()
+
+    def build() -> list:
+        attempts.append([Recorder(), FailsFirstTime()])
+        return attempts[-1]
+
+    engine = create_database_engine(database_url)
+    leader = JobLeader(engine, build, retry_s=0.05)
+    leader.start()
+    try:
+        wait_for(lambda: len(attempts) == 2 and attempts[1][1].started == 1)
+        first, second = attempts
+        assert [(job.started, job.stopped) for job in first] == [(1, 1), (0, 0)]
+        assert [job.started for job in second] == [1, 1]
+    finally:
+        leader.shutdown()
+        engine.dispose()
