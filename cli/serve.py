@@ -34,11 +34,11 @@ def serve(
             file=sys.stderr,
         )
     if workers == 1:
-        uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, log_level="info")
+        uvicorn.run("web.app:service_from_settings", factory=True, host=host, port=port, log_level="info")
     else:
         from api.serving import run_workers
 
-        run_workers("api.app:app_from_settings", host=host, port=port, workers=workers)
+        run_workers("web.app:service_from_settings", host=host, port=port, workers=workers)
 
 
 def _is_loopback(host: str) -> bool:

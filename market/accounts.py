@@ -340,3 +340,8 @@ def end_sessions(session: Session, *, participant_id: str, now: datetime) -> int
         .values(ended_at=now)
     )
     return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def participants_with_accounts(session: Session) -> set[str]:
+    """The participants who have set a password."""
+    return set(session.exec(select(AccountRow.participant_id)))
