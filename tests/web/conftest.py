@@ -33,8 +33,8 @@ def hidden_token(html: str, name: str = "csrf_token") -> str:
 class Browser:
     """A TestClient with its own cookies, signed in (or not) through the sign-in form."""
 
-    def __init__(self, app, clock: FixedClock) -> None:  # type: ignore[no-untyped-def]
-        self.client = TestClient(app, follow_redirects=False)
+    def __init__(self, app, clock: FixedClock, base_url: str = "http://testserver") -> None:  # type: ignore[no-untyped-def]
+        self.client = TestClient(app, base_url=base_url, follow_redirects=False)
         self.clock = clock
         self.csrf = ""
 
