@@ -1,7 +1,7 @@
 """The FastAPI application: households and the energy company, over one database.
 
 :func:`create_app` builds the app around a :class:`api.deps.Platform` (engine, settings, clock)
-and its routers; :func:`app_from_settings` is what ``smartbrum serve`` runs, with the jobs
+and its routers; :func:`app_from_settings` builds it from the environment, with the jobs
 (:func:`build_jobs`) led by one worker. Authentication is in :mod:`api.deps`, the audit log in
 :mod:`api.audit`.
 """

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from market.accounts import AccountPolicy
 from market.rules import MarketRules
 from market.settlement import SettlementConfig
 from metering.polling import PollSettings
@@ -86,6 +87,22 @@ class Settings(BaseSettings):
     #: needs the operator's.
     metrics_public: bool = False
 
+    # --- the web app (issue 16): links, sessions and sign-in throttling ---
+    #: The address people reach the service at: invitation links are built on it, and session
+    #: cookies are marked Secure when it is https.
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    #: Hours an invitation link stays usable.
+    invitation_hours: int = Field(default=72, ge=1, le=24 * 30)
+    #: A web session ends after this many minutes without a request, or this many hours after it began.
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    #: Failed sign-ins of one name before each further attempt waits (1 s, 2 s, 4 s...), and that
+    #: lock it; failures from one client address that lock the client; how long a lock lasts.
+    sign_in_throttle_after: int = Field(default=3, ge=1)
+    sign_in_lock_after: int = Field(default=10, ge=1)
+    sign_in_client_lock_after: int = Field(default=50, ge=1)
+    sign_in_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -135,6 +152,18 @@ class Settings(BaseSettings):
             min_price_p_per_kwh=self.min_price_p_per_kwh,
             max_price_p_per_kwh=self.max_price_p_per_kwh,
             max_open_orders=self.max_open_orders,
+        )
+
+    def account_policy(self) -> AccountPolicy:
+        """Invitations, sessions and sign-in throttling, from these settings (the web app)."""
+        return AccountPolicy(
+            invitation_valid=timedelta(hours=self.invitation_hours),
+            session_idle=timedelta(minutes=self.session_idle_minutes),
+            session_absolute=timedelta(hours=self.session_absolute_hours),
+            throttle_after=self.sign_in_throttle_after,
+            lock_after=self.sign_in_lock_after,
+            client_lock_after=self.sign_in_client_lock_after,
+            lock_for=timedelta(minutes=self.sign_in_lock_minutes),
         )
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.clearing_files import FileFormatError, clear_files
+from cli.invitations import participant_invite
 from cli.market import db_app, intervals, market_app
 from cli.meters import meter_app
 from cli.network import network_app, tariff_app
@@ -64,6 +65,7 @@ app.command()(intervals)
 app.command("settle")(settle_command)
 app.command("serve")(serve)
 app.add_typer(participant_app, name="participant")
+participant_app.command("invite")(participant_invite)  # the web app's invitations (issue 16)
 app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
 app.command("demo")(demo)

@@ -146,6 +146,7 @@ def participant_deactivate(
     kept = f", {len(done.orders_kept)} past their gate kept" if done.orders_kept else ""
     print(
         f"household {done.participant_id} deactivated: {done.tokens_revoked} token(s) revoked, "
+        f"{done.sessions_ended} web session(s) ended, "
         f"{len(done.orders_cancelled)} open order(s) cancelled{kept}"
     )
 

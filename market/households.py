@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from market.access import record_audit
+from market.accounts import end_sessions
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.orders import OPEN, cancel_order
 from market.participants import HOUSEHOLD
@@ -25,6 +26,7 @@ class Deactivation:
 
     participant_id: str
     tokens_revoked: int
+    sessions_ended: int
     orders_cancelled: tuple[str, ...]
     orders_kept: tuple[str, ...]
 
@@ -41,9 +43,10 @@ def deactivate_household(
     """Deactivate a household: it can no longer sign in or trade.
 
     In the caller's one transaction: the household is marked inactive, every live token of it is
-    revoked, every open order whose gate has not closed is cancelled (its history names
-    ``actor``), and the audit log records it all. Orders past their gate stay in their book:
-    they may already be cleared and must be settled. Its meters and its past stay, for settlement.
+    revoked and every web session of it ended, every open order whose gate has not closed is
+    cancelled (its history names ``actor``), and the audit log records it all. Orders past their
+    gate stay in their book: they may already be cleared and must be settled. Its meters and its
+    past stay, for settlement.
 
     Raises
     ------
@@ -65,6 +68,7 @@ def deactivate_household(
     live = (tokens.c.participant_id == participant_id) & tokens.c.revoked_at.is_(None)
     revoked = session.execute(sa.select(sa.func.count()).select_from(tokens).where(live)).scalar_one()
     session.execute(sa.update(tokens).where(live).values(revoked_at=now))
+    sessions_ended = end_sessions(session, participant_id=participant_id, now=now)
     cancelled, kept = [], []
     open_ids = session.exec(
         select(OrderRow.id)
@@ -83,7 +87,10 @@ def deactivate_household(
             cancelled.append(order_id)
     row.active = False  # after the cancellations, which only an active household's orders allow
     session.add(row)
-    detail = f"deactivated {participant_id}: {revoked} token(s) revoked, {len(cancelled)} order(s) cancelled"
+    detail = (
+        f"deactivated {participant_id}: {revoked} token(s) revoked, {sessions_ended} web session(s) ended, "
+        f"{len(cancelled)} order(s) cancelled"
+    )
     if reason:
         detail += f"; reason: {reason}"
     record_audit(
@@ -96,4 +103,4 @@ def deactivate_household(
         detail=detail,
     )
     session.flush()
-    return Deactivation(participant_id, revoked, tuple(cancelled), tuple(kept))
+    return Deactivation(participant_id, revoked, sessions_ended, tuple(cancelled), tuple(kept))

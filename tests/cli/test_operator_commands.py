@@ -174,7 +174,9 @@ def test_participant_list_and_deactivate(cli, street):
     ]
     done = cli("participant", "deactivate", "H3", "--reason", "moved away")
     assert done.exit_code == 0, done.output
-    assert done.stdout == "household H3 deactivated: 1 token(s) revoked, 0 open order(s) cancelled\n"
+    assert done.stdout == (
+        "household H3 deactivated: 1 token(s) revoked, 0 web session(s) ended, 0 open order(s) cancelled\n"
+    )
     again = cli("participant", "deactivate", "H3")
     assert again.exit_code == 2
     assert again.stderr == "smartbrum: participant_id: 'H3' is already inactive\n"

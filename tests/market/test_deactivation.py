@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from market.access import authenticate, issue_token, list_audit, list_tokens
+from market.accounts import open_session, secret_hash
 from market.database import transaction
 from market.errors import ConflictError, NotFoundError
 from market.households import deactivate_household
@@ -18,7 +19,7 @@ from market.network import publish_network
 from market.orders import get_order, order_history, place_order
 from market.participants import get_participant
 from market.rules import MarketRules
-from market.tables import AuditEventRow
+from market.tables import AuditEventRow, WebSessionRow
 from optimiser import Network
 from tests.factories import count_rows, node, seed_market
 
@@ -34,6 +35,7 @@ def test_deactivation_revokes_cancels_and_audits(engine):
         seed_market(session, now=NOW)
         secret = issue_token(session, participant_id="H1", now=NOW).secret
         issue_token(session, participant_id="H1", now=NOW, label="phone")
+        browser = open_session(session, participant_id="H1", now=NOW).secret
         orders = {
             period.key: place_order(
                 session,
@@ -51,14 +53,17 @@ def test_deactivation_revokes_cancels_and_audits(engine):
         done = deactivate_household(
             session, participant_id="H1", rules=rules, now=AT, actor="cli", reason="moved away"
         )
-    assert (done.tokens_revoked, done.orders_cancelled, done.orders_kept) == (
+    assert (done.tokens_revoked, done.sessions_ended, done.orders_cancelled, done.orders_kept) == (
         2,
+        1,
         (orders[LATER.key],),
         (orders[SOON.key],),
     )
     with Session(engine) as session:
         assert not get_participant(session, "H1").active
         assert authenticate(session, secret) is None
+        browser_row = select(WebSessionRow).where(WebSessionRow.secret_hash == secret_hash(browser))
+        assert session.exec(browser_row).one().ended_at is not None
         assert list_tokens(session, participant_id="H1") == []
         assert len(list_tokens(session, participant_id="H1", include_revoked=True)) == 2
         assert get_order(session, orders[LATER.key]).status == "cancelled"
@@ -67,7 +72,10 @@ def test_deactivation_revokes_cancels_and_audits(engine):
         [event] = list_audit(session, actor="cli")
         assert event.path == "participant deactivate H1"
         detail = session.exec(select(AuditEventRow.detail)).one()
-        assert detail == "deactivated H1: 2 token(s) revoked, 1 order(s) cancelled; reason: moved away"
+        assert detail == (
+            "deactivated H1: 2 token(s) revoked, 1 web session(s) ended, 1 order(s) cancelled; "
+            "reason: moved away"
+        )
     with pytest.raises(ConflictError, match="already inactive"), transaction(engine) as session:
         deactivate_household(session, participant_id="H1", rules=rules, now=AT, actor="cli")
     with pytest.raises(ConflictError, match="not a household"), transaction(engine) as session:
