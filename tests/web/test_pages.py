@@ -287,3 +287,23 @@ def test_the_pages_are_not_in_the_api_document(web):
     css = web["none"].client.get("/static/site.css")
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
+
+
+def test_after_signing_in_a_visitor_goes_back_to_the_page_asked_for_on_this_site_only(web):
+    visitor = web["none"].client
+    asked = visitor.get("/orders")
+    assert asked.headers["location"] == "/sign-in?next=/orders"
+    cases = (("/orders", "/orders"), ("//evil.example/x", "/"), ("https://evil.example", "/"))
+    for next_path, lands in cases:
+        page = visitor.get(f"/sign-in?next={next_path}")
+        response = visitor.post(
+            SIGN_IN,
+            data={
+                "name": "H1",
+                "password": PASSWORD,
+                "next": next_path,
+                "form_token": hidden_token(page.text, "form_token"),
+            },
+        )
+        assert (response.status_code, response.headers["location"]) == (303, lands)
+        visitor.cookies.delete("smartbrum_session")
