@@ -307,3 +307,13 @@ def test_after_signing_in_a_visitor_goes_back_to_the_page_asked_for_on_this_site
         )
         assert (response.status_code, response.headers["location"]) == (303, lands)
         visitor.cookies.delete("smartbrum_session")
+
+
+def test_an_address_that_is_no_page_is_a_page_saying_so_and_the_apis_a_problem(web):
+    page = web["H1"].client.get("/no-such-page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "There is no page at this address." in page.text
+    api = web["H1"].client.get("/v1/no-such-route")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
