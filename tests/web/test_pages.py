@@ -281,9 +281,14 @@ def test_order_errors_in_plain_words_beside_their_fields(web, engine):
     assert place(quantity_kwh="1\x00").status_code == 422
 
 
-def test_the_pages_are_not_in_the_api_document(web):
+def test_the_pages_are_not_in_the_api_document_and_load_only_their_own_stylesheet(web):
     paths = web["none"].client.get("/openapi.json").json()["paths"]
     assert all(path.startswith("/v1/") for path in paths)
+    policy = web["H1"].client.get("/today").headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'; style-src 'self';")
+    assert "script-src" not in policy
+    api = web["H1"].client.get("/v1/orders").headers["content-security-policy"]
+    assert api == "default-src 'none'; frame-ancestors 'none'"
     css = web["none"].client.get("/static/site.css")
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
