@@ -83,6 +83,8 @@ class WebSession:
     participant: Participant
     csrf_token: str
     created_at: datetime
+    #: Whether the session's last request is more than a minute old (:func:`keep_alive` it).
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,8 +293,8 @@ def open_session(session: Session, *, participant_id: str, now: datetime) -> New
 
 def live_session(session: Session, *, secret: str, now: datetime, policy: AccountPolicy) -> WebSession | None:
     """The live session a cookie's secret opens, or ``None`` (signed out, idle too long, too old,
-    or its participant inactive). A request keeps it alive: ``last_seen_at`` is written at most
-    once a minute, so call it in a write transaction."""
+    or its participant inactive). Only reads: a request keeps its session alive with
+    :func:`keep_alive` when ``stale`` says so."""
     found = session.execute(
         sa.select(WebSessionRow, ParticipantRow)
         .join(ParticipantRow, col(ParticipantRow.id) == col(WebSessionRow.participant_id))
@@ -307,10 +309,6 @@ def live_session(session: Session, *, secret: str, now: datetime, policy: Accoun
         or now - row.created_at > policy.session_absolute
     ):
         return None
-    if now - row.last_seen_at >= _TOUCH_EVERY:
-        row.last_seen_at = now
-        session.add(row)
-        session.flush()
     participant = Participant(
         participant_row.id,
         participant_row.kind,
@@ -319,7 +317,19 @@ def live_session(session: Session, *, secret: str, now: datetime, policy: Accoun
         participant_row.node_id,
         participant_row.active,
     )
-    return WebSession(participant, row.csrf_token, row.created_at)
+    return WebSession(
+        participant, row.csrf_token, row.created_at, stale=now - row.last_seen_at >= _TOUCH_EVERY
+    )
+
+
+def keep_alive(session: Session, *, secret: str, now: datetime) -> None:
+    """Note a request in a live session, so that it is not idle (at most once a minute is enough:
+    :attr:`WebSession.stale`)."""
+    session.execute(
+        sa.update(WebSessionRow)
+        .where(col(WebSessionRow.secret_hash) == secret_hash(secret), col(WebSessionRow.ended_at).is_(None))
+        .values(last_seen_at=now)
+    )
 
 
 def end_session(session: Session, *, secret: str, now: datetime) -> None:

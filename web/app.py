@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.app import app_from_settings, create_app
@@ -31,6 +33,7 @@ PAGE_CSP = (
     b"frame-ancestors 'none'; base-uri 'none'",
 )
 _API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json")
+_PAGE_ERRORS = {404: "There is no page at this address. Check it, or go to your home page."}
 
 
 class PageSecurityPolicy:
@@ -79,5 +82,21 @@ def add_pages(app: FastAPI) -> FastAPI:
     @app.exception_handler(PageRefusedError)
     async def refused(request: Request, error: PageRefusedError) -> Response:
         return render(request, "refused.html", {"message": error.message}, status=error.status)
+
+    # A path that is no page (nor an API route) is answered as a page, the API's as a problem.
+    api_error = app.exception_handlers[StarletteHTTPException]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if request.url.path.startswith(_API_PATHS) or error.status_code not in _PAGE_ERRORS:
+            answer = api_error(request, error)
+            return await answer if inspect.isawaitable(answer) else answer
+        return render(
+            request,
+            "refused.html",
+            {"title": "Not found", "message": _PAGE_ERRORS[error.status_code]},
+            status=404,
+        )
 
     return app

@@ -13,16 +13,18 @@ May import :mod:`api.deps`, :mod:`api.settings` and :mod:`market`.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PlatformDep
-from market.accounts import AccountPolicy, WebSession, live_session
+from market.accounts import AccountPolicy, WebSession, keep_alive, live_session
 from market.database import transaction
 from market.participants import HOUSEHOLD, OPERATOR
 
@@ -72,9 +74,15 @@ async def page_session(request: Request, platform: PlatformDep) -> WebSession | 
     return found
 
 
-def _live(engine: Engine, secret: str, now: object, policy: AccountPolicy) -> WebSession | None:
-    with transaction(engine) as session:
-        return live_session(session, secret=secret, now=now, policy=policy)  # type: ignore[arg-type]
+def _live(engine: Engine, secret: str, now: datetime, policy: AccountPolicy) -> WebSession | None:
+    # A read; the write that keeps the session alive only once a minute (on SQLite every write
+    # transaction takes the database's write lock).
+    with Session(engine) as session:
+        found = live_session(session, secret=secret, now=now, policy=policy)
+    if found is not None and found.stale:
+        with transaction(engine) as session:
+            keep_alive(session, secret=secret, now=now)
+    return found
 
 
 async def signed_in(

@@ -281,10 +281,45 @@ def test_order_errors_in_plain_words_beside_their_fields(web, engine):
     assert place(quantity_kwh="1\x00").status_code == 422
 
 
-def test_the_pages_are_not_in_the_api_document(web):
+def test_the_pages_are_not_in_the_api_document_and_load_only_their_own_stylesheet(web):
     paths = web["none"].client.get("/openapi.json").json()["paths"]
     operations = {"/healthz", "/readyz", "/metrics"}  # probes and metrics for machines, not pages
     assert all(path.startswith("/v1/") or path in operations for path in paths), sorted(paths)
+    policy = web["H1"].client.get("/today").headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'; style-src 'self';")
+    assert "script-src" not in policy
+    api = web["H1"].client.get("/v1/orders").headers["content-security-policy"]
+    assert api == "default-src 'none'; frame-ancestors 'none'"
     css = web["none"].client.get("/static/site.css")
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
+
+
+def test_after_signing_in_a_visitor_goes_back_to_the_page_asked_for_on_this_site_only(web):
+    visitor = web["none"].client
+    asked = visitor.get("/orders")
+    assert asked.headers["location"] == "/sign-in?next=/orders"
+    cases = (("/orders", "/orders"), ("//evil.example/x", "/"), ("https://evil.example", "/"))
+    for next_path, lands in cases:
+        page = visitor.get(f"/sign-in?next={next_path}")
+        response = visitor.post(
+            SIGN_IN,
+            data={
+                "name": "H1",
+                "password": PASSWORD,
+                "next": next_path,
+                "form_token": hidden_token(page.text, "form_token"),
+            },
+        )
+        assert (response.status_code, response.headers["location"]) == (303, lands)
+        visitor.cookies.delete("smartbrum_session")
+
+
+def test_an_address_that_is_no_page_is_a_page_saying_so_and_the_apis_a_problem(web):
+    page = web["H1"].client.get("/no-such-page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "There is no page at this address." in page.text
+    api = web["H1"].client.get("/v1/no-such-route")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
