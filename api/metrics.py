@@ -9,7 +9,7 @@ Three sources, one exposition:
   their seconds, meters failing and breakers open, settlement runs and whether they balance;
 - **the market's state** (:class:`MarketCollector`, read from the database at each scrape, so
   any worker answers the same): the last cleared interval and how far clearing lags behind the
-  platform clock, the last settlement run.
+  platform clock, the last settlement run and whether it balances.
 
 Under ``smartbrum serve`` the workers share their figures through ``PROMETHEUS_MULTIPROC_DIR``
 (made and removed by the command; a worker that exits is marked dead, so its live gauges go).
@@ -50,6 +50,7 @@ from api.deps import Platform, PlatformDep, current_participant, operator
 from api.problems import PROBLEM_RESPONSES
 from market.intervals import period_at
 from market.rules import MarketRules
+from market.settlement import pool_balance_cp
 from market.tables import ClearingRunRow, SettlementRunRow
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -206,6 +207,10 @@ class MarketCollector(Collector):
             settled = session.exec(
                 select(SettlementRunRow).order_by(col(SettlementRunRow.id).desc()).limit(1)
             ).first()
+            # One run's lines, by their index: cheap at every scrape.
+            pool_cp = (
+                None if settled is None or settled.id is None else pool_balance_cp(session, run_id=settled.id)
+            )
         cleared = GaugeMetricFamily(
             "smartbrum_last_cleared_interval_start_timestamp_seconds",
             "Start (Unix time) of the latest interval with a current clearing run.",
@@ -231,11 +236,18 @@ class MarketCollector(Collector):
             "smartbrum_last_settlement_run_interval_start_timestamp_seconds",
             "Start (Unix time) of the interval the latest settlement run settled.",
         )
+        balanced = GaugeMetricFamily(
+            "smartbrum_last_settlement_run_balanced",
+            "1 when the latest settlement run (made by the jobs, the API or the command line) "
+            "balances: its pool nets to zero.",
+        )
         if settled is not None:
             run_time.add_metric([], _aware(settled.created_at).timestamp())
             run_interval.add_metric([], _aware(settled.interval_start_utc).timestamp())
+            balanced.add_metric([], 1.0 if pool_cp == 0 else 0.0)
         yield run_time
         yield run_interval
+        yield balanced
 
 
 def _aware(moment: datetime) -> datetime:

@@ -190,6 +190,7 @@ def test_the_jobs_log_clearing_and_settlement_and_metrics_show_them(engine, data
         PERIOD.start_utc.timestamp()
     )
     assert samples[("smartbrum_settlement_unbalanced_runs_total", ())] == 0
+    assert samples[("smartbrum_last_settlement_run_balanced", ())] == 1
     assert samples[("smartbrum_clearing_runs_total", ())] >= 1
     assert samples[("smartbrum_settlement_runs_total", (("run_type", "initial"),))] >= 1
 
