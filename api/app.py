@@ -1,7 +1,7 @@
 """The FastAPI application: households and the energy company, over one database.
 
 :func:`create_app` builds the app around a :class:`api.deps.Platform` (engine, settings, clock)
-and its routers; :func:`app_from_settings` is what ``smartbrum serve`` runs, with the jobs
+and its routers; :func:`app_from_settings` builds it from the environment, with the jobs
 (:func:`build_jobs`) led by one worker. Authentication is in :mod:`api.deps`, the audit log in
 :mod:`api.audit`.
 """
@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 
 from api.audit import AuditMiddleware
 from api.deps import FailedAuthentications, Platform, refuse_nul_characters
+from api.docs import install_docs
 from api.edges import BodySizeLimit, SecurityHeaders
 from api.metrics import RequestMetrics, mark_worker_dead
 from api.metrics import router as metrics_router
@@ -110,10 +111,13 @@ def create_app(platform: Platform) -> FastAPI:
         version="1",
         summary="Local energy trading: households' orders, the market's clearing, meters and settlement.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from the package rather than a CDN
+        redoc_url=None,
         dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.platform = platform
     install_problem_handlers(app)
+    install_docs(app)
     # Outermost last: security headers on every answer, every state-changing request audited
     # (a refused one too), a body over the limit refused before it is read.
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_body_bytes)

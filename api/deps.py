@@ -158,6 +158,8 @@ HouseholdDep = Annotated[Participant, Depends(household)]
 OperatorDep = Annotated[Participant, Depends(operator)]
 
 
+#: Bodies the form parser reads (the web app's forms), left to it.
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: NUL in a JSON string, as JSON writes it (a raw NUL byte is not JSON at all).
 _JSON_NUL = b"\\u0000"
 
@@ -174,7 +176,9 @@ async def refuse_nul_characters(request: Request) -> None:
         for name, value in (*request.path_params.items(), *request.query_params.multi_items())
         if isinstance(value, str) and "\x00" in value
     ]
-    if not problems and request.method in ("POST", "PUT", "PATCH"):
+    # A form's body is read by the form parser (the web app's pages check their own fields).
+    form = request.headers.get("content-type", "").startswith(_FORM_TYPES)
+    if not problems and request.method in ("POST", "PUT", "PATCH") and not form:
         body = await request.body()
         if _JSON_NUL in body:
             try:

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from market.accounts import AccountPolicy
 from market.rules import MarketRules
 from market.settlement import SettlementConfig
 from metering.polling import PollSettings
@@ -86,6 +87,22 @@ class Settings(BaseSettings):
     #: needs the operator's.
     metrics_public: bool = False
 
+    # --- the web app (issue 16): links, sessions and sign-in throttling ---
+    #: The address people reach the service at: invitation links are built on it, and session
+    #: cookies are marked Secure when it is https.
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    #: Hours an invitation link stays usable.
+    invitation_hours: int = Field(default=72, ge=1, le=24 * 30)
+    #: A web session ends after this many minutes without a request, or this many hours after it began.
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    #: Failed sign-ins of one name before each further attempt waits (1 s, 2 s, 4 s...), and that
+    #: lock it; failures from one client address that lock the client; how long a lock lasts.
+    sign_in_throttle_after: int = Field(default=3, ge=1)
+    sign_in_lock_after: int = Field(default=10, ge=1)
+    sign_in_client_lock_after: int = Field(default=50, ge=1)
+    sign_in_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -137,8 +154,59 @@ class Settings(BaseSettings):
             max_open_orders=self.max_open_orders,
         )
 
+    def account_policy(self) -> AccountPolicy:
+        """Invitations, sessions and sign-in throttling, from these settings (the web app)."""
+        return AccountPolicy(
+            invitation_valid=timedelta(hours=self.invitation_hours),
+            session_idle=timedelta(minutes=self.session_idle_minutes),
+            session_absolute=timedelta(hours=self.session_absolute_hours),
+            throttle_after=self.sign_in_throttle_after,
+            lock_after=self.sign_in_lock_after,
+            client_lock_after=self.sign_in_client_lock_after,
+            lock_for=timedelta(minutes=self.sign_in_lock_minutes),
+        )
+
 
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return Settings()
+
+
+# --- issue 15 B (cli): a settings mistake in one line, naming where it was made ----------------
+
+
+def describe_settings_error(error: ValueError) -> str:
+    """One line for a settings mistake: the variable or the file and key, the value, the reason.
+
+    ``SMARTBRUM_INTERVAL_MINUTES: 'half' is not valid: Input should be a valid integer``, or
+    ``/etc/smartbrum.toml: gate_closure_minutes: ...``; never pydantic's multi-line report.
+    """
+    import tomllib
+
+    from pydantic import ValidationError
+
+    config_file = os.environ.get("SMARTBRUM_CONFIG")
+    if isinstance(error, tomllib.TOMLDecodeError):
+        return f"{config_file}: is not valid TOML ({error})"
+    if not isinstance(error, ValidationError):
+        return " ".join(str(error).split())
+    problems = error.errors()
+    first = problems[0]
+    key = ".".join(str(part) for part in first["loc"]) or "settings"
+    variable = f"SMARTBRUM_{key.upper()}"
+    environment = {name.upper(): value for name, value in os.environ.items()}
+    if variable in environment:
+        where, value = variable, environment[variable]
+    elif config_file:
+        where, value = f"{config_file}: {key}", first.get("input")
+    else:
+        where, value = key, first.get("input")
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"{where}: is not a setting (see README.md, Configuration)"
+    else:
+        message = f"{where}: {value!r} is not valid: {reason}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more)"
+    return message

@@ -253,7 +253,7 @@ def _write_network(
     for (node, parent, imports, exports), fee in zip(edges, fees.tolist()):
         parts += [
             "",
-            "[[node]]",
+            "[[nodes]]",
             f'id = "{node}"',
             f'parent = "{parent}"',
             f"import_capacity_kwh = {imports / 1000:.3f}",

@@ -6,8 +6,8 @@ One path from files to JSON (:func:`clear_files`), shared by the command line an
 the reason.
 
 CSV header: ``order_id,participant_id,node,side,quantity_kwh,price_p_per_kwh,submitted_at``
-(times in ISO 8601 with a UTC offset). Network TOML: ``root``, an optional ``[tariff]``
-table and ``[[node]]`` tables (see README.md).
+(times in ISO 8601 with a UTC offset). Network TOML: the one network format of
+:mod:`market.network_format` (``root``, an optional ``[tariff]`` table and ``[[nodes]]`` tables).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from market.network_format import NetworkFormatError, load_network
 from optimiser import (
     ClearingInputError,
     ClearingOptions,
     ClearingResult,
     Network,
-    Node,
     OrderBook,
     Tariff,
     clear_market,
@@ -50,9 +49,6 @@ CSV_COLUMNS = (
 DEFAULT_IMPORT_P_PER_KWH = Decimal("24.5")
 DEFAULT_EXPORT_P_PER_KWH = Decimal("4.1")
 DEFAULT_ROOT = "GSP"
-_NODE_KEYS = {"id", "parent", "import_capacity_kwh", "export_capacity_kwh", "fee_p_per_kwh"}
-_REQUIRED_NODE_KEYS = _NODE_KEYS - {"fee_p_per_kwh"}
-_TARIFF_KEYS = {"import_p_per_kwh", "export_p_per_kwh"}
 
 
 class FileFormatError(ValueError):
@@ -183,65 +179,12 @@ def _utc_microseconds(texts: Sequence[str], line: Callable[[int], str]) -> np.nd
 
 
 def read_network_toml(path: Path) -> NetworkFile:
-    """Read and validate a network file; every error names the file and the key."""
+    """Read and validate a network file (:mod:`market.network_format`); errors name the file and key."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
-    except OSError as error:
-        raise FileFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        raise FileFormatError(f"{path}: is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as error:
-        raise FileFormatError(f"{path}: is not valid TOML ({error})") from None
-    unknown = set(document) - {"root", "tariff", "node"}
-    if unknown:
-        raise FileFormatError(f"{path}: unknown key {sorted(unknown)[0]!r}")
-    root = document.get("root")
-    if not isinstance(root, str) or not root:
-        raise FileFormatError(f"{path}: root must be the grid supply point's id (a string)")
-
-    tariff = None
-    if "tariff" in document:
-        table = document["tariff"]
-        if not isinstance(table, dict) or set(table) != _TARIFF_KEYS:
-            raise FileFormatError(f"{path}: [tariff] must have exactly import_p_per_kwh and export_p_per_kwh")
-        try:
-            tariff = Tariff(table["import_p_per_kwh"], table["export_p_per_kwh"])  # validated there
-        except ClearingInputError as error:
-            raise FileFormatError(f"{path}: [tariff] {error.field} {error.reason}") from None
-
-    tables = document.get("node", [])
-    if not isinstance(tables, list):
-        raise FileFormatError(f"{path}: node must be an array of tables ([[node]])")
-    nodes = []
-    for i, table in enumerate(tables):
-        where = f"{path}: [[node]] #{i + 1}"
-        if not isinstance(table, dict):
-            raise FileFormatError(f"{where}: must be a table")
-        if isinstance(table.get("id"), str):
-            where += f" ({table['id']!r})"
-        extra = set(table) - _NODE_KEYS
-        missing = _REQUIRED_NODE_KEYS - set(table)
-        if extra:
-            raise FileFormatError(f"{where}: unknown key {sorted(extra)[0]!r}")
-        if missing:
-            raise FileFormatError(f"{where}: missing key {sorted(missing)[0]!r}")
-        for key in ("id", "parent"):
-            if not isinstance(table[key], str):
-                raise FileFormatError(f"{where}: {key} must be a string")
-        nodes.append(
-            Node(
-                id=table["id"],
-                parent=table["parent"],
-                # Values as TOML parsed them (Decimal for decimals); Network names any non-number.
-                import_capacity_kwh=table["import_capacity_kwh"],
-                export_capacity_kwh=table["export_capacity_kwh"],
-                fee_p_per_kwh=table.get("fee_p_per_kwh", Decimal(0)),
-            )
-        )
-    try:
-        return NetworkFile(Network(root=root, nodes=tuple(nodes)), tariff)
-    except ClearingInputError as error:
-        raise FileFormatError(f"{path}: {error}") from None
+        loaded = load_network(path)
+    except NetworkFormatError as error:
+        raise FileFormatError(str(error)) from None
+    return NetworkFile(loaded.network, loaded.tariff)
 
 
 def resolve_tariff(

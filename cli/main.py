@@ -18,8 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.clearing_files import FileFormatError, clear_files
+from cli.invitations import participant_invite
 from cli.market import db_app, intervals, market_app
 from cli.meters import meter_app
+from cli.network import network_app, tariff_app
 from cli.options import fail
 from cli.participants import participant_app, token_app
 from cli.scenarios import SCENARIOS, demo, scenario_app
@@ -31,9 +33,31 @@ app = typer.Typer(
     name="smartbrum",
     help="Smart-energy trading and metering for a city's neighbourhoods.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
+    # Help paragraphs reflow to the terminal (rich mode keeps the docstrings' line breaks).
+    rich_markup_mode="markdown",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"smartbrum {version('smartbrum')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Smart-energy trading and metering for a city's neighbourhoods."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(market_app, name="market")
 app.add_typer(meter_app, name="meter")
@@ -41,10 +65,13 @@ app.command()(intervals)
 app.command("settle")(settle_command)
 app.command("serve")(serve)
 app.add_typer(participant_app, name="participant")
+participant_app.command("invite")(participant_invite)  # the web app's invitations (issue 16)
 app.add_typer(token_app, name="token")
 app.command("statement")(statement_command)
 app.command("demo")(demo)
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(network_app, name="network")
+app.add_typer(tariff_app, name="tariff")
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000
 #: Set by :func:`main`: the command owns the process (not called from a test or another program).

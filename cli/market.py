@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -50,18 +50,24 @@ def intervals(
         int | None, typer.Option(help="Period length in minutes (default: the setting).")
     ] = None,
 ) -> None:
-    """List a settlement date's periods with their exact UTC times."""
+    """List a settlement date's periods with their exact UTC times and gate closures.
+
+    An order for a period may be placed, changed or cancelled strictly before its gate closure
+    (SMARTBRUM_GATE_CLOSURE_MINUTES before the period starts).
+    """
     try:
         day = date.fromisoformat(on)
     except ValueError:
         raise typer.BadParameter(f"{on!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
-    minutes = length if length is not None else settings_or_fail().interval_minutes
+    settings = settings_or_fail()
+    minutes = length if length is not None else settings.interval_minutes
     if minutes not in ALLOWED_LENGTHS_MINUTES:
         raise typer.BadParameter(f"must be one of {ALLOWED_LENGTHS_MINUTES}", param_hint="--length")
     try:
         periods = periods_of_day(day, length_minutes=minutes)
     except InvalidPeriodError as error:
         raise fail(str(error)) from None
+    gate_minutes = settings.gate_closure_minutes
     if as_json:
         rows = [
             {
@@ -69,6 +75,7 @@ def intervals(
                 "period": p.period,
                 "start_utc": iso_utc(p.start_utc),
                 "end_utc": iso_utc(p.end_utc),
+                "gate_closure_utc": iso_utc(p.start_utc - timedelta(minutes=gate_minutes)),
                 "start_local": p.start_local.isoformat(),
                 "end_local": p.end_local.isoformat(),
             }
@@ -76,10 +83,24 @@ def intervals(
         ]
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
         return
-    table = Table("period", "start (UTC)", "end (UTC)", "local time", title=f"{day}: {len(periods)} periods")
+    from rich import box
+
+    table = Table(
+        "period",
+        "start (UTC)",
+        "end",
+        "gate closes",
+        "local time",
+        title=f"{day}: {len(periods)} periods",
+        caption=f"orders close {gate_minutes} min before their period (--json: full ISO times)",
+        box=box.SIMPLE_HEAD,
+    )
     for p in periods:
         local = f"{p.start_local:%H:%M %Z} - {p.end_local:%H:%M %Z}"
-        table.add_row(str(p.period), iso_utc(p.start_utc), iso_utc(p.end_utc), local)
+        gate = p.start_utc - timedelta(minutes=gate_minutes)
+        table.add_row(
+            str(p.period), f"{p.start_utc:%Y-%m-%d %H:%M}", f"{p.end_utc:%H:%M}", f"{gate:%H:%M}", local
+        )
     Console().print(table)
 
 

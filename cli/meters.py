@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import signal
 import sys
 import zlib
@@ -45,6 +47,36 @@ READ_KEYS = (
     "export_kwh",
 )
 TRANSPORT_HELP = "tcp, rtu-over-tcp or rtu (serial: HOST is the device, PORT the baud rate)"
+#: What ``meter simulate --models sunspec`` serves: a SunSpec three-phase (wye) meter, which
+#: ``meter read --model sunspec`` finds by the SunSpec discovery it does for every SunSpec model.
+SIMULATED_SUNSPEC = "sunspec203"
+
+
+def quiet_pymodbus() -> None:
+    """Silence pymodbus's own logging ("Failed to connect ...", "Repeating...."): the command says
+    in one line what failed."""
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
+
+
+def exact_text(value: float) -> str:
+    """A meter's value as the decimal it stands for, without binary float noise.
+
+    A float32 register's 231.41208 widens to the float 231.41207885742188; the shortest decimal
+    that reads back as the same float32 is what the meter said. Other values (scaled integers,
+    decoded exactly) print as the shortest decimal of their float.
+    """
+    import numpy as np
+
+    if not math.isfinite(value):
+        return repr(value)
+    if float(np.float32(value)) == value:
+        return np.format_float_positional(np.float32(value), unique=True, trim="-")
+    return np.format_float_positional(value, unique=True, trim="-")
+
+
+def exact_number(value: float) -> float:
+    """:func:`exact_text` as a float, which JSON writes as that same short decimal."""
+    return float(exact_text(value))
 
 
 @meter_app.command("add")
@@ -87,6 +119,60 @@ def meter_add(
     print(f"meter {meter.id} of {meter.participant_id}: {meter.model} at {where}")
 
 
+@meter_app.command("list")
+def meter_list(
+    participant: Annotated[str | None, typer.Option(help="Only this household's meters.")] = None,
+    inactive: Annotated[
+        bool, typer.Option("--inactive", help="Include removed (deactivated) meters.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """List the registered meters: id, household, Modbus address, model and whether polled."""
+    from sqlmodel import Session
+
+    from cli.options import market_engine, settings_or_fail
+    from market.participants import list_meters
+
+    with market_engine(settings_or_fail()) as engine, Session(engine) as session:
+        meters = list_meters(session, participant_id=participant, active=None if inactive else True)
+    if as_json:
+        print(json.dumps([m.__dict__ for m in meters], indent=1))
+        return
+    table = Table("id", "household", "address", "model", "active", title=f"{len(meters)} meters")
+    for m in meters:
+        address = f"{m.host}:{m.port}/{m.unit_id}" + ("" if m.transport == "tcp" else f" {m.transport}")
+        table.add_row(m.id, m.participant_id, address, m.model, "yes" if m.active else "no")
+    Console().print(table)
+
+
+@meter_app.command("remove")
+def meter_remove(meter_id: Annotated[str, typer.Argument(help="The meter's id.")]) -> None:
+    """Stop polling a meter.
+
+    A meter with no stored data is deleted and its address freed. One with data is deactivated:
+    its history stays for settlement, and so does its hold on its address (host, port, unit),
+    which no other meter may take while it is stored.
+    """
+    from cli.options import market_engine, settings_or_fail
+    from market.database import transaction
+    from market.errors import MarketError
+    from market.participants import remove_meter
+
+    with market_engine(settings_or_fail()) as engine:
+        try:
+            with transaction(engine) as session:
+                meter, deleted = remove_meter(session, meter_id=meter_id)
+        except MarketError as error:
+            raise fail(str(error)) from None
+    where = f"{meter.host}:{meter.port} unit {meter.unit_id}"
+    if deleted:
+        print(f"meter {meter.id} removed; {where} is free")
+    else:
+        print(
+            f"meter {meter.id} deactivated (its readings stay for settlement); {where} stays reserved by it"
+        )
+
+
 @meter_app.command("read")
 def meter_read(
     host: Annotated[str, typer.Option(help="Gateway host or address.")],
@@ -97,11 +183,12 @@ def meter_read(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 1.0,
 ) -> None:
-    """Read one meter once and print what it measures."""
+    """Read one meter once and print what it measures, each value the decimal the meter gave."""
     from metering.polling import MeterEndpoint, MeterReadError, PollSettings, read_meter
     from metering.registers import MapError
 
     _known_model(model)
+    quiet_pymodbus()
     try:
         endpoint = MeterEndpoint("cli", host, port, unit, model, transport)
         settings = PollSettings(timeout_s=timeout, retries=1, breaker_failures=1)
@@ -111,7 +198,7 @@ def meter_read(
         reading = asyncio.run(read_meter(endpoint, settings=settings, map_dirs=_map_dirs()))
     except (MeterReadError, MapError, OSError) as error:
         raise fail(str(error)) from None
-    values = {key: reading.values[key] for key in READ_KEYS if key in reading.values}
+    values = {key: exact_number(reading.values[key]) for key in READ_KEYS if key in reading.values}
     if as_json:
         document = {**values, "read_time": iso_utc(reading.polled_at), "quality": str(reading.quality)}
         if reading.meter_time is not None:
@@ -124,7 +211,7 @@ def meter_read(
         "quantity", "value", title=f"{model} at {host}:{port} unit {unit}, {iso_utc(reading.polled_at)}"
     )
     for key, value in values.items():
-        table.add_row(key, f"{value:.3f}")
+        table.add_row(key, exact_text(value))
     table.add_row("quality", str(reading.quality))
     for problem in reading.problems:
         table.add_row("problem", problem)
@@ -135,7 +222,13 @@ def meter_read(
 def meter_simulate(
     gateways: Annotated[int, typer.Option(help="How many gateways (TCP ports).")] = 1,
     meters: Annotated[int, typer.Option(help="Meters behind each gateway (unit ids from 1).")] = 10,
-    models: Annotated[str, typer.Option(help="Models, comma-separated, assigned in turn.")] = "sdm630",
+    models: Annotated[
+        str,
+        typer.Option(
+            help="Models, comma-separated, assigned in turn: sdm630, sdm120, sdm72, em24, sunspec "
+            f"(a {SIMULATED_SUNSPEC}), sunspec201 to sunspec204, sunspec211 to sunspec214."
+        ),
+    ] = "sdm630",
     first_port: Annotated[int, typer.Option(help="First gateway's port; the others follow.")] = 5020,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     framer: Annotated[str, typer.Option(help="socket (Modbus TCP) or rtu (RTU over TCP).")] = "socket",
@@ -148,7 +241,11 @@ def meter_simulate(
         fleet = MeterFleet.build(
             gateways=gateways,
             meters_per_gateway=meters,
-            models=[m.strip() for m in models.split(",") if m.strip()],
+            models=[
+                SIMULATED_SUNSPEC if m.strip() == "sunspec" else m.strip()
+                for m in models.split(",")
+                if m.strip()
+            ],
             host=host,
             first_port=first_port,
             framer=framer,
@@ -183,10 +280,11 @@ def meter_poll(
         str | None, typer.Option(help="I/N: poll only gateways in shard I of N (from 0).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Poll every registered meter once, store the readings in one transaction, report per meter.
 
-    With ``--shard I/N`` several processes (or machines) split the fleet by gateway, each writing
+    With --shard I/N several processes (or machines) split the fleet by gateway, each writing
     to the same database.
     """
     from cli.options import market_engine, settings_or_fail
@@ -196,6 +294,7 @@ def meter_poll(
     from metering.polling import MeterEndpoint, PollSettings, poll_fleet
 
     index, count = _shard(shard)
+    quiet_pymodbus()
     with market_engine(settings_or_fail()) as engine:
         with transaction(engine) as session:
             endpoints = [
@@ -204,13 +303,19 @@ def meter_poll(
                 if m.active and gateway_shard(m.host, m.port, count) == index
             ]
         if not endpoints:
-            print("no meters to poll" + (f" in shard {index}/{count}" if count > 1 else ""))
+            if as_json:
+                print(json.dumps({"meters": [], "read": 0, "polled": 0, "stored": 0}))
+            else:
+                print("no meters to poll" + (f" in shard {index}/{count}" if count > 1 else ""))
             return
         settings = PollSettings(timeout_s=timeout)
         results = asyncio.run(poll_fleet(endpoints, settings=settings, map_dirs=_map_dirs()))
         readings = [r.reading for r in results if r.reading is not None]
         with transaction(engine) as session:
             stored = store_readings(session, readings)
+    if as_json:
+        print(json.dumps(_poll_document(endpoints, results, stored), indent=1))
+        return
     _report_poll(endpoints, results, stored)
 
 
@@ -248,6 +353,33 @@ def _known_model(model: str) -> None:
         raise typer.BadParameter(error.reason, param_hint="--model") from None
 
 
+def _poll_document(
+    endpoints: list[MeterEndpoint], results: list[PollResult], stored: int
+) -> dict[str, object]:
+    by_id = {e.meter_id: e for e in endpoints}
+    meters = []
+    for result in results:
+        endpoint = by_id[result.meter_id]
+        entry: dict[str, object] = {
+            "meter_id": result.meter_id,
+            "host": endpoint.host,
+            "port": endpoint.port,
+            "unit_id": endpoint.unit_id,
+        }
+        if result.reading is not None:
+            counters = result.reading.values
+            entry["status"] = "read"
+            entry["quality"] = str(result.reading.quality)
+            for key in ("import_kwh", "export_kwh"):
+                entry[key] = exact_number(counters[key]) if key in counters else None
+        else:
+            entry["status"] = "skipped" if result.skipped else "failed"
+        entry["error"] = result.error or None
+        meters.append(entry)
+    good = sum(r.reading is not None for r in results)
+    return {"meters": meters, "read": good, "polled": len(results), "stored": stored}
+
+
 def _report_poll(endpoints: list[MeterEndpoint], results: list[PollResult], stored: int) -> None:
     by_id = {e.meter_id: e for e in endpoints}
     for result in results:
@@ -255,10 +387,12 @@ def _report_poll(endpoints: list[MeterEndpoint], results: list[PollResult], stor
         where = f"{endpoint.host}:{endpoint.port}/{endpoint.unit_id}"
         if result.reading is not None:
             counters = result.reading.values
+            imported, exported = (
+                exact_text(counters[key]) if key in counters else "-" for key in ("import_kwh", "export_kwh")
+            )
             line = (
-                f"{result.meter_id} {where}: {result.reading.quality}, import "
-                f"{counters.get('import_kwh', float('nan')):.3f} kWh, export "
-                f"{counters.get('export_kwh', float('nan')):.3f} kWh"
+                f"{result.meter_id} {where}: {result.reading.quality}, "
+                f"import {imported} kWh, export {exported} kWh"
             )
             if result.error:
                 line += f" ({result.error})"

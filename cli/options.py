@@ -46,12 +46,13 @@ def iso_utc(moment: datetime) -> str:
 
 
 def settings_or_fail() -> Settings:
-    from api.settings import get_settings
+    """The settings, or a one-line message naming the variable or file and key at fault."""
+    from api.settings import describe_settings_error, get_settings
 
     try:
         return get_settings()
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise fail(f"settings: {' '.join(str(error).split())}") from None
+    except ValueError as error:  # pydantic's ValidationError and tomllib's errors are ValueErrors
+        raise fail(f"settings: {describe_settings_error(error)}") from None
 
 
 @contextmanager

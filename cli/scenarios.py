@@ -50,7 +50,8 @@ def scenario_run(
     households: Annotated[int | None, typer.Option(help="Keep only the first N households.", min=1)] = None,
     poll_minutes: Annotated[float, typer.Option(help="Market minutes between meter polls.", min=0.5)] = 10.0,
     bid_ahead: Annotated[
-        int | None, typer.Option(help="Agents bid this many periods ahead; omit for day-ahead.", min=1)
+        int | None,
+        typer.Option(help="Agents bid this many periods ahead, rolling (--day-ahead instead).", min=1),
     ] = 6,
     day_ahead: Annotated[
         bool, typer.Option("--day-ahead", help="Agents bid the whole day at the start.")

@@ -78,7 +78,7 @@ def serve(
     with metrics_directory():
         from api.serving import run_workers
 
-        run_workers("api.app:app_from_settings", host=host, port=port, workers=workers, log_config=config)
+        run_workers("web.app:service_from_settings", host=host, port=port, workers=workers, log_config=config)
 
 
 @contextlib.contextmanager

@@ -176,3 +176,30 @@ def list_audit(
         query = query.where(AuditEventRow.actor == actor)
     query = query.order_by(col(AuditEventRow.id).desc()).offset(offset).limit(limit)
     return [AuditEvent(r.at, r.actor, r.method, r.path, r.status_code, r.client) for r in session.exec(query)]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A stored token, without its secret (only the hash is kept)."""
+
+    id: int
+    participant_id: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_tokens(
+    session: Session, *, participant_id: str | None = None, include_revoked: bool = False
+) -> list[TokenInfo]:
+    """Tokens by id, a participant's or everyone's; live ones only unless ``include_revoked``."""
+    query = select(ApiTokenRow).order_by(col(ApiTokenRow.id))
+    if participant_id is not None:
+        query = query.where(ApiTokenRow.participant_id == participant_id)
+    if not include_revoked:
+        query = query.where(col(ApiTokenRow.revoked_at).is_(None))
+    return [
+        TokenInfo(row.id, row.participant_id, row.label, row.created_at, row.revoked_at)
+        for row in session.exec(query)
+        if row.id is not None
+    ]

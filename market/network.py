@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, func, select
 
-from market.errors import MarketError, NotFoundError
-from market.tables import ClearingRunRow, NetworkNodeRow, NetworkVersionRow, TariffRow
+from market.errors import ConflictError, MarketError, NotFoundError
+from market.tables import ClearingRunRow, NetworkNodeRow, NetworkVersionRow, ParticipantRow, TariffRow
 from market.units import WH_PER_KWH
 from optimiser import ClearingInputError, Network, Node, Tariff
 
@@ -43,9 +43,12 @@ def publish_network(
 ) -> NetworkVersion:
     """Store ``network`` as the version in force from ``effective_from_utc``.
 
-    A version must start after every interval already cleared: the past keeps its network.
+    A version must start after every interval already cleared: the past keeps its network. It
+    must keep every node an active household is on (:class:`~market.errors.ConflictError` naming
+    them otherwise): a household on a node the network lacks could not trade.
     """
     _after_cleared_intervals(session, effective_from_utc, "effective_from_utc")
+    _keeps_households_nodes(session, network)
     if session.exec(
         select(NetworkVersionRow).where(NetworkVersionRow.effective_from_utc == effective_from_utc)
     ).first():
@@ -82,6 +85,61 @@ def network_in_force(session: Session, at: datetime) -> NetworkVersion:
     if row is None or row.id is None:
         raise NotFoundError("network", f"no network version is in force at {at.isoformat()}")
     return network_version(session, row.id)
+
+
+def node_sets_from(session: Session, at: datetime) -> list[tuple[datetime, frozenset[str]]]:
+    """The nodes (root included) of the version in force at ``at`` and of every later version.
+
+    Returns
+    -------
+    list of (effective_from_utc, node ids)
+        In time order; empty when no network version is in force at ``at`` or after.
+    """
+    current = session.exec(
+        select(NetworkVersionRow.id)
+        .where(NetworkVersionRow.effective_from_utc <= at)
+        .order_by(col(NetworkVersionRow.effective_from_utc).desc())
+    ).first()
+    later = select(NetworkVersionRow).where(NetworkVersionRow.effective_from_utc > at)
+    if current is not None:
+        later = select(NetworkVersionRow).where(
+            (NetworkVersionRow.effective_from_utc > at) | (NetworkVersionRow.id == current)
+        )
+    versions = session.exec(later.order_by(col(NetworkVersionRow.effective_from_utc))).all()
+    node_sets = []
+    for version in versions:
+        nodes = session.exec(
+            select(NetworkNodeRow.node_id).where(NetworkNodeRow.version_id == version.id)
+        ).all()
+        node_sets.append((version.effective_from_utc, frozenset([version.root, *nodes])))
+    return node_sets
+
+
+def _keeps_households_nodes(session: Session, network: Network) -> None:
+    """Refuse a network that drops a node an active household is on, naming the households."""
+    active = col(ParticipantRow.active).is_(True)
+    on_nodes = session.exec(
+        select(ParticipantRow.node_id).where(col(ParticipantRow.node_id).is_not(None), active).distinct()
+    ).all()
+    dropped = sorted(set(filter(None, on_nodes)) - set(network.node_ids))
+    if not dropped:
+        return
+    named = []
+    for node_id in dropped[:5]:
+        homes = session.exec(
+            select(ParticipantRow.id)
+            .where(ParticipantRow.node_id == node_id, active)
+            .order_by(col(ParticipantRow.id))
+        ).all()
+        more = f" and {len(homes) - 5} more" if len(homes) > 5 else ""
+        named.append(f"{node_id} ({', '.join(homes[:5])}{more})")
+    if len(dropped) > 5:
+        named.append(f"and {len(dropped) - 5} more nodes")
+    raise ConflictError(
+        "nodes",
+        f"drops {len(dropped)} node(s) that active households are on: {'; '.join(named)}; "
+        "deactivate those households first",
+    )
 
 
 def network_version(session: Session, version_id: int) -> NetworkVersion:

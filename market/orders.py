@@ -475,16 +475,23 @@ def amend_order(
 
 
 def cancel_order(
-    session: Session, *, rules: MarketRules, order_id: str, participant_id: str, now: datetime
+    session: Session,
+    *,
+    rules: MarketRules,
+    order_id: str,
+    participant_id: str,
+    now: datetime,
+    actor: str | None = None,
 ) -> MarketOrder:
-    """Withdraw an open order before its gate closes."""
+    """Withdraw an open order before its gate closes; ``actor`` (default: the household) is who
+    the order's history says cancelled it."""
     row = _own_open_order(session, rules, order_id, participant_id, now)
     row.status = CANCELLED
     row.version += 1
     row.updated_at = now
     session.add(row)
     session.flush()
-    _record(session, row, "cancelled", now, participant_id)
+    _record(session, row, "cancelled", now, actor or participant_id)
     return _order(row)
 
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from market.database import chunks
-from market.errors import MarketError, NotFoundError
-from market.tables import MeterRow, ParticipantRow
+from market.errors import ConflictError, MarketError, NotFoundError
+from market.network import node_sets_from
+from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow, MeterRow, ParticipantRow
 from metering.polling import check_meter_model
 from metering.registers import MapError
 
@@ -76,8 +77,10 @@ def mpan_check_digit_ok(mpan: str) -> bool:
 def register_household(
     session: Session, *, participant_id: str, display_name: str, mpan: str, node_id: str, now: datetime
 ) -> Participant:
-    """Add a household; its id and MPAN must be new and the MPAN a valid 13-digit core."""
+    """Add a household; its id and MPAN must be new and the MPAN a valid 13-digit core, and its
+    node must be in the network from ``now`` on (:func:`check_nodes`)."""
     _check_household(NewHousehold(participant_id, display_name, mpan, node_id))
+    check_nodes(session, {node_id: "node"}, now=now)
     if session.get(ParticipantRow, participant_id) is not None:
         raise MarketError("participant_id", f"{participant_id!r} is already registered")
     if session.exec(select(ParticipantRow).where(ParticipantRow.mpan == mpan)).first() is not None:
@@ -199,6 +202,10 @@ def register_households(session: Session, households: Sequence[NewHousehold], *,
     for index, household in enumerate(households):
         with _item("households", index):
             _check_household(household)
+    first_on: dict[str, str] = {}
+    for index, household in enumerate(households):
+        first_on.setdefault(household.node_id, f"households[{index}].node")
+    check_nodes(session, first_on, now=now)
     ids = _first_repeat(
         [household.participant_id for household in households], "households", "participant_id"
     )
@@ -296,6 +303,41 @@ def register_meters(
     return len(meters)
 
 
+def check_nodes(session: Session, fields: dict[str, str], *, now: datetime) -> None:
+    """Refuse a household's node that the network lacks, from ``now`` on.
+
+    A household may trade from the moment it is registered, so its node must be in the network
+    version in force at ``now`` and in every version published to start later.
+
+    Parameters
+    ----------
+    fields:
+        Each node to check, to the field an error names (``"node"``, ``"households[3].node"``).
+
+    Raises
+    ------
+    ConflictError
+        No network is published at all (the API's 409): load one first.
+    MarketError
+        A node is not in the network (422), naming the known nodes.
+    """
+    node_sets = node_sets_from(session, now)
+    if not node_sets:
+        field = next(iter(fields.values()), "node")
+        raise ConflictError(
+            field, "no network is published yet; load one first ('smartbrum network load FILE')"
+        )
+    for node_id, field in fields.items():
+        for effective_from_utc, nodes in node_sets:
+            if node_id not in nodes:
+                known = sorted(nodes)
+                listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+                when = "" if effective_from_utc <= now else f" from {effective_from_utc.isoformat()}"
+                raise MarketError(
+                    field, f"{node_id!r} is not a node of the network{when} (its nodes: {listed})"
+                )
+
+
 def _check_household(household: NewHousehold) -> None:
     _check_id(household.participant_id, "participant_id")
     if not household.display_name.strip() or len(household.display_name) > 200:
@@ -370,6 +412,33 @@ def list_meters(
     if active is not None:
         query = query.where(columns.active == active)
     return [Meter(*row) for row in session.execute(query)]
+
+
+def remove_meter(session: Session, *, meter_id: str) -> tuple[Meter, bool]:
+    """Stop polling a meter; returns it and whether its row was deleted.
+
+    A meter with no data (no readings, counter events or interval energy) is deleted, and its
+    Modbus address (host, port, unit) is free for another meter. One with data is deactivated
+    instead: settlement needs its history, which names it, so the row stays and so does its
+    address, which the schema keeps unique over every meter, active or not: another meter cannot
+    be registered there while it is stored. Removing a deactivated meter again changes nothing.
+    """
+    row = session.get(MeterRow, meter_id, with_for_update=True)
+    if row is None:
+        raise NotFoundError("meter_id", f"{meter_id!r} is not a meter")
+    has_data = any(
+        session.exec(select(table.id).where(table.meter_id == meter_id).limit(1)).first() is not None
+        for table in (MeterReadingRow, MeterEventRow, IntervalEnergyRow)
+    )
+    if has_data:
+        row.active = False
+        session.add(row)
+        session.flush()
+        return _meter(row), False
+    meter = _meter(row)
+    session.delete(row)
+    session.flush()
+    return Meter(**{**meter.__dict__, "active": False}), True
 
 
 def _check_id(value: str, field: str) -> None:

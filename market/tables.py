@@ -442,3 +442,60 @@ class AuditEventRow(SQLModel, table=True):
     status_code: int
     client: str = Field(default="", max_length=100)
     detail: str = Field(default="", max_length=500)
+
+
+# --- web accounts (issue 16): passwords, invitations, browser sessions, failed sign-ins ---------
+
+
+class AccountRow(SQLModel, table=True):
+    """A participant's web account: its argon2id password hash (never the password)."""
+
+    __tablename__ = "account"
+
+    participant_id: str = Field(foreign_key="participant.id", primary_key=True, max_length=64)
+    password_hash: str = Field(max_length=255)
+    password_changed_at: datetime = Field(sa_column=_utc())
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class InvitationRow(SQLModel, table=True):
+    """A one-time link to set a participant's password, stored as its secret's SHA-256 hash."""
+
+    __tablename__ = "invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(foreign_key="participant.id", index=True, max_length=64)
+    secret_hash: str = Field(max_length=64, unique=True)
+    invited_by: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc())
+    expires_at: datetime = Field(sa_column=_utc())
+    used_at: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
+class WebSessionRow(SQLModel, table=True):
+    """A signed-in browser, kept server-side: the cookie's secret only as its SHA-256 hash."""
+
+    __tablename__ = "web_session"
+
+    secret_hash: str = Field(primary_key=True, max_length=64)
+    participant_id: str = Field(foreign_key="participant.id", index=True, max_length=64)
+    #: The synchronizer token every form of this session must carry.
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc())
+    last_seen_at: datetime = Field(sa_column=_utc())
+    ended_at: datetime | None = Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=True))
+
+
+class SignInFailureRow(SQLModel, table=True):
+    """One failed sign-in, by the name tried and the client's address (for throttling)."""
+
+    __tablename__ = "sign_in_failure"
+    __table_args__ = (
+        sa.Index("ix_sign_in_failure_name_at", "name", "at"),
+        sa.Index("ix_sign_in_failure_client_at", "client", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    client: str = Field(max_length=100)
+    at: datetime = Field(sa_column=_utc())

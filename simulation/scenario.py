@@ -43,10 +43,11 @@ backstop; import must not be below export. ``[fees]``: ``platform_p_per_kwh`` (d
 ``solar_depth`` (0.9): the agents' time-of-day price forecast, as fractions of the way from the
 export to the import tariff (see :mod:`simulation.strategies`).
 
-``[[network.nodes]]``: ``id`` (str), ``parent`` (str; omitted for the one root, the grid supply point),
-``import_capacity_kwh`` and ``export_capacity_kwh`` (decimal >= 0 kWh per settlement interval, as in
-``scenarios/sample-network.toml``; omitted = unlimited), ``fee_p_per_kwh`` (decimal >= 0, default 0).
-The root may have no capacities or fee: it has no edge to a parent.
+``[network]``: the network tree in the one network format (:mod:`market.network_format`, the keys
+of ``scenarios/sample-network.toml`` and of the API's ``POST /v1/network``): ``root`` (str, the grid
+supply point) and ``[[network.nodes]]`` tables, each ``id``, ``parent``, ``import_capacity_kwh``
+and ``export_capacity_kwh`` (decimal >= 0 kWh per settlement interval) and ``fee_p_per_kwh``
+(decimal >= 0, default 0).
 
 ``[[households]]``: a group of ``count`` homes on node ``feeder``, named ``"<name_prefix> <n>"``:
     ``annual_kwh`` (number or ``[lo, hi]``, drawn uniformly), ``occupants`` (1-5 or ``[lo, hi]``),
@@ -64,7 +65,8 @@ The root may have no capacities or fee: it has no edge to a parent.
 
 A range is either one number or a two-element ``[lo, hi]`` array with ``lo <= hi``.
 
-May import the standard library, pydantic, :mod:`market.intervals` and :mod:`metering.emulator`'s
+May import the standard library, pydantic, :mod:`optimiser`'s network, :mod:`market.intervals`,
+:mod:`market.network_format` and :mod:`metering.emulator`'s
 model list; nothing that touches a database, HTTP or Modbus I/O.
 """
 
@@ -89,7 +91,9 @@ from pydantic import (
 )
 
 from market.intervals import ALLOWED_LENGTHS_MINUTES
+from market.network_format import NetworkFormatError, parse_network
 from metering.emulator import SIMULATED_MODELS
+from optimiser import Network
 from simulation.strategies import check_strategy_params
 
 __all__ = [
@@ -101,8 +105,6 @@ __all__ = [
     "HeatPumpSpec",
     "HouseholdGroup",
     "LocationSpec",
-    "NetworkNode",
-    "NetworkSpec",
     "PriceForecastSpec",
     "PvSpec",
     "Scenario",
@@ -238,27 +240,6 @@ class PriceForecastSpec(_Strict):
     solar_depth: Fraction = 0.9
 
 
-class NetworkNode(_Strict):
-    """A node of the network tree; the root has no parent, capacities or fee."""
-
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    parent: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    import_capacity_kwh: Annotated[Decimal, Field(ge=0)] | None = None
-    export_capacity_kwh: Annotated[Decimal, Field(ge=0)] | None = None
-    fee_p_per_kwh: Annotated[Decimal, Field(ge=0)] | None = None
-
-
-class NetworkSpec(_Strict):
-    """The network tree: exactly one root (the grid supply point), every other node under it."""
-
-    nodes: Annotated[list[NetworkNode], Field(min_length=1)]
-
-    @property
-    def root(self) -> str:
-        """The root node's id (the grid supply point)."""
-        return next(node.id for node in self.nodes if node.parent is None)
-
-
 class _AssetShare(_Strict):
     share: Fraction | None = None
     count: Annotated[int, Field(ge=0)] | None = None
@@ -389,6 +370,8 @@ class HouseholdGroup(_Strict):
 class Scenario(_Strict):
     """A validated scenario; build one with :func:`load_scenario` or :func:`parse_scenario`."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
     name: Annotated[str, Field(min_length=1, max_length=100)]
     description: str = ""
     seed: int
@@ -403,7 +386,7 @@ class Scenario(_Strict):
     solar: SolarSpec = Field(default_factory=SolarSpec)
     demand: DemandSpec = Field(default_factory=DemandSpec)
     price_forecast: PriceForecastSpec = Field(default_factory=PriceForecastSpec)
-    network: NetworkSpec
+    network: Network
     households: Annotated[list[HouseholdGroup], Field(min_length=1)]
 
     @field_validator("date", mode="before")
@@ -438,37 +421,11 @@ class Scenario(_Strict):
         return sum(group.count for group in self.households)
 
 
-def _check_network(scenario: Scenario) -> tuple[str, str] | None:
-    """The first network or feeder problem as (key, reason), or None."""
-    nodes = scenario.network.nodes
-    seen: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        if node.id in seen:
-            return f"network.nodes[{i}].id", f"{node.id!r} appears more than once"
-        seen[node.id] = i
-    roots = [i for i, node in enumerate(nodes) if node.parent is None]
-    if len(roots) != 1:
-        where = "network.nodes" if not roots else f"network.nodes[{roots[1]}].parent"
-        return where, f"the network must have exactly one root (a node without parent), found {len(roots)}"
-    root = nodes[roots[0]]
-    for name in ("import_capacity_kwh", "export_capacity_kwh", "fee_p_per_kwh"):
-        if getattr(root, name) is not None:
-            return (
-                f"network.nodes[{roots[0]}].{name}",
-                "the root has no edge to a parent, so no capacity or fee",
-            )
-    for i, node in enumerate(nodes):
-        if node.parent is not None and node.parent not in seen:
-            return f"network.nodes[{i}].parent", f"{node.parent!r} is not a node of the network"
-    for i, node in enumerate(nodes):  # every chain of parents must reach the root
-        current, steps = node, 0
-        while current.parent is not None:
-            current = nodes[seen[current.parent]]
-            steps += 1
-            if steps > len(nodes):
-                return f"network.nodes[{i}].parent", "is part of a cycle that never reaches the root"
+def _check_feeders(scenario: Scenario) -> tuple[str, str] | None:
+    """The first household group on a node the network lacks, as (key, reason), or None."""
+    nodes = set(scenario.network.node_ids)
     for i, group in enumerate(scenario.households):
-        if group.feeder not in seen:
+        if group.feeder not in nodes:
             return f"households[{i}].feeder", f"{group.feeder!r} is not a node of the network"
     return None
 
@@ -508,8 +465,16 @@ def parse_scenario(document: dict[str, Any], *, path: str = "<scenario>") -> Sce
     ScenarioError
         Naming the first wrong key and the reason.
     """
+    if not isinstance(document.get("network"), dict):
+        raise ScenarioError(
+            path, "network", "missing key" if "network" not in document else "must be a table"
+        )
     try:
-        scenario = Scenario.model_validate(document)
+        network = parse_network(document["network"], path=path, prefix="network.", keys=("root", "nodes"))
+    except NetworkFormatError as error:
+        raise ScenarioError(path, error.key, error.reason) from None
+    try:
+        scenario = Scenario.model_validate({**document, "network": network.network})
     except ValidationError as error:
         first = error.errors()[0]
         key = _dotted(_model_keys(first["loc"]))
@@ -520,7 +485,7 @@ def parse_scenario(document: dict[str, Any], *, path: str = "<scenario>") -> Sce
             reason = "missing key"
         reason = reason.removeprefix("Value error, ")
         raise ScenarioError(path, key, reason) from None
-    problem = _check_network(scenario)
+    problem = _check_feeders(scenario)
     if problem is not None:
         raise ScenarioError(path, *problem)
     return scenario

@@ -19,14 +19,14 @@ root = "GSP"
 import_p_per_kwh = 24.5
 export_p_per_kwh = 4.1
 
-[[node]]
+[[nodes]]
 id = "PRI-1"
 parent = "GSP"
 import_capacity_kwh = 5000
 export_capacity_kwh = 4000
 fee_p_per_kwh = 0.4
 
-[[node]]
+[[nodes]]
 id = "F1"
 parent = "PRI-1"
 import_capacity_kwh = 100
@@ -152,16 +152,22 @@ def test_bad_order_files_get_one_line_naming_the_row(runner, tmp_path, body, mes
 @pytest.mark.parametrize(
     ("network", "message"),
     [
-        ('root = "GSP"\n[[node]]\nid = "A"\nparent = "B"\n', "missing key 'export_capacity_kwh'"),
-        (NETWORK.replace('parent = "PRI-1"', 'parent = "NOPE"'), "node 'F1': parent 'NOPE' is not a node"),
-        (NETWORK.replace("fee_p_per_kwh = 0.1", "fee = 0.1"), "unknown key 'fee'"),
-        (NETWORK.replace("fee_p_per_kwh = 0.1", 'fee_p_per_kwh = "cheap"'), "fee_p_per_kwh must be a number"),
+        (
+            'root = "GSP"\n[[nodes]]\nid = "A"\nparent = "B"\n',
+            "nodes[0].import_capacity_kwh: missing key",
+        ),
+        (NETWORK.replace('parent = "PRI-1"', 'parent = "NOPE"'), "nodes[1].parent: 'NOPE' is not a node"),
+        (NETWORK.replace("fee_p_per_kwh = 0.1", "fee = 0.1"), "nodes[1].fee: unknown key"),
+        (
+            NETWORK.replace("fee_p_per_kwh = 0.1", 'fee_p_per_kwh = "cheap"'),
+            "fee_p_per_kwh: 'cheap' is not a decimal",
+        ),
         (
             NETWORK.replace("export_p_per_kwh = 4.1", "export_p_per_kwh = 40"),
-            "import_p_per_kwh (24.5) is below",
+            "tariff.import_p_per_kwh: (24.5) is below",
         ),
-        ('root = "GSP"\n[[node]\n', "is not valid TOML"),
-        ("[[node]]\n", "root must be"),
+        ('root = "GSP"\n[[nodes]\n', "is not valid TOML"),
+        ("[[nodes]]\n", "root: missing key"),
     ],
 )
 def test_bad_network_files_get_one_line_naming_the_key(runner, tmp_path, network, message):

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from market.access import authenticate, issue_tokens
 from market.database import transaction
 from market.errors import MarketError, NotFoundError
+from market.network import publish_network
 from market.participants import (
     HOUSEHOLD,
     NewHousehold,
@@ -26,7 +27,7 @@ from market.participants import (
     register_meters,
 )
 from market.tables import ApiTokenRow, MeterRow, ParticipantRow
-from tests.factories import count_rows, mpan, seed_market
+from tests.factories import count_rows, mpan, seed_market, street_network
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -214,10 +215,12 @@ def test_registering_at_once_stores_what_registering_one_by_one_stores(engine, c
     ]
 
     def at_once(session):
+        publish_network(session, network=street_network(), effective_from_utc=NOW, now=NOW)
         register_households(session, households, now=NOW)
         register_meters(session, meters_for(households), now=NOW)
 
     def one_by_one(session):
+        publish_network(session, network=street_network(), effective_from_utc=NOW, now=NOW)
         for household in households:
             register_household(
                 session,

@@ -12,7 +12,7 @@ from market.database import alembic_config, head_revision, schema_revision, upgr
 
 
 def test_database_is_at_the_head_revision(engine):
-    assert schema_revision(engine) == head_revision(engine) == "0007"
+    assert schema_revision(engine) == head_revision(engine) == "0008"
 
 
 def test_migrations_match_the_table_classes(engine):
@@ -23,15 +23,15 @@ def test_migrations_match_the_table_classes(engine):
 
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
-    assert schema_revision(engine) == "0007"
+    assert schema_revision(engine) == "0008"
 
 
 def test_the_latest_migration_goes_down_and_up_again(engine):
     config = alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0006")
-    assert schema_revision(engine) == "0006"
+        command.downgrade(config, "0007")
+    assert schema_revision(engine) == "0007"
     upgrade_database(engine)
     test_migrations_match_the_table_classes(engine)
 

@@ -133,11 +133,21 @@ def test_rejections_name_the_field_and_store_nothing(market, overrides, field, r
 
 def test_household_on_a_node_outside_the_network_is_refused(market):
     from market.participants import register_household
+    from market.tables import ParticipantRow
     from tests.factories import mpan
 
-    with transaction(market) as session:
+    with (
+        pytest.raises(MarketError, match="'F9' is not a node of the network"),
+        transaction(market) as session,
+    ):
         register_household(
             session, participant_id="H9", display_name="Nine", mpan=mpan(9), node_id="F9", now=NOW
+        )
+    with transaction(market) as session:  # one stored before registration checked the node
+        session.add(
+            ParticipantRow(
+                id="H9", kind="household", display_name="Nine", mpan=mpan(9), node_id="F9", created_at=NOW
+            )
         )
     with pytest.raises(MarketError, match="'F9' is not a node of the network"):
         place(market, participant_id="H9")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from simulation import ScenarioError, build_network, build_tariff, load_scenario, network_nodes
-from simulation.network import UNLIMITED_CAPACITY_KWH
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = ("birmingham-street", "feeder-congestion", "clock-change", "district")
@@ -22,12 +21,13 @@ date = 2026-06-20
 import_p_per_kwh = 24.5
 export_p_per_kwh = 4.1
 
-[[network.nodes]]
-id = "GSP"
+[network]
+root = "GSP"
 
 [[network.nodes]]
 id = "FDR-1"
 parent = "GSP"
+import_capacity_kwh = 50
 export_capacity_kwh = 5
 
 [[households]]
@@ -51,7 +51,7 @@ def test_every_shipped_scenario_loads_and_builds_its_network(name):
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
     assert scenario.name == name
     network = build_network(scenario)
-    assert len(network.node_ids) == len(scenario.network.nodes)
+    assert len(network.node_ids) == len(scenario.network.nodes) + 1  # and the root
     assert build_tariff(scenario).import_p_per_kwh >= build_tariff(scenario).export_p_per_kwh
 
 
@@ -76,7 +76,7 @@ def test_district_structure():
     }
 
 
-def test_minimal_scenario_defaults_and_unlimited_capacity(tmp_path):
+def test_minimal_scenario_defaults(tmp_path):
     scenario = load_scenario(write(tmp_path, MINIMAL))
     assert scenario.interval_minutes == 30
     assert scenario.location.latitude == pytest.approx(52.48)
@@ -85,7 +85,7 @@ def test_minimal_scenario_defaults_and_unlimited_capacity(tmp_path):
     assert node == {
         "id": "FDR-1",
         "parent": "GSP",
-        "import_capacity_kwh": UNLIMITED_CAPACITY_KWH,
+        "import_capacity_kwh": Decimal(50),
         "export_capacity_kwh": Decimal(5),
         "fee_p_per_kwh": Decimal(0),
     }
@@ -97,20 +97,28 @@ def test_minimal_scenario_defaults_and_unlimited_capacity(tmp_path):
         ("seed = 1", 'seed = "one"', "seed", "integer"),
         ("seed = 1", "seed = 1\ncolour = 3", "colour", "unknown key"),
         ('feeder = "FDR-1"', 'feeder = "FDR-9"', "households[0].feeder", "not a node"),
-        ("export_capacity_kwh = 5", "export_capacity_kwh = -5", "network.nodes[1].export_capacity_kwh", "0"),
+        (
+            "export_capacity_kwh = 5",
+            "export_capacity_kwh = -5",
+            "network.nodes[0].export_capacity_kwh",
+            "negative",
+        ),
         ("share = 0.5", "share = 1.5", "households[0].pv.share", "1"),
         ("kwp = [3, 4]", "kwp = [4, 3]", "households[0].pv.kwp", "lo above hi"),
         ("count = 3", "count = 3\noccupants = [1, 6]", "households[0].occupants", "[1, 5]"),
         ("date = 2026-06-20", 'date = "2026-02-30"', "date", "not an ISO date"),
         ("date = 2026-06-20", "date = 2026-06-20\ndays = 0", "days", "greater than or equal to 1"),
         ("date = 2026-06-20", "date = 2026-06-20\ninterval_minutes = 20", "interval_minutes", "15, 30, 60"),
-        ('parent = "GSP"', "", "network.nodes[1].parent", "exactly one root"),
-        ('parent = "GSP"', 'parent = "FDR-1"', "network.nodes[1].parent", "cycle"),
+        ('parent = "GSP"', "", "network.nodes[0].parent", "missing key"),
+        ('parent = "GSP"', 'parent = "FDR-1"', "network.nodes[0].parent", "cycle"),
+        ('root = "GSP"', "", "network.root", "missing key"),
+        ('root = "GSP"', 'root = "GSP"\nnote = "x"', "network.note", "unknown key"),
+        ("import_capacity_kwh = 50", "", "network.nodes[0].import_capacity_kwh", "missing key"),
         (
-            'id = "FDR-1"\n',
-            'id = "FDR-1"\nimport_capacity_kwh = "lots"\n',
-            "network.nodes[1].import_capacity_kwh",
-            "",
+            "import_capacity_kwh = 50",
+            'import_capacity_kwh = "lots"',
+            "network.nodes[0].import_capacity_kwh",
+            "not a decimal",
         ),
         (
             "count = 3",
@@ -152,9 +160,9 @@ def test_missing_file_is_a_scenario_error(tmp_path):
         load_scenario(tmp_path / "nowhere.toml")
 
 
-def test_root_may_not_have_a_capacity(tmp_path):
-    text = MINIMAL.replace('id = "GSP"\n', 'id = "GSP"\nfee_p_per_kwh = 1\n')
-    with pytest.raises(ScenarioError, match=r"network.nodes\[0\].fee_p_per_kwh: the root has no edge"):
+def test_a_node_may_not_repeat_the_root(tmp_path):
+    text = MINIMAL.replace('id = "FDR-1"', 'id = "GSP"')
+    with pytest.raises(ScenarioError, match=r"network.nodes\[0\].id: appears more than once"):
         load_scenario(write(tmp_path, text))
 
 

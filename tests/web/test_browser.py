@@ -1,0 +1,284 @@
+"""The web app in a real browser: Debian's Chromium driven by Playwright (no browser download),
+against the service served by uvicorn on loopback over a SQLite database, on a clock the test
+moves. axe-core checks every page at 1280 and 320 px wide; with ``SMARTBRUM_SCREENSHOTS=1`` the
+main pages are saved to ``docs/screenshots/`` for the README."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+
+from api.deps import Platform
+from api.settings import Settings
+from market.accounts import AccountPolicy, accept_invitation, invite
+from market.clearing import clear_interval
+from market.database import create_database_engine, transaction, upgrade_database
+from market.intervals import settlement_period
+from market.orders import place_order
+from market.rules import MarketRules
+from tests.factories import FixedClock, seed_market
+from web.app import create_service
+from web.rendering import invitation_link
+
+CHROMIUM = Path("/usr/bin/chromium")
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+NEXT = settlement_period(NOW.date(), 27)  # 13:00-13:30, gate at 12:55
+PASSWORD = "correct horse battery"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+
+
+@dataclass
+class Site:
+    url: str
+    clock: FixedClock
+    engine: object
+    settings: Settings
+
+
+@pytest.fixture
+def site(tmp_path) -> Iterator[Site]:
+    """The service on a free loopback port: the street market, H2 with an account, no one else."""
+    url = f"sqlite:///{tmp_path / 'smartbrum.db'}"
+    engine = create_database_engine(url)
+    upgrade_database(engine)
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+        secret = invite(
+            session, participant_id="H2", invited_by="OPS", now=NOW, policy=AccountPolicy()
+        ).secret
+        accept_invitation(session, secret=secret, password=PASSWORD, now=NOW, policy=AccountPolicy())
+    clock = FixedClock(NOW)
+    server = uvicorn.Server(uvicorn.Config(app=None, host="127.0.0.1", port=0, log_level="warning"))
+    settings = Settings(database_url=url)
+    server.config.app = create_service(Platform(engine=engine, settings=settings, clock=clock))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        assert thread.is_alive(), "the server stopped"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        yield Site(base, clock, engine, Settings(database_url=url, public_url=base))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        engine.dispose()
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _local(site: Site, link: str) -> str:
+    """An invitation link (on the configured public URL) on the test server."""
+    parts = urlsplit(link)
+    return f"{site.url}{parts.path}?{parts.query}"
+
+
+def _invite(site: Site, who: str) -> str:
+    """An invitation as ``smartbrum participant invite WHO`` makes it."""
+    with transaction(site.engine) as session:  # type: ignore[arg-type]
+        secret = invite(
+            session, participant_id=who, invited_by="cli", now=site.clock.moment, policy=AccountPolicy()
+        ).secret
+    return invitation_link(site.url, secret)
+
+
+def _set_password(page, link: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(link)
+    page.get_by_label("New password (at least 10 characters)").fill(PASSWORD)
+    page.get_by_label("The new password again").fill(PASSWORD)
+    page.get_by_role("button", name="Set password and sign in").click()
+
+
+def _advance(site: Site, page, minutes: int) -> None:  # type: ignore[no-untyped-def]
+    """Move the clock in steps shorter than the idle limit, the page kept open meanwhile."""
+    while minutes > 0:
+        step = min(minutes, 25)
+        site.clock.moment += timedelta(minutes=step)
+        minutes -= step
+        page.reload()
+
+
+def test_an_invited_household_trades_and_sees_its_order_clear(site, browser):
+    """The operator invites a household; it sets a password, places an order, sees it clear and
+    its outcome; another household is refused it; a forged form and an expired session are refused."""
+    operator = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    _set_password(operator, _invite(site, "OPS"))
+    assert operator.url == f"{site.url}/operator"
+    operator.get_by_role("link", name="Invite", exact=True).click()
+    operator.get_by_label("Who").select_option("H1")
+    operator.get_by_role("button", name="Create invitation link").click()
+    link = operator.locator("#invitation-link").inner_text()
+    assert link.startswith("http://127.0.0.1:8000/invitation?token=")
+
+    household = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    _set_password(household, _local(site, link))
+    assert household.url == f"{site.url}/today"
+    household.get_by_role("button", name="Sign out").click()
+    household.get_by_label("Account name").fill("H1")
+    household.get_by_label("Password", exact=True).fill(PASSWORD)
+    household.get_by_role("button", name="Sign in", exact=True).click()
+    assert household.url == f"{site.url}/today"
+
+    household.get_by_role("link", name="Orders", exact=True).click()
+    household.get_by_label("Period").select_option(NEXT.key)
+    household.get_by_label("Buy", exact=True).check()
+    household.get_by_label("Amount (kWh)").fill("2")
+    household.get_by_label("Limit price (p/kWh)").fill("20")
+    household.get_by_role("button", name="Place order").click()
+    assert "Your order has been placed." in household.locator("main").inner_text()
+    household.get_by_role("link", name="See it").click()
+    order_url = household.url
+    assert household.locator("#order-status").inner_text() == "Open"
+
+    with transaction(site.engine) as session:  # type: ignore[arg-type]
+        place_order(
+            session,
+            rules=MarketRules(),
+            participant_id="H3",
+            period=NEXT,
+            side="sell",
+            quantity_kwh=Decimal("3"),
+            price_p_per_kwh=Decimal("5"),
+            now=site.clock.moment,
+        )
+    _advance(site, household, 55)  # to gate closure, where the platform's clearing job runs
+    clear_interval(site.engine, period=NEXT, rules=MarketRules(), now=site.clock.moment, triggered_by="test")  # type: ignore[arg-type]
+    household.reload()
+    assert household.locator("#order-status").inner_text() == "Filled"
+    assert "2 kWh at" in household.locator("main").inner_text()
+    household.get_by_role("link", name="Today", exact=True).click()
+    assert "charged £" in household.locator("main").inner_text()
+
+    other = browser.new_context().new_page()
+    other.goto(f"{site.url}/sign-in")
+    other.get_by_label("Account name").fill("H2")
+    other.get_by_label("Password", exact=True).fill(PASSWORD)
+    other.get_by_role("button", name="Sign in", exact=True).click()
+    refused = other.goto(order_url)
+    assert refused is not None
+    assert refused.status == 404
+    assert "There is no such order among yours." in other.locator("main").inner_text()
+
+    forged = other.context.request.post(
+        f"{site.url}/orders",
+        form={"interval": NEXT.next().key, "side": "buy", "quantity_kwh": "1", "price_p_per_kwh": "10"},
+        max_redirects=0,
+    )
+    assert forged.status == 403
+    assert "did not come from this site" in forged.text()
+
+    site.clock.moment += timedelta(minutes=31)  # idle past the limit
+    household.reload()
+    assert urlsplit(household.url).path == "/sign-in"
+    assert household.get_by_role("heading", name="Sign in").is_visible()
+
+
+PAGES = [
+    "/sign-in",
+    "/today",
+    "/orders",
+    "/order",
+    "/account",
+    "/operator",
+    "/operator/invite",
+    "/invitation",
+]
+
+
+def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
+    from axe_playwright_python.sync_playwright import Axe
+
+    with transaction(site.engine) as session:  # type: ignore[arg-type]
+        for home, side, price in (("H2", "buy", "20"), ("H3", "sell", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=NEXT,
+                side=side,
+                quantity_kwh=Decimal("2"),
+                price_p_per_kwh=Decimal(price),
+                now=NOW,
+            )
+    clear_interval(
+        site.engine,
+        period=settlement_period(NOW.date(), 27),
+        rules=MarketRules(),
+        now=NEXT.start_utc,
+        triggered_by="test",
+    )  # type: ignore[arg-type]
+    axe = Axe()
+    screenshots = os.environ.get("SMARTBRUM_SCREENSHOTS") == "1"
+    found: dict[str, list[str]] = {}
+    for width in (1280, 320):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        household, operator = (
+            context.new_page(),
+            browser.new_context(viewport={"width": width, "height": 900}).new_page(),
+        )
+        visitor = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+        _sign_in(site, household, "H2")
+        household.goto(f"{site.url}/orders")
+        household.get_by_label("Amount (kWh)").fill("1")
+        household.get_by_label("Limit price (p/kWh)").fill("12.5")
+        household.get_by_role("button", name="Place order").click()
+        household.get_by_role("link", name="See it").click()
+        order_url = household.url
+        _set_password(operator, _invite(site, "OPS"))
+        for path in PAGES:
+            if path == "/invitation":
+                page = visitor
+                page.goto(_invite(site, "H3"))
+            elif path == "/sign-in":
+                page = visitor
+                page.goto(f"{site.url}/sign-in")
+            elif path.startswith("/operator"):
+                page = operator
+                page.goto(f"{site.url}{path}")
+            else:
+                page = household
+                page.goto(order_url if path == "/order" else f"{site.url}{path}")
+            results = axe.run(page)
+            found[f"{path} at {width} px"] = [v["id"] for v in results.response["violations"]]
+            overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+            if overflow:
+                found[f"{path} at {width} px"].append("scrolls sideways")
+            if screenshots and width == 1280:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                name = path.strip("/").replace("/", "-") or "home"
+                page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=name not in ("today",))
+        context.close()
+    assert found == {key: [] for key in found}
+
+
+def _sign_in(site: Site, page, who: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{site.url}/sign-in")
+    page.get_by_label("Account name").fill(who)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    assert urlsplit(page.url).path == "/today"
