@@ -154,6 +154,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -166,13 +167,13 @@ class RequestMetrics:
         finally:
             # The router writes the matched route into the scope; an unmatched path is one label,
             # so a scan of made-up paths cannot grow the series without bound.
-            route = _route_template(scope)
+            route = _route_template(scope, root_path)
             method = scope["method"]
             HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             HTTP_SECONDS.labels(method=method, route=route).observe(time.perf_counter() - started)
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, root_path: str) -> str:
     """The matched route's full template (``/v1/orders/{order_id}``), or ``unmatched``.
 
     The route in the scope knows its own path, without the prefix of the router it was included
@@ -181,7 +182,10 @@ def _route_template(scope: Scope) -> str:
     """
     route_path = getattr(scope.get("route"), "path", None)
     if not route_path:
-        return "unmatched"
+        # A mounted app (the static files) sets no route; it extends the root path it serves
+        # under instead: one series for the whole mount.
+        mounted = scope.get("root_path", "")
+        return f"{mounted}/{{path}}" if mounted != root_path else "unmatched"
     own = [segment for segment in route_path.split("/") if segment]
     requested = [segment for segment in scope["path"].split("/") if segment]
     prefix = requested[: max(0, len(requested) - len(own))]
