@@ -56,6 +56,8 @@ def _event(record: logging.LogRecord) -> str:
         return str(event)
     if record.name == "uvicorn.access":
         return "http_request"
+    if record.name.startswith("uvicorn"):
+        return "server"  # uvicorn's start-up and shutdown lines
     return "message"
 
 

@@ -9,7 +9,7 @@ Three sources, one exposition:
   their seconds, meters failing and breakers open, settlement runs and whether they balance;
 - **the market's state** (:class:`MarketCollector`, read from the database at each scrape, so
   any worker answers the same): the last cleared interval and how far clearing lags behind the
-  platform clock, the last settlement run.
+  platform clock, the last settlement run and whether it balances.
 
 Under ``smartbrum serve`` the workers share their figures through ``PROMETHEUS_MULTIPROC_DIR``
 (made and removed by the command; a worker that exits is marked dead, so its live gauges go).
@@ -50,6 +50,7 @@ from api.deps import Platform, PlatformDep, current_participant, operator
 from api.problems import PROBLEM_RESPONSES
 from market.intervals import period_at
 from market.rules import MarketRules
+from market.settlement import pool_balance_cp
 from market.tables import ClearingRunRow, SettlementRunRow
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -153,6 +154,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -165,13 +167,13 @@ class RequestMetrics:
         finally:
             # The router writes the matched route into the scope; an unmatched path is one label,
             # so a scan of made-up paths cannot grow the series without bound.
-            route = _route_template(scope)
+            route = _route_template(scope, root_path)
             method = scope["method"]
             HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             HTTP_SECONDS.labels(method=method, route=route).observe(time.perf_counter() - started)
 
 
-def _route_template(scope: Scope) -> str:
+def _route_template(scope: Scope, root_path: str) -> str:
     """The matched route's full template (``/v1/orders/{order_id}``), or ``unmatched``.
 
     The route in the scope knows its own path, without the prefix of the router it was included
@@ -180,7 +182,10 @@ def _route_template(scope: Scope) -> str:
     """
     route_path = getattr(scope.get("route"), "path", None)
     if not route_path:
-        return "unmatched"
+        # A mounted app (the static files) sets no route; it extends the root path it serves
+        # under instead: one series for the whole mount.
+        mounted = scope.get("root_path", "")
+        return f"{mounted}/{{path}}" if mounted != root_path else "unmatched"
     own = [segment for segment in route_path.split("/") if segment]
     requested = [segment for segment in scope["path"].split("/") if segment]
     prefix = requested[: max(0, len(requested) - len(own))]
@@ -206,6 +211,10 @@ class MarketCollector(Collector):
             settled = session.exec(
                 select(SettlementRunRow).order_by(col(SettlementRunRow.id).desc()).limit(1)
             ).first()
+            # One run's lines, by their index: cheap at every scrape.
+            pool_cp = (
+                None if settled is None or settled.id is None else pool_balance_cp(session, run_id=settled.id)
+            )
         cleared = GaugeMetricFamily(
             "smartbrum_last_cleared_interval_start_timestamp_seconds",
             "Start (Unix time) of the latest interval with a current clearing run.",
@@ -231,11 +240,18 @@ class MarketCollector(Collector):
             "smartbrum_last_settlement_run_interval_start_timestamp_seconds",
             "Start (Unix time) of the interval the latest settlement run settled.",
         )
+        balanced = GaugeMetricFamily(
+            "smartbrum_last_settlement_run_balanced",
+            "1 when the latest settlement run (made by the jobs, the API or the command line) "
+            "balances: its pool nets to zero.",
+        )
         if settled is not None:
             run_time.add_metric([], _aware(settled.created_at).timestamp())
             run_interval.add_metric([], _aware(settled.interval_start_utc).timestamp())
+            balanced.add_metric([], 1.0 if pool_cp == 0 else 0.0)
         yield run_time
         yield run_interval
+        yield balanced
 
 
 def _aware(moment: datetime) -> datetime:

@@ -33,7 +33,7 @@ def serve(
         LogFormatChoice | None,
         typer.Option(
             help="The log on stderr: one event a line as text, or as a JSON object. "
-            "[default: SMARTBRUM_LOG_FORMAT, else text]",
+            "Default: SMARTBRUM_LOG_FORMAT's, else text.",
             show_default=False,
         ),
     ] = None,

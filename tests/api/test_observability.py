@@ -190,6 +190,7 @@ def test_the_jobs_log_clearing_and_settlement_and_metrics_show_them(engine, data
         PERIOD.start_utc.timestamp()
     )
     assert samples[("smartbrum_settlement_unbalanced_runs_total", ())] == 0
+    assert samples[("smartbrum_last_settlement_run_balanced", ())] == 1
     assert samples[("smartbrum_clearing_runs_total", ())] >= 1
     assert samples[("smartbrum_settlement_runs_total", (("run_type", "initial"),))] >= 1
 
@@ -469,3 +470,26 @@ def test_two_workers_log_json_on_stderr_and_share_their_metrics(database_url, tm
         == requests
     )
     assert not list(tmp_path.glob("smartbrum-metrics-*"))
+
+
+def test_the_served_pages_static_files_are_one_series(engine, database_url):
+    """The service `serve` runs (the API and the web pages): a static file is counted under its
+    mount, not as an unknown path and not one series a file."""
+    from web.app import add_pages
+
+    platform = Platform(
+        engine=engine,
+        settings=Settings(database_url=database_url, metrics_public=True),
+        clock=FixedClock(NOW),
+    )
+    with TestClient(add_pages(create_app(platform))) as client:
+        before = metrics(client)
+        assert client.get("/static/site.css").status_code == 200
+        assert client.get("/static/no-such.css").status_code == 404
+        after = metrics(client)
+    for status in ("200", "404"):
+        key = (
+            "smartbrum_http_requests_total",
+            (("method", "GET"), ("route", "/static/{path}"), ("status", status)),
+        )
+        assert after[key] - before.get(key, 0) == 1
