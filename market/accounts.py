@@ -26,7 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, select
 
 from market.errors import MarketError, NotFoundError
-from market.participants import Participant, get_participant
+from market.participants import HOUSEHOLD, Participant, get_participant
 from market.tables import AccountRow, InvitationRow, ParticipantRow, SignInFailureRow, WebSessionRow
 
 #: Random bytes in an invitation's and a session's secret (256 bits).
@@ -355,3 +355,28 @@ def end_sessions(session: Session, *, participant_id: str, now: datetime) -> int
 def participants_with_accounts(session: Session) -> set[str]:
     """The participants who have set a password."""
     return set(session.exec(select(AccountRow.participant_id)))
+
+
+@dataclass(frozen=True)
+class HouseholdCounts:
+    """How many households there are, how many of them are active, and how many have set a password."""
+
+    households: int
+    active: int
+    joined: int
+
+
+def household_counts(session: Session) -> HouseholdCounts:
+    """The households, active and joined, counted by the database in one query (the operator's
+    home needs three numbers: loading 10,000 households to count them took over half a second)."""
+    households, active, joined = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.count().filter(col(ParticipantRow.active)),
+            sa.func.count(col(AccountRow.participant_id)),
+        )
+        .select_from(ParticipantRow)
+        .outerjoin(AccountRow, col(AccountRow.participant_id) == col(ParticipantRow.id))
+        .where(col(ParticipantRow.kind) == HOUSEHOLD)
+    ).one()
+    return HouseholdCounts(int(households), int(active), int(joined))

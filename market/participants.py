@@ -119,10 +119,19 @@ def get_participant(session: Session, participant_id: str) -> Participant:
 
 
 def list_participants(session: Session, *, kind: str | None = None) -> list[Participant]:
-    query = select(ParticipantRow).order_by(ParticipantRow.id)
+    # The columns, not ORM rows: building 10,000 households' SQLModel rows took over half a
+    # second under load, their tuples a fifth of that (the operator's pages, bench/web.py).
+    query = sa.select(
+        col(ParticipantRow.id),
+        col(ParticipantRow.kind),
+        col(ParticipantRow.display_name),
+        col(ParticipantRow.mpan),
+        col(ParticipantRow.node_id),
+        col(ParticipantRow.active),
+    ).order_by(col(ParticipantRow.id))
     if kind is not None:
-        query = query.where(ParticipantRow.kind == kind)
-    return [_participant(row) for row in session.exec(query)]
+        query = query.where(col(ParticipantRow.kind) == kind)
+    return [Participant(*row) for row in session.execute(query)]
 
 
 def register_meter(

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.deps import PlatformDep
-from market.accounts import invite, participants_with_accounts
+from market.accounts import household_counts, invite, participants_with_accounts
 from market.database import transaction
 from market.errors import MarketError
 from market.participants import list_participants
@@ -26,8 +26,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_
 def operator_home(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
     """The platform's clock and how many households have joined."""
     with Session(platform.engine) as session:
-        households = list_participants(session, kind="household")
-        joined = participants_with_accounts(session)
+        counts = household_counts(session)
     return render(
         request,
         "operator_home.html",
@@ -35,9 +34,9 @@ def operator_home(request: Request, platform: PlatformDep, found: OperatorPageDe
             "title": "Home",
             "nav": "operator",
             "now": platform.clock.now(),
-            "households": len(households),
-            "active": sum(1 for h in households if h.active),
-            "joined": sum(1 for h in households if h.id in joined),
+            "households": counts.households,
+            "active": counts.active,
+            "joined": counts.joined,
         },
     )
 

@@ -15,6 +15,7 @@ from market.accounts import (
     change_password,
     end_session,
     end_sessions,
+    household_counts,
     invite,
     invited_participant,
     keep_alive,
@@ -198,3 +199,16 @@ def test_a_session_of_a_deactivated_participant_is_refused(market):
     assert _live(market, opened.secret, NOW) is None
     with Session(market) as session:
         assert len(session.exec(select(WebSessionRow)).all()) == 1
+
+
+def test_household_counts_count_households_active_and_joined_but_not_the_operator(market):
+    for who in ("OPS", "H1", "H2"):
+        _accept(market, _invite(market, who))
+    with transaction(market) as session:
+        row = session.get(ParticipantRow, "H2")
+        assert row is not None
+        row.active = False
+        session.add(row)
+    with Session(market) as session:
+        counts = household_counts(session)
+    assert (counts.households, counts.active, counts.joined) == (3, 2, 2)
