@@ -8,6 +8,7 @@ and its routers; :func:`app_from_settings` is what ``smartbrum serve`` runs, wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,7 +17,11 @@ from fastapi import Depends, FastAPI
 
 from api.audit import AuditMiddleware
 from api.deps import FailedAuthentications, Platform, refuse_nul_characters
+from api.docs import install_docs
 from api.edges import BodySizeLimit, SecurityHeaders
+from api.metrics import RequestMetrics, mark_worker_dead
+from api.metrics import router as metrics_router
+from api.observability import router as observability_router
 from api.problems import install_problem_handlers
 from api.routes.households import router as households_router
 from api.routes.market import router as market_router
@@ -77,7 +82,8 @@ def app_from_settings() -> FastAPI:
             limit=settings.auth_failure_limit, window_s=settings.auth_failure_window_s
         ),
     )
-    platform.jobs = [JobLeader(platform.engine, build_jobs(platform))]
+    # Jobs built afresh each time this worker comes to lead (it may lose and regain the lock).
+    platform.jobs = [JobLeader(platform.engine, lambda: build_jobs(platform))]
     return create_app(platform)
 
 
@@ -98,24 +104,31 @@ def create_app(platform: Platform) -> FastAPI:
         finally:
             for job in reversed(started):
                 job.shutdown()
+            mark_worker_dead(os.getpid())  # its live gauges leave /metrics with it
 
     app = FastAPI(
         title="smartbrum",
         version="1",
         summary="Local energy trading: households' orders, the market's clearing, meters and settlement.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from the package rather than a CDN
+        redoc_url=None,
         dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.platform = platform
     install_problem_handlers(app)
+    install_docs(app)
     # Outermost last: security headers on every answer, every state-changing request audited
     # (a refused one too), a body over the limit refused before it is read.
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics)  # outermost: every answer counted, as the client saw it
 
     app.include_router(market_router, prefix="/v1")
     app.include_router(orders_router, prefix="/v1")
     app.include_router(households_router, prefix="/v1")
     app.include_router(operator_router, prefix="/v1")
+    app.include_router(observability_router)
+    app.include_router(metrics_router)
     return app

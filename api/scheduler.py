@@ -23,7 +23,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.clock import Clock
-from market.clearing import ClearingOutcome, clear_due
+from api.logs import log_event
+from api.metrics import record_clearing, record_job_failure, record_poll, record_settlement
+from market.clearing import ClearingOutcome, clear_due, node_prices
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
 from market.meter_data import derive_energy_of_meters, store_energy_of_meters, store_readings
@@ -36,11 +38,21 @@ from market.settlement import (
     SettlementOutcome,
     periods_due_for_settlement,
     periods_to_reconcile,
+    pool_balance_cp,
     settle_periods,
 )
 from metering.polling import MeterEndpoint, Poller, PollResult, PollSettings
 
 log = logging.getLogger("smartbrum.scheduler")
+#: A clearing run's log names every node's price up to this many nodes (then the range only).
+LOGGED_NODE_PRICES = 100
+#: A polling cycle's log names the meters that failed, up to this many.
+LOGGED_FAILING_METERS = 20
+
+
+def _job_failed(job: str, message: str, **fields: object) -> None:
+    record_job_failure(job)
+    log_event(log, "job_failed", message, level=logging.ERROR, job=job, exc_info=True, **fields)
 
 
 class MarketScheduler:
@@ -69,7 +81,19 @@ class MarketScheduler:
 
     def start(self) -> list[ClearingOutcome]:
         """Catch up on every due interval, then start the clock's jobs. Returns the catch-up."""
-        outcomes = self._clear_due(self.clock.now(), "scheduler:catch-up")
+        now = self.clock.now()
+        outcomes = self._clear_due(now, "scheduler:catch-up")
+        created = [outcome.run.period.key for outcome in outcomes if outcome.created]
+        log_event(
+            log,
+            "catch_up",
+            f"clearing caught up: {len(created)} interval(s) whose gate closed while the service was down",
+            job="clearing",
+            runs=len(created),
+            first=created[0] if created else None,
+            last=created[-1] if created else None,
+            now=now,
+        )
         self.scheduler.start()
         self._schedule_next()
         return outcomes
@@ -105,7 +129,11 @@ class MarketScheduler:
             now = max(self.clock.now(), self.rules.gate_closure_utc(period))
             self._clear_due(now, "scheduler")
         except Exception:
-            log.exception("clearing at the gate closure of %s failed; the next gate retries", period.key)
+            _job_failed(
+                "clearing",
+                f"clearing at the gate closure of {period.key} failed; the next gate retries",
+                interval=period.key,
+            )
         finally:
             if self.scheduler.running:
                 self._schedule_next()
@@ -117,11 +145,36 @@ class MarketScheduler:
         finally:
             self.busy_s += time.perf_counter() - started
         for outcome in outcomes:
-            run = outcome.run
-            log.info("cleared %s: %d orders, welfare %s p", run.period.key, run.orders, run.welfare_p)
+            if outcome.created:
+                self._log_run(outcome)
         if outcomes and self.on_cleared is not None:
             self.on_cleared(outcomes)
         return outcomes
+
+    def _log_run(self, outcome: ClearingOutcome) -> None:
+        run = outcome.run
+        record_clearing(run.total_seconds)
+        with Session(self.engine) as session:
+            prices = {price.node_id: price.price_p_per_kwh for price in node_prices(session, run.id)}
+        listed = prices if len(prices) <= LOGGED_NODE_PRICES else None
+        log_event(
+            log,
+            "clearing_run",
+            f"cleared {run.period.key}: {run.orders} orders, {len(prices)} node prices, "
+            f"{run.total_seconds:.3f} s",
+            interval=run.period.key,
+            run_id=run.id,
+            sequence=run.sequence,
+            status=run.status,
+            orders=run.orders,
+            excluded_orders=run.excluded_orders,
+            node_prices=listed,
+            price_min=min(prices.values(), default=None),
+            price_max=max(prices.values(), default=None),
+            welfare_p=run.welfare_p,
+            seconds=round(run.total_seconds, 6),
+            triggered_by=run.triggered_by,
+        )
 
 
 class MeterPolling:
@@ -193,12 +246,14 @@ class MeterPolling:
             self.poll_busy_s += time.perf_counter() - started
 
     def _poll_and_store(self) -> tuple[list[PollResult], int]:
+        started = time.perf_counter()
         with Session(self.engine) as session:
             endpoints = tuple(
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
                 for m in list_meters(session, active=True)
             )
         if not endpoints:
+            self._log_cycle([], 0, started)
             return [], 0
         if self._poller is None or endpoints != self._endpoints:
             old, self._poller, self._endpoints = self._poller, None, ()
@@ -214,9 +269,29 @@ class MeterPolling:
         readings = [result.reading for result in results if result.reading is not None]
         with transaction(self.engine) as session:
             stored = store_readings(session, readings)
+        self._log_cycle(results, stored, started)
         if self.on_polled is not None:
             self.on_polled(results, stored)
         return results, stored
+
+    def _log_cycle(self, results: list[PollResult], stored: int, started: float) -> None:
+        read = sum(1 for result in results if result.reading is not None)
+        skipped = sum(1 for result in results if result.skipped)
+        failed = [result.meter_id for result in results if result.reading is None and not result.skipped]
+        record_poll(polled=len(results), read=read, failed=len(failed), skipped=skipped)
+        log_event(
+            log,
+            "poll_cycle",
+            f"polled {len(results)} meters: {read} read, {len(failed)} failed, {skipped} breakers open",
+            meters=len(results),
+            read=read,
+            failed=len(failed),
+            breakers_open=skipped,
+            partial=sum(1 for result in results if result.reading is not None and result.error),
+            stored=stored,
+            failing=sorted(failed)[:LOGGED_FAILING_METERS],
+            seconds=round(time.perf_counter() - started, 6),
+        )
 
     def derive_energy(self, period: SettlementPeriod) -> int:
         """Every active meter's energy for ``period`` and the one before; returns meters refreshed."""
@@ -250,7 +325,7 @@ class MeterPolling:
         try:
             self.poll_once()
         except Exception:
-            log.exception("meter polling cycle failed; the next cycle retries")
+            _job_failed("polling", "meter polling cycle failed; the next cycle retries")
         finally:
             if self.scheduler.running:
                 next_poll = started + timedelta(seconds=self.poll_seconds)
@@ -272,11 +347,20 @@ class MeterPolling:
         )
 
     def _energy_job(self, period: SettlementPeriod) -> None:
+        started = time.perf_counter()
         try:
             count = self.derive_energy(period)
-            log.info("derived %s energy for %d meters", period.key, count)
+            log_event(
+                log,
+                "energy_derived",
+                f"derived {period.key}'s meter energy (and {period.previous().key}'s) for {count} meters",
+                interval=period.key,
+                previous=period.previous().key,
+                meters=count,
+                seconds=round(time.perf_counter() - started, 6),
+            )
         except Exception:
-            log.exception("deriving meter energy for %s failed", period.key)
+            _job_failed("energy", f"deriving meter energy for {period.key} failed", interval=period.key)
         finally:
             if self.scheduler.running:
                 self._schedule_energy(period.next())
@@ -317,6 +401,15 @@ class SettlementJobs:
     def start(self) -> list[SettlementOutcome]:
         """Settle what is due now, then start the per-period job. Returns the catch-up."""
         outcomes = self.settle_due()
+        log_event(
+            log,
+            "catch_up",
+            f"settlement caught up: {len(outcomes)} run(s) for intervals due while the service was down",
+            job="settlement",
+            runs=len(outcomes),
+            first=outcomes[0].run.period.key if outcomes else None,
+            last=outcomes[-1].run.period.key if outcomes else None,
+        )
         self.scheduler.start()
         self._schedule(self._next_period())
         return outcomes
@@ -343,6 +436,8 @@ class SettlementJobs:
             changed = periods_to_reconcile(session, length_minutes=length)
         outcomes += self._settle(changed, RECONCILE, now)
         created = [outcome for outcome in outcomes if outcome.created]
+        for outcome in created:
+            self._log_run(outcome)
         if created and self.on_settled is not None:
             self.on_settled(created)
         return created
@@ -357,6 +452,33 @@ class SettlementJobs:
             config=self.config,
             now=now,
             triggered_by="scheduler",
+        )
+
+    def _log_run(self, outcome: SettlementOutcome) -> None:
+        run = outcome.run
+        with Session(self.engine) as session:
+            pool_cp = pool_balance_cp(session, run_id=run.id)
+        record_settlement(run_type=run.run_type, balanced=pool_cp == 0)
+        log_event(
+            log,
+            "settlement_run",
+            f"settled {run.period.key} ({run.run_type}, {run.status}): {run.lines} lines, "
+            + (
+                "balanced"
+                if pool_cp == 0
+                else f"NOT balanced: the pool holds {pool_cp} hundredths of a penny"
+            ),
+            level=logging.INFO if pool_cp == 0 else logging.ERROR,
+            interval=run.period.key,
+            run_id=run.id,
+            run_type=run.run_type,
+            sequence=run.sequence,
+            status=run.status,
+            lines=run.lines,
+            pool_balance_cp=pool_cp,
+            balanced=pool_cp == 0,
+            pending=len(run.pending),
+            estimated=len(run.estimated),
         )
 
     def _next_period(self) -> SettlementPeriod:
@@ -378,7 +500,11 @@ class SettlementJobs:
         try:
             self.settle_due()
         except Exception:
-            log.exception("settlement after %s failed; the next period retries", period.key)
+            _job_failed(
+                "settlement",
+                f"settlement after {period.key} failed; the next period retries",
+                interval=period.key,
+            )
         finally:
             if self.scheduler.running:
                 self._schedule(period.next())

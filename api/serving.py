@@ -1,12 +1,15 @@
-"""Running the app in several uvicorn worker processes that share one listening socket.
+"""Running the app under uvicorn: one worker in this process, or several processes that share
+one listening socket, each logging as :func:`api.logs.logging_config` says.
 
-May import uvicorn and the standard library.
+May import uvicorn, :mod:`api.logs`, :mod:`api.metrics` (only once the metrics directory is set)
+and the standard library.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -32,8 +35,35 @@ class SharedSocketConfig(uvicorn.Config):
         return tcp
 
 
-def run_workers(app: str, *, host: str, port: int, workers: int) -> None:
+class WorkerSupervisor(Multiprocess):
+    """uvicorn's supervisor, marking a worker dead in the shared metrics once it has gone (a
+    worker that stops cleanly marks itself; one killed cannot)."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        self._mark_gone(before)
+
+    def restart_all(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().restart_all()
+        self._mark_gone(before)
+
+    def _mark_gone(self, before: set[int | None]) -> None:
+        from api.metrics import mark_worker_dead
+
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                mark_worker_dead(pid)
+
+
+def run_workers(app: str, *, host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:
     """Serve the app factory ``app`` (an import string) from ``workers`` processes until stopped."""
-    config = SharedSocketConfig(app, factory=True, host=host, port=port, workers=workers, log_level="info")
+    if workers == 1:
+        uvicorn.run(app, factory=True, host=host, port=port, log_config=log_config)
+        return
+    config = SharedSocketConfig(
+        app, factory=True, host=host, port=port, workers=workers, log_config=log_config
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        WorkerSupervisor(config, sockets=[config.bind_socket()]).run()

@@ -12,6 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -76,6 +77,14 @@ class Settings(BaseSettings):
     #: The platform runs on a simulated clock (a demonstration or a test): commands may then be
     #: given a ``--now`` ahead of the real clock. Off, nothing runs ahead of the real clock.
     simulated_clock: bool = False
+
+    # --- Operating the service (issue 15 C): logs and metrics ---
+    #: The log's format on stderr: ``text`` (one line an event, for people) or ``json`` (one
+    #: object a line). ``smartbrum serve --log-format`` overrides it.
+    log_format: Literal["text", "json"] = "text"
+    #: Serve ``/metrics`` without a token (for a scraper on a private network); otherwise it
+    #: needs the operator's.
+    metrics_public: bool = False
 
     @classmethod
     def settings_customise_sources(

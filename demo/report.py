@@ -61,6 +61,8 @@ class PeriodFigures:
     imbalance_export_kwh: Decimal
     settled: bool
     complete: bool
+    estimated: int = 0
+    """Households whose energy the interval's latest settlement run took from an estimate."""
 
     @property
     def local_kwh(self) -> Decimal:
@@ -126,6 +128,11 @@ class Summary:
     def all_settled(self) -> bool:
         return all(p.settled and p.complete for p in self.periods)
 
+    @property
+    def estimated_periods(self) -> int:
+        """Periods whose latest settlement run took some household's energy from an estimate."""
+        return sum(1 for p in self.periods if p.estimated)
+
     def lines(self) -> list[tuple[str, str]]:
         """The summary as (label, value) rows, as printed and put in the report."""
         rows = [
@@ -173,9 +180,16 @@ class Summary:
                 ),
             )
         )
-        rows.append(
-            ("settlement", "every interval settled, every household" if self.all_settled else "INCOMPLETE")
-        )
+        if not self.all_settled:
+            settlement = "INCOMPLETE"
+        elif self.estimated_periods:
+            settlement = (
+                f"every interval settled, every household; {self.estimated_periods} of "
+                f"{len(self.periods)} on estimated meter data (no saving claimed for their day)"
+            )
+        else:
+            settlement = "every interval settled on metered data, every household"
+        rows.append(("settlement", settlement))
         return rows
 
 
@@ -195,6 +209,7 @@ def summarise(result: RunResult) -> Summary:
             days = sorted({p.settlement_date for p in result.periods})
             every = statements(session, first_day=days[0], last_day=days[-1])
             bills = {home: every[home].settled for home in homes}  # the days settled on metered energy
+            totals = {home: every[home].total for home in homes}  # every day settled, however
             balances: dict[str, int] = defaultdict(int)
             for period in result.periods:
                 for account, balance in account_balances(session, period=period).items():
@@ -203,7 +218,9 @@ def summarise(result: RunResult) -> Summary:
     finally:
         engine.dispose()
     pv_kwh, exported_kwh = _pv_figures(result)
-    imbalance_wh = sum(bill.imported_wh + bill.exported_wh for bill in bills.values())
+    # From every settled interval, metered or estimated: the settled days' figures alone would
+    # leave out a day with one estimated interval.
+    imbalance_wh = sum(total.imported_wh + total.exported_wh for total in totals.values())
     return Summary(
         scenario=scenario.name,
         households=len(homes),
@@ -260,6 +277,7 @@ def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures
         imbalance_export_kwh=Decimal(imbalance["imbalance_export"]) / WH_PER_KWH,
         settled=bool(settled),
         complete=bool(settled) and settled[-1].status == "complete",
+        estimated=len(settled[-1].estimated) if settled else 0,
     )
 
 

@@ -13,7 +13,6 @@ May import SQLAlchemy, Alembic and :mod:`market`.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -130,19 +129,21 @@ def chunks(values: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequence[T
         yield values[first : first + size]
 
 
-@functools.lru_cache(maxsize=256)
-def database_name(engine: Engine) -> str:
-    """The engine's URL as text, password hidden: names its database (and schema) in lock keys and
-    caches. Rendered once per engine, not on every call (it was about 1% of a request's CPU)."""
-    return engine.url.render_as_string(hide_password=True)
-
-
 def lock_key(*parts: object) -> int:
     """A stable signed 64-bit key for a PostgreSQL advisory lock on ``parts``."""
     text = "\x1f".join(str(part) for part in parts).encode()
     high, low = zlib.crc32(text), zlib.adler32(text)
     value = (high << 32) | low
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+#: SQL for a PostgreSQL advisory lock's key on the text ``:name`` in this database and schema: a
+#: signed 64-bit hash the server computes from its own identity (``current_database()``,
+#: ``current_schema()``), so every URL that reaches one market shares its locks and no two
+#: markets on one server do.
+ADVISORY_LOCK_KEY = (
+    "hashtextextended(concat_ws(chr(31), current_database(), current_schema(), CAST(:name AS text)), 0)"
+)
 
 
 def lock_for_transaction(session: Session, *parts: object, shared: bool = False) -> None:
@@ -155,10 +156,11 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        # Advisory locks are per database server; the URL (database and search path) keeps
-        # markets in different databases or schemas from waiting on each other.
-        key = lock_key(database_name(bind.engine), *parts)
-        session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})
+        # Advisory locks are per database server: the key joins the database's identity, asked of
+        # the server (not the URL's text, which two spellings of one database would not share),
+        # so markets in different databases or schemas never wait on each other.
+        name = "\x1f".join(str(part) for part in parts)
+        session.execute(sa.text(f"SELECT {function}({ADVISORY_LOCK_KEY})"), {"name": name})
 
 
 def bulk_insert(

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from market.charges import (
+    POOL,
     EdgeInput,
     IntervalInputs,
     Line,
@@ -555,6 +556,17 @@ def account_balances(
         balances[debit] -= amount
         balances[credit] += amount
     return dict(balances)
+
+
+def pool_balance_cp(session: Session, *, run_id: int) -> int:
+    """What one run's lines leave in the pool (paid in minus paid out), hundredths of a penny:
+    0 when the run balances (every penny a buyer pays reaches a seller, the network or the
+    rounding line)."""
+    amount = col(LedgerLineRow.amount_cp)
+    paid_in = sa.func.coalesce(sa.func.sum(sa.case((col(LedgerLineRow.credit) == POOL, amount), else_=0)), 0)
+    paid_out = sa.func.coalesce(sa.func.sum(sa.case((col(LedgerLineRow.debit) == POOL, amount), else_=0)), 0)
+    balance = session.exec(select(paid_in - paid_out).where(LedgerLineRow.run_id == run_id)).one()
+    return int(balance)
 
 
 def _iso(moment: datetime) -> str:

@@ -183,7 +183,7 @@ def test_every_answer_carries_the_security_headers(api):
         assert response.headers["referrer-policy"] == "no-referrer"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
-    assert api.get("/docs").headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert "frame-ancestors 'none'" in api.get("/docs").headers["content-security-policy"]  # test_docs.py
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(api, engine):

@@ -176,3 +176,210 @@ def test_served_connections_have_tcp_nodelay(database_url, workers):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+# --- the job lock: keyed by the database, re-competed when lost --------------------------------
+
+
+def other_spelling(url: str) -> str:
+    """The same database and schema by another URL (the host's name for its address)."""
+    assert "127.0.0.1" in url
+    return url.replace("127.0.0.1", "localhost")
+
+
+def another_schema(url: str, tmp_schemas: list[str]) -> str:
+    """A migrated schema of its own on the same server (dropped by the caller's cleanup)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from market.database import upgrade_database
+    from tests.conftest import POSTGRES_URL
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    admin.dispose()
+    tmp_schemas.append(schema)
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    engine = create_database_engine(url)
+    upgrade_database(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def tmp_schemas():
+    import sqlalchemy as sa
+
+    from tests.conftest import POSTGRES_URL
+
+    made: list[str] = []
+    yield made
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for schema in made:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_job_lock_is_the_databases_not_the_urls(database_url, tmp_schemas):
+    """Two URLs for one database and schema compete for one lock; a market in another schema on
+    the same server has a lock of its own and leads at the same time."""
+    engines = [
+        create_database_engine(url)
+        for url in (database_url, other_spelling(database_url), another_schema(database_url, tmp_schemas))
+    ]
+    jobs = [Recorder() for _ in engines]
+    leaders = [JobLeader(engine, [job], retry_s=0.05) for engine, job in zip(engines, jobs, strict=True)]
+    try:
+        leaders[0].start()
+        wait_for(lambda: leaders[0].leading)
+        leaders[1].start()
+        leaders[2].start()
+        wait_for(lambda: leaders[2].leading)  # another market: its own lock
+        time.sleep(0.3)  # the same market by another URL keeps trying and must not lead: a negative check
+        assert (leaders[1].leading, jobs[1].started) == (False, 0)
+    finally:
+        for leader in leaders:
+            leader.shutdown()
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_leader_whose_connection_is_lost_stops_its_jobs_and_competes_again(database_url):
+    import json
+    import logging
+
+    import sqlalchemy as sa
+
+    from api.logs import JsonFormatter
+
+    engine = create_database_engine(database_url)
+    admin = create_database_engine(database_url)
+    job = Recorder()
+    leader = JobLeader(engine, [job], retry_s=0.05)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("smartbrum.leader")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        leader.start()
+        wait_for(lambda: leader.leading)
+        assert leader._connection is not None
+        backend = leader._connection.connection.driver_connection.info.backend_pid
+        with admin.connect() as connection:  # the server ends the leader's session, lock and all
+            assert connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+        wait_for(lambda: job.started == 2)
+        assert job.stopped == 1
+        assert leader.leading
+    finally:
+        leader.shutdown()
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        engine.dispose()
+        admin.dispose()
+    roles = [json.loads(JsonFormatter().format(record))["role"] for record in records]
+    assert roles == ["leader", "lost", "leader", "stopped"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_transaction_locks_are_the_databases_not_the_urls(database_url, tmp_schemas):
+    """lock_for_transaction on one name: another URL for the same market waits for the holder;
+    another market on the same server does not."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import OperationalError
+
+    from market.database import lock_for_transaction, transaction
+
+    def lock_within(engine, timeout: str) -> None:
+        with transaction(engine) as session:
+            session.execute(sa.text(f"SET LOCAL lock_timeout = '{timeout}'"))
+            lock_for_transaction(session, "participant", "H1")
+
+    holder, same, other = (
+        create_database_engine(url)
+        for url in (database_url, other_spelling(database_url), another_schema(database_url, tmp_schemas))
+    )
+    try:
+        with transaction(holder) as held:
+            lock_for_transaction(held, "participant", "H1")
+            lock_within(other, "5s")  # at once: another market
+            with pytest.raises(OperationalError, match="lock timeout"):
+                lock_within(same, "200ms")
+    finally:
+        for engine in (holder, same, other):
+            engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_serve_logs_json_when_the_environment_says_so_and_refuses_an_unknown_format(database_url):
+    """SMARTBRUM_LOG_FORMAT=json: every stderr line up to uvicorn's start-up is one JSON event,
+    its own and uvicorn's; an unknown --log-format is refused in one line, naming the option."""
+    import json
+
+    env = {**os.environ, "SMARTBRUM_DATABASE_URL": database_url, "SMARTBRUM_LOG_FORMAT": "json"}
+    command = Path(sys.executable).with_name("smartbrum")
+    lines: list[str] = []
+    with subprocess.Popen(
+        [str(command), "serve", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stderr is not None
+            deadline = time.monotonic() + 60
+            for line in server.stderr:
+                lines.append(line)
+                if "Uvicorn running" in line:
+                    break
+                assert time.monotonic() < deadline, "".join(lines)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            stdout, _ = server.communicate(timeout=30)
+    logged = [json.loads(line) for line in lines]
+    assert logged[0]["event"] == "serve_started"
+    assert {event["logger"] for event in logged} >= {"smartbrum.serve", "uvicorn.error"}
+    assert stdout == ""
+    refused = subprocess.run(
+        [str(command), "serve", "--log-format", "xml"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "--log-format" in refused.stderr
+    assert refused.stdout == ""
+
+
+def test_a_job_that_cannot_start_makes_the_leader_stop_them_all_and_try_again(database_url):
+    """Half the jobs running is worse than none: when one fails to start (its catch-up met a
+    database error, say), those started are stopped, the lock is let go, and the next attempt
+    builds and starts them all afresh."""
+    attempts: list[list[Recorder]] = []
+
+    class FailsFirstTime(Recorder):
+        def start(self) -> None:
+            if len(attempts) == 1:
+                raise RuntimeError("the catch-up failed")
+            super().start()
+
+    def build() -> list:
+        attempts.append([Recorder(), FailsFirstTime()])
+        return attempts[-1]
+
+    engine = create_database_engine(database_url)
+    leader = JobLeader(engine, build, retry_s=0.05)
+    leader.start()
+    try:
+        wait_for(lambda: len(attempts) == 2 and attempts[1][1].started == 1)
+        first, second = attempts
+        assert [(job.started, job.stopped) for job in first] == [(1, 1), (0, 0)]
+        assert [job.started for job in second] == [1, 1]
+    finally:
+        leader.shutdown()
+        engine.dispose()
