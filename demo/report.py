@@ -333,10 +333,10 @@ def _pv_figures(result: RunResult) -> tuple[float, float]:
 
 def local_labels(periods: Sequence[SettlementPeriod]) -> list[str]:
     """Each period's start on the Europe/London clock, ``HH:MM``; where a local time occurs twice
-    in the run (the autumn clock change) both carry their zone, ``01:00 BST`` and ``01:00 GMT``."""
-    times = [p.start_local.strftime("%H:%M") for p in periods]
+    in a day (the autumn clock change) both carry their zone, ``01:00 BST`` and ``01:00 GMT``."""
+    times = [(p.settlement_date, p.start_local.strftime("%H:%M")) for p in periods]
     twice = {t for t in times if times.count(t) > 1}
-    return [f"{t} {p.start_local:%Z}" if t in twice else t for t, p in zip(times, periods)]
+    return [f"{t[1]} {p.start_local:%Z}" if t in twice else t[1] for t, p in zip(times, periods)]
 
 
 @dataclass(frozen=True)
@@ -734,10 +734,23 @@ def _time_axis(ax: Any, periods: Sequence[SettlementPeriod]) -> None:
     """Periods on x (period i spans [i, i + 1]), labelled on the Europe/London clock, with any
     clock change marked: the repeated hour shaded, a skipped one a line."""
     labels = local_labels(periods)
-    step = max(1, len(labels) // 12)
-    ticks = set(range(0, len(labels), step))
+    step = max(1, round(len(periods) * periods[0].length_minutes / 60 / 12)) if periods else 1
+    special: set[int] = set()
     for change in clock_changes(periods):
-        ticks.update(change.repeated or (change.index,))
+        special.add(change.index)
+        if change.repeated:  # the repeated hour's first pass too: 01:00 BST and 01:00 GMT
+            again = labels[change.repeated[0]].split()[0]
+            special.add(next(i for i, label in enumerate(labels) if label.startswith(again)))
+    # Regular ticks on the local clock's whole hours, every `step` of them (even hours for a day).
+    regular = (
+        i
+        for i, period in enumerate(periods)
+        if period.start_local.minute == 0
+        and period.start_local.hour % step == 0
+        and all(abs(i - j) > 1 for j in special)
+    )
+    ticks = special.union(regular)
+    for change in clock_changes(periods):
         if change.repeated:
             ax.axvspan(
                 change.repeated[0],
