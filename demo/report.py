@@ -538,7 +538,14 @@ def explain_clearing(
     """
     price = figures.prices[node_id]
     fees = _fees_to_root(network, node_id)
+    crossing = curve_crossing(buys, sells)
     reasons = []
+    if (
+        crossing is not None
+        and crossing.quantity_kwh == figures.local_kwh
+        and crossing.lowest_p_per_kwh <= price <= crossing.highest_p_per_kwh
+    ):
+        reasons.append("It cleared where the curves cross: nothing came between them.")
     if figures.grid_export_kwh > 0:
         reason = (
             f"Supply exceeded demand: {figures.grid_export_kwh:.1f} kWh offered at or below the local "
@@ -556,7 +563,7 @@ def explain_clearing(
         if price == import_tariff + fees:
             reason += f": {import_tariff} plus the {fees} p/kWh of network fees on the way down"
         reasons.append(reason + ".")
-    if fees and not (figures.grid_export_kwh or figures.grid_import_kwh):
+    if fees and not (reasons or figures.grid_export_kwh or figures.grid_import_kwh):
         reasons.append(
             f"The curves are drawn before network fees; energy between nodes pays each edge's fee "
             f"({fees} p/kWh from {node_id} to the root), so node prices differ by up to the fees "
@@ -572,7 +579,6 @@ def explain_clearing(
         reasons.append(
             "Nothing else moves it: the price is the midpoint of the range that clears the crossing."
         )
-    crossing = curve_crossing(buys, sells)
     return ClearingExplanation(figures.period, crossing, figures.local_kwh, node_id, price, tuple(reasons))
 
 

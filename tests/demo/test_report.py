@@ -238,7 +238,18 @@ def test_a_crossing_with_nothing_in_the_way_says_so():
         export_tariff=D("4.1"),
     )
 
-    assert explanation.reasons == (
+    assert explanation.reasons == ("It cleared where the curves cross: nothing came between them.",)
+
+    short = explain_clearing(
+        period,
+        [(D(20), D(3))],
+        [(D(5), D(3))],
+        single,
+        node_id="FDR-1",
+        import_tariff=D("24.5"),
+        export_tariff=D("4.1"),
+    )
+    assert short.reasons == (
         "Nothing else moves it: the price is the midpoint of the range that clears the crossing.",
     )
 
