@@ -649,7 +649,9 @@ def write_report(result: RunResult, summary: Summary, folder: Path) -> Path:
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
     explanation = busiest_explanation(result, summary)
-    curves_caption = "Supply and demand in the busiest interval, with the clearing point."
+    curves_caption = (
+        "Supply and demand in the busiest interval, with where the curves cross and where it cleared."
+    )
     if explanation is not None:
         curves_caption += " " + explanation.caption()
     charts = [
@@ -955,9 +957,11 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
     rows = "\n".join(
         f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in summary.lines()
     )
+    # The alt text is the caption's first sentence; the caption says the rest.
     figures = "\n".join(
-        f'<figure><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(title)}</figcaption></figure>'
-        for name, title in charts
+        f'<figure><img src="{esc(name)}" alt="{esc(caption.split(". ")[0])}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for name, caption in charts
     )
     homes = sorted(summary.bills.items(), key=lambda item: -(item[1].saving_cp or 0))[:100]
     bill_rows = "\n".join(
@@ -965,7 +969,7 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
         f"<td>{bill.bought_wh / 1000:.2f}</td><td>{bill.sold_wh / 1000:.2f}</td>"
         f"<td>{bill.imported_wh / 1000:.2f}</td><td>{bill.exported_wh / 1000:.2f}</td>"
         f"<td>{pounds(bill.baseline_cp)}</td><td>{pounds(bill.total_cp)}</td>"
-        f"<td>{pounds(bill.saving_cp or 0)}</td></tr>"
+        f"<td>{'-' if bill.saving_cp is None else pounds(bill.saving_cp)}</td></tr>"
         for home, bill in homes
     )
     times = result.times
@@ -988,7 +992,7 @@ figcaption {{ color: #555; font-size: 0.9em; }} .small {{ color: #666; font-size
 Database: {esc(result.database_url)}. Times are on the Europe/London clock.</p>
 {sections}
 {figures}
-<h2>Households (top {len(homes)} by saving)</h2>
+<h2>Households (top {len(homes)} by saving, over the days settled on metered energy)</h2>
 <table><tr><th>household</th><th>feeder</th><th>bought kWh</th><th>sold kWh</th><th>imported kWh</th>
 <th>exported kWh</th><th>baseline £</th><th>paid £</th><th>saving £</th></tr>
 {bill_rows}</table>
