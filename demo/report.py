@@ -333,10 +333,10 @@ def _pv_figures(result: RunResult) -> tuple[float, float]:
 
 def local_labels(periods: Sequence[SettlementPeriod]) -> list[str]:
     """Each period's start on the Europe/London clock, ``HH:MM``; where a local time occurs twice
-    in the run (the autumn clock change) both carry their zone, ``01:00 BST`` and ``01:00 GMT``."""
-    times = [p.start_local.strftime("%H:%M") for p in periods]
+    in a day (the autumn clock change) both carry their zone, ``01:00 BST`` and ``01:00 GMT``."""
+    times = [(p.settlement_date, p.start_local.strftime("%H:%M")) for p in periods]
     twice = {t for t in times if times.count(t) > 1}
-    return [f"{t} {p.start_local:%Z}" if t in twice else t for t, p in zip(times, periods)]
+    return [f"{t[1]} {p.start_local:%Z}" if t in twice else t[1] for t, p in zip(times, periods)]
 
 
 @dataclass(frozen=True)
@@ -538,7 +538,14 @@ def explain_clearing(
     """
     price = figures.prices[node_id]
     fees = _fees_to_root(network, node_id)
+    crossing = curve_crossing(buys, sells)
     reasons = []
+    if (
+        crossing is not None
+        and crossing.quantity_kwh == figures.local_kwh
+        and crossing.lowest_p_per_kwh <= price <= crossing.highest_p_per_kwh
+    ):
+        reasons.append("It cleared where the curves cross: nothing came between them.")
     if figures.grid_export_kwh > 0:
         reason = (
             f"Supply exceeded demand: {figures.grid_export_kwh:.1f} kWh offered at or below the local "
@@ -556,7 +563,7 @@ def explain_clearing(
         if price == import_tariff + fees:
             reason += f": {import_tariff} plus the {fees} p/kWh of network fees on the way down"
         reasons.append(reason + ".")
-    if fees and not (figures.grid_export_kwh or figures.grid_import_kwh):
+    if fees and not (reasons or figures.grid_export_kwh or figures.grid_import_kwh):
         reasons.append(
             f"The curves are drawn before network fees; energy between nodes pays each edge's fee "
             f"({fees} p/kWh from {node_id} to the root), so node prices differ by up to the fees "
@@ -572,7 +579,6 @@ def explain_clearing(
         reasons.append(
             "Nothing else moves it: the price is the midpoint of the range that clears the crossing."
         )
-    crossing = curve_crossing(buys, sells)
     return ClearingExplanation(figures.period, crossing, figures.local_kwh, node_id, price, tuple(reasons))
 
 
@@ -643,7 +649,9 @@ def write_report(result: RunResult, summary: Summary, folder: Path) -> Path:
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
     explanation = busiest_explanation(result, summary)
-    curves_caption = "Supply and demand in the busiest interval, with the clearing point."
+    curves_caption = (
+        "Supply and demand in the busiest interval, with where the curves cross and where it cleared."
+    )
     if explanation is not None:
         curves_caption += " " + explanation.caption()
     charts = [
@@ -734,10 +742,23 @@ def _time_axis(ax: Any, periods: Sequence[SettlementPeriod]) -> None:
     """Periods on x (period i spans [i, i + 1]), labelled on the Europe/London clock, with any
     clock change marked: the repeated hour shaded, a skipped one a line."""
     labels = local_labels(periods)
-    step = max(1, len(labels) // 12)
-    ticks = set(range(0, len(labels), step))
+    step = max(1, round(len(periods) * periods[0].length_minutes / 60 / 12)) if periods else 1
+    special: set[int] = set()
     for change in clock_changes(periods):
-        ticks.update(change.repeated or (change.index,))
+        special.add(change.index)
+        if change.repeated:  # the repeated hour's first pass too: 01:00 BST and 01:00 GMT
+            again = labels[change.repeated[0]].split()[0]
+            special.add(next(i for i, label in enumerate(labels) if label.startswith(again)))
+    # Regular ticks on the local clock's whole hours, every `step` of them (even hours for a day).
+    regular = (
+        i
+        for i, period in enumerate(periods)
+        if period.start_local.minute == 0
+        and period.start_local.hour % step == 0
+        and all(abs(i - j) > 1 for j in special)
+    )
+    ticks = special.union(regular)
+    for change in clock_changes(periods):
         if change.repeated:
             ax.axvspan(
                 change.repeated[0],
@@ -936,9 +957,11 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
     rows = "\n".join(
         f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in summary.lines()
     )
+    # The alt text is the caption's first sentence; the caption says the rest.
     figures = "\n".join(
-        f'<figure><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(title)}</figcaption></figure>'
-        for name, title in charts
+        f'<figure><img src="{esc(name)}" alt="{esc(caption.split(". ")[0])}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for name, caption in charts
     )
     homes = sorted(summary.bills.items(), key=lambda item: -(item[1].saving_cp or 0))[:100]
     bill_rows = "\n".join(
@@ -946,7 +969,7 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
         f"<td>{bill.bought_wh / 1000:.2f}</td><td>{bill.sold_wh / 1000:.2f}</td>"
         f"<td>{bill.imported_wh / 1000:.2f}</td><td>{bill.exported_wh / 1000:.2f}</td>"
         f"<td>{pounds(bill.baseline_cp)}</td><td>{pounds(bill.total_cp)}</td>"
-        f"<td>{pounds(bill.saving_cp or 0)}</td></tr>"
+        f"<td>{'-' if bill.saving_cp is None else pounds(bill.saving_cp)}</td></tr>"
         for home, bill in homes
     )
     times = result.times
@@ -969,7 +992,7 @@ figcaption {{ color: #555; font-size: 0.9em; }} .small {{ color: #666; font-size
 Database: {esc(result.database_url)}. Times are on the Europe/London clock.</p>
 {sections}
 {figures}
-<h2>Households (top {len(homes)} by saving)</h2>
+<h2>Households (top {len(homes)} by saving, over the days settled on metered energy)</h2>
 <table><tr><th>household</th><th>feeder</th><th>bought kWh</th><th>sold kWh</th><th>imported kWh</th>
 <th>exported kWh</th><th>baseline £</th><th>paid £</th><th>saving £</th></tr>
 {bill_rows}</table>

@@ -73,6 +73,28 @@ def test_a_summer_day_is_labelled_in_bst_not_utc():
     assert spans == "01:00\u201302:30, 03:30\u201304:00"
 
 
+def test_the_time_axis_ticks_the_local_clock_and_both_passes_of_the_repeated_hour():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from demo.report import _time_axis
+
+    fig, ax = plt.subplots()
+    try:
+        _time_axis(ax, periods_of_day(date(2026, 10, 25)))
+        ticks = [label.get_text() for label in ax.get_xticklabels()]
+        [shaded] = ax.patches
+        assert ax.get_xlim() == (0, 50)
+    finally:
+        plt.close(fig)
+    assert ticks[:4] == ["00:00", "01:00 BST", "01:00 GMT", "02:00"]
+    assert ticks[-1] == "22:00"
+    assert shaded.get_label() == "01:00\u201302:00 again, in GMT (clocks went back at 02:00 BST)"
+    assert ax.get_xlabel() == "interval start, Europe/London (50 periods)"
+
+
 # --- where the curves cross ----------------------------------------------------------------------
 
 
@@ -216,7 +238,18 @@ def test_a_crossing_with_nothing_in_the_way_says_so():
         export_tariff=D("4.1"),
     )
 
-    assert explanation.reasons == (
+    assert explanation.reasons == ("It cleared where the curves cross: nothing came between them.",)
+
+    short = explain_clearing(
+        period,
+        [(D(20), D(3))],
+        [(D(5), D(3))],
+        single,
+        node_id="FDR-1",
+        import_tariff=D("24.5"),
+        export_tariff=D("4.1"),
+    )
+    assert short.reasons == (
         "Nothing else moves it: the price is the midpoint of the range that clears the crossing.",
     )
 
@@ -319,5 +352,5 @@ def test_the_clock_change_report_has_50_periods_and_marks_the_repeated_hour(tmp_
         "01:30 GMT",
     ]
     assert "<h2>Clock change</h2>" in page
-    assert "01:00\u201302:00 again, in GMT (clocks went back at 02:00 BST): period(s) 5, 6" in page
+    assert "01:00\u201302:00 again, in GMT (clocks went back at 02:00 BST): periods 5, 6" in page
     assert "No network limit binds on this day" in page
