@@ -34,7 +34,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
 from api.app import create_app
-from api.deps import Platform
+from api.deps import FailedAuthentications, Platform
 from api.problems import MARKET_RULE
 from api.settings import Settings
 from market.access import issue_token
@@ -141,9 +141,15 @@ def contract_app(database_url: str):
             price_p_per_kwh=10,
             now=NOW,
         )
-    app = create_app(
-        Platform(engine=engine, settings=Settings(database_url=database_url), clock=FixedClock(NOW))
+    # The throttle on failed authentications is tested on its own (test_failed_authentications);
+    # here it would answer the probes with bad tokens 429 rather than 401.
+    platform = Platform(
+        engine=engine,
+        settings=Settings(database_url=database_url),
+        clock=FixedClock(NOW),
+        failed_authentications=FailedAuthentications(limit=1_000_000),
     )
+    app = create_app(platform)
     return app, tokens, engine
 
 
