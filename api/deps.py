@@ -105,7 +105,7 @@ bearer_token = HTTPBearer(
 async def current_participant(
     request: Request,
     platform: Annotated[Platform, Depends(get_platform)],
-    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
+    declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
 ) -> Participant:
     """The participant whose token the request carries; 401 without a live one.
 
