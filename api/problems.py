@@ -12,6 +12,7 @@ not JSON at all is 400; a method a path does not have is 405 with every method i
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -155,8 +156,26 @@ def malformed_body(request: Request) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method the request's path has, across all the routes that share it (Starlette's own
-    405 names only the first such route's): each method is tried against the app's routes."""
+    """Every method the request's path has (Starlette's own 405 names only the first route's).
+
+    A documented path answers with its operations, a concrete path before a templated one as
+    OpenAPI matches them (``/v1/orders/batch`` is not ``/v1/orders/{order_id}``); any other path
+    (the documentation pages) with the methods its routes take.
+    """
+    path = request.url.path
+    paths = request.app.openapi().get("paths", {})
+    item = paths.get(path)
+    if item is None:
+        item = next(
+            (
+                operations
+                for template, operations in paths.items()
+                if "{" in template and re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path)
+            ),
+            None,
+        )
+    if item is not None:
+        return sorted(method.upper() for method in item if method.upper() in _METHODS)
     routes = request.app.router.routes
     return [
         method
