@@ -24,6 +24,7 @@ from web.household_pages import router as household_router
 from web.operator_pages import router as operator_router
 from web.rendering import render
 from web.sessions import PageRefusedError, SignInNeededError, sign_in_path
+from web.settings_pages import router as settings_router
 
 STATIC = Path(__file__).parent / "static"
 #: The pages' content security policy: their own stylesheet and images, forms posted to this site
@@ -75,6 +76,7 @@ def add_pages(app: FastAPI) -> FastAPI:
     app.include_router(account_router)
     app.include_router(household_router)
     app.include_router(bill_router)
+    app.include_router(settings_router)
     app.include_router(operator_router)
 
     @app.exception_handler(SignInNeededError)
