@@ -20,6 +20,7 @@ from api.app import app_from_settings, create_app
 from api.deps import Platform
 from web.account_pages import router as account_router
 from web.bill_pages import router as bill_router
+from web.energy_pages import router as energy_router
 from web.household_pages import router as household_router
 from web.operator_pages import router as operator_router
 from web.rendering import render
@@ -75,6 +76,7 @@ def add_pages(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(account_router)
     app.include_router(household_router)
+    app.include_router(energy_router)
     app.include_router(bill_router)
     app.include_router(settings_router)
     app.include_router(operator_router)
