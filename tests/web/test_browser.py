@@ -207,6 +207,11 @@ PAGES = [
     "/operator",
     "/operator/invite",
     "/invitation",
+    "/energy",
+    "/bill",
+    "/bill/days/2026-12-06",
+    "/settings",
+    "/settings/issued",
 ]
 
 
@@ -257,6 +262,11 @@ def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
             elif path == "/sign-in":
                 page = visitor
                 page.goto(f"{site.url}/sign-in")
+            elif path == "/settings/issued":  # a new token, shown once
+                page = household
+                page.goto(f"{site.url}/settings")
+                page.get_by_label("Label (optional)").fill("axe")
+                page.get_by_role("button", name="Issue a token").click()
             elif path.startswith("/operator"):
                 page = operator
                 page.goto(f"{site.url}{path}")
