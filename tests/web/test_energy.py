@@ -88,7 +88,7 @@ def test_a_days_energy_is_the_markets_with_estimates_said_so(web, engine):
             f"{e.period.end_local:%H:%M}</td><td>{kwh(e.import_kwh)}</td><td>{kwh(e.export_kwh)}</td>"
         )
         assert re.search(re.escape(row) + rf"\s*<td>{words}</td>", page), e.period.period
-    assert 'fill="url(#hatch)"' in page  # estimated bars hatched, not told by colour alone
+    assert re.search(r'<rect class="bar-(import|export) estimated"', page)  # hatched (site.css)
     assert "Hatched bars: estimated" in page
     assert f'href="/energy?date={DAY - timedelta(days=1)}"' in page
     assert f'href="/energy?date={DAY + timedelta(days=1)}"' in page
