@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from market.intervals import SettlementPeriod
 from market.prices import PeriodPrices
-from web.format import p_per_kwh, period_times
+from web.format import kwh, p_per_kwh, period_times
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 12, 28
@@ -131,6 +132,106 @@ def _nice_ticks(low: Decimal, high: Decimal) -> list[Decimal]:
     first = (low / size).to_integral_value(rounding="ROUND_CEILING") * size
     ticks = []
     value = first
+    while value <= high:
+        ticks.append(value)
+        value += size
+    return ticks
+
+
+# --- Energy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodEnergy:
+    """One period's metered energy over a household's meters; None where none is known yet."""
+
+    period: SettlementPeriod
+    import_kwh: Decimal | None
+    export_kwh: Decimal | None
+    #: Some of it is an estimate, to be replaced when the meter's readings arrive.
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class EnergyChart:
+    """Imports as bars above the axis, exports as bars below it; estimated bars hatched (and
+    named in their labels), so neither direction nor estimate is told by colour alone."""
+
+    summary: str
+    bars: list[Bar]
+    estimated: list[bool]
+    directions: list[str]
+    zero_y: float
+    ticks: list[Tick]
+    x_ticks: list[XTick]
+    width: int = WIDTH
+    height: int = HEIGHT
+
+
+def energy_chart(energy: Sequence[PeriodEnergy], *, day: str) -> EnergyChart:
+    """The chart of one day's metered energy per period; ``day`` names it in the summary."""
+    imports = [e.import_kwh for e in energy if e.import_kwh is not None]
+    exports = [e.export_kwh for e in energy if e.export_kwh is not None]
+    high = max([Decimal("0.5"), *imports])
+    low = -max([Decimal("0.5"), *exports])
+    span = high - low
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step = plot_w / max(len(energy), 1)
+
+    def y_of(value: Decimal) -> float:
+        return TOP + float((high - value) / span) * plot_h
+
+    zero = y_of(Decimal(0))
+    bars, estimated, directions = [], [], []
+    for i, e in enumerate(energy):
+        note = ", estimated" if e.estimated else ""
+        for direction, value in (("import", e.import_kwh), ("export", e.export_kwh)):
+            if value is None or value == 0:
+                continue
+            top = y_of(value if direction == "import" else -value)
+            bars.append(
+                Bar(
+                    x=LEFT + i * step + step * 0.15,
+                    y=min(top, zero),
+                    width=step * 0.7,
+                    height=max(abs(zero - top), 1.0),
+                    label=f"{period_times(e.period)}: {direction} {kwh(value)}{note}",
+                )
+            )
+            estimated.append(e.estimated)
+            directions.append(direction)
+    ticks = [Tick(y_of(v), f"{v.normalize():f}") for v in _nice_energy_ticks(low, high)]
+    x_ticks = [
+        XTick(LEFT + i * step, f"{e.period.start_local:%H:%M}")
+        for i, e in enumerate(energy)
+        if e.period.start_local.minute == 0 and e.period.start_local.hour % 3 == 0
+    ]
+    known = [e for e in energy if e.import_kwh is not None]
+    if known:
+        total_in = sum((e.import_kwh or Decimal(0) for e in known), Decimal(0))
+        total_out = sum((e.export_kwh or Decimal(0) for e in known), Decimal(0))
+        guessed = sum(e.estimated for e in known)
+        said = (
+            f"energy known for {len(known)} of {len(energy)} periods: {kwh(total_in)} imported, "
+            f"{kwh(total_out)} exported"
+        )
+        if guessed:
+            said += f"; {guessed} of those periods estimated"
+    else:
+        said = f"no energy known yet for any of the {len(energy)} periods"
+    summary = f"Your meter's energy on {day}: {said}. The table gives every period."
+    return EnergyChart(summary, bars, estimated, directions, zero, ticks, x_ticks)
+
+
+def _nice_energy_ticks(low: Decimal, high: Decimal) -> list[Decimal]:
+    span = high - low
+    for size in (Decimal("0.1"), Decimal("0.2"), Decimal("0.5"), Decimal(1), Decimal(2), Decimal(5)):
+        if span / size <= 6:
+            break
+    else:
+        size = Decimal(10)
+    value = (low / size).to_integral_value(rounding="ROUND_CEILING") * size
+    ticks = []
     while value <= high:
         ticks.append(value)
         value += size
