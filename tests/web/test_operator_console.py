@@ -1,0 +1,149 @@
+"""The operator's console pages through real HTTP requests, on both databases: who may see and do
+what (the authorisation matrix over every page and form), Households (search, paging, invite,
+deactivate), the Audit log, Settlement runs, Meters and the Overview."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+from market.accounts import end_sessions
+from market.database import transaction
+from market.intervals import period_at
+from market.orders import place_order
+from market.participants import register_household
+from market.rules import MarketRules
+from market.tables import ParticipantRow
+from tests.factories import mpan
+from tests.web.conftest import NOW
+
+SIGN_IN = "/sign-in"
+NEXT = period_at(NOW + timedelta(hours=1))
+
+
+def _errors(html: str) -> list[str]:
+    return re.findall(r'class="error"[^>]*>([^<]*)<', html)
+
+
+def _rows(html: str) -> list[str]:
+    """The header cell of each body row of the page's first table."""
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in html else ""
+    return [
+        re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r'<th scope="row">(.*?)</th>', body, re.S)
+    ]
+
+
+def test_the_authorisation_matrix_over_the_console(web, engine):
+    """Each console page and form for a visitor, a household and the operator."""
+    households = {"none": 303, "H2": 403, "H1": 403, "OPS": 200}
+    pages = [
+        "/operator/households",
+        "/operator/households?q=H1&page=1",
+        "/operator/households/H3/deactivate",
+    ]
+    forms = [("/operator/households/H3/deactivate", {"reason": "moved away"})]
+    wrong = []
+    for path in pages:
+        for who, status in households.items():
+            response = web[who].client.get(path)
+            if response.status_code != status:
+                wrong.append((who, "GET", path, response.status_code, status))
+            if who == "none" and response.headers.get("location", "").split("?")[0] != SIGN_IN:
+                wrong.append((who, "GET", path, response.headers.get("location"), SIGN_IN))
+    for path, data in forms:
+        for who, status in households.items():
+            response = web[who].client.post(path, data={**data, "csrf_token": web[who].csrf})
+            if response.status_code != status:
+                wrong.append((who, "POST", path, response.status_code, status))
+    assert wrong == []
+    with transaction(engine) as session:
+        row = session.get(ParticipantRow, "H3")
+        assert row is not None
+        assert not row.active
+
+
+def test_households_are_searched_and_paged_with_the_search_kept(web, engine):
+    ops = web["OPS"].client
+    with transaction(engine) as session:
+        for i in range(60):
+            register_household(
+                session,
+                participant_id=f"X{i:02d}",
+                display_name=f"Flat {i}",
+                mpan=mpan(100 + i),
+                node_id="F2",
+                now=NOW,
+            )
+    first = ops.get("/operator/households?q=flat")
+    assert first.status_code == 200
+    assert _rows(first.text)[0].startswith("X00: Flat 0")
+    assert len(_rows(first.text)) == 50
+    assert "Showing 1 to 50 of 60" in first.text
+    assert 'href="/operator/households?q=flat&amp;page=2"' in first.text
+    second = ops.get("/operator/households?q=flat&page=2")
+    assert len(_rows(second.text)) == 10
+    assert 'href="/operator/households?q=flat"' in second.text  # previous: page 1 keeps the search
+    assert "Next page" not in second.text
+    # By MPAN, by node, by id; a nonsense page number is page 1.
+    assert _rows(ops.get(f"/operator/households?q={mpan(2)}").text) == ["H2: Home H2"]
+    assert len(_rows(ops.get("/operator/households?q=f1").text)) == 2
+    assert _rows(ops.get("/operator/households?q=h3&page=x").text) == ["H3: Home H3"]
+    assert "No household matches" in ops.get("/operator/households?q=%25").text
+    # H1 has an account; X00 is invited once the Invite page (prefilled from the row) is used.
+    page = ops.get("/operator/households?q=H1").text
+    assert "Has an account" in page
+    assert 'href="/operator/invite?participant_id=H1"' in page
+    invite = ops.get("/operator/invite?participant_id=X00").text
+    assert '<option value="X00" selected>' in invite
+    assert (
+        ops.post(
+            "/operator/invite", data={"participant_id": "X00", "csrf_token": web["OPS"].csrf}
+        ).status_code
+        == 200
+    )
+    assert "Invited, not yet joined" in ops.get("/operator/households?q=X00").text
+
+
+def test_deactivating_a_household_ends_its_sessions_and_says_what_was_done(web, engine):
+    ops, h1 = web["OPS"], web["H1"]
+    with transaction(engine) as session:
+        place_order(
+            session,
+            rules=MarketRules(),
+            participant_id="H1",
+            period=NEXT,
+            side="buy",
+            quantity_kwh=Decimal("1"),
+            price_p_per_kwh=Decimal("10"),
+            now=NOW,
+        )
+    asked = ops.client.get("/operator/households/H1/deactivate")
+    assert "Reason" in asked.text
+    assert 'name="csrf_token"' in asked.text
+    too_long = ops.client.post(
+        "/operator/households/H1/deactivate", data={"reason": "x" * 301, "csrf_token": ops.csrf}
+    )
+    assert too_long.status_code == 422
+    assert _errors(too_long.text)[-1] == "The reason is too long: keep it to 300 characters."
+    assert h1.client.get("/today").status_code == 200  # nothing done
+    forged = ops.client.post("/operator/households/H1/deactivate", data={"reason": "x", "csrf_token": "x"})
+    assert forged.status_code == 403
+    done = ops.client.post(
+        "/operator/households/H1/deactivate", data={"reason": "moved away", "csrf_token": ops.csrf}
+    )
+    assert done.status_code == 200
+    assert "H1 is deactivated." in done.text
+    assert "1 web session ended" in done.text
+    assert "1 open order cancelled" in done.text
+    assert h1.client.get("/today").status_code == 303  # signed out at once
+    again = ops.client.post("/operator/households/H1/deactivate", data={"reason": "", "csrf_token": ops.csrf})
+    assert again.status_code == 422
+    assert "H1 is already inactive: nothing was done." in _errors(again.text)
+    page = ops.client.get("/operator/households?q=H1").text
+    assert "Inactive" in page
+    assert "/operator/households/H1/deactivate" not in page
+    assert ops.client.get("/operator/households/OPS/deactivate").status_code == 404
+    assert ops.client.get("/operator/households/NOPE/deactivate").status_code == 404
+    with transaction(engine) as session:
+        assert end_sessions(session, participant_id="H1", now=NOW) == 0
