@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.deps import PlatformDep
+from market.access import list_audit
 from market.accounts import participants_with_accounts
 from market.database import transaction
 from market.errors import MarketError, NotFoundError
@@ -41,7 +42,7 @@ class Pager:
     (which keep the list's filters)."""
 
     number: int
-    total: int
+    total: int | None
     first_row: int
     last_row: int
     previous_href: str | None
@@ -57,9 +58,12 @@ def page_number(text: str) -> int:
     return min(max(number, 1), _MAX_PAGE)
 
 
-def pager(path: str, filters: dict[str, str], number: int, shown: int, total: int) -> Pager:
+def pager(
+    path: str, filters: dict[str, str], number: int, shown: int, total: int | None, *, more: bool = False
+) -> Pager:
     """The pager of page ``number`` of a list at ``path`` filtered by ``filters`` (empty ones
-    left out of the links), showing ``shown`` of ``total`` rows."""
+    left out of the links), showing ``shown`` of ``total`` rows (None: not counted, and ``more``
+    says whether a next page has any)."""
     kept = {key: value for key, value in filters.items() if value}
 
     def href(to: int) -> str:
@@ -73,7 +77,7 @@ def pager(path: str, filters: dict[str, str], number: int, shown: int, total: in
         first_row=first + 1 if shown else 0,
         last_row=first + shown,
         previous_href=href(number - 1) if number > 1 else None,
-        next_href=href(number + 1) if first + shown < total else None,
+        next_href=href(number + 1) if (more if total is None else first + shown < total) else None,
     )
 
 
@@ -175,3 +179,31 @@ def deactivate_form(
             errors = {"household": f"{household.id} was not deactivated: {error.reason}."}
         return render(request, "operator_deactivate.html", {**context, "errors": errors}, status=422)
     return render(request, "operator_deactivate.html", {**context, "done": done, "errors": {}})
+
+
+# --- audit log -------------------------------------------------------------------------------------
+
+
+@router.get("/operator/audit")
+def audit_page(
+    request: Request, platform: PlatformDep, found: OperatorPageDep, actor: str = "", page: str = "1"
+) -> Response:
+    """Every state-changing request, newest first, as ``GET /v1/audit`` lists them."""
+    who = actor.strip()[:_MAX_QUERY]
+    number = page_number(page)
+    with Session(platform.engine) as session:
+        events = list_audit(session, actor=who or None, limit=PAGE_SIZE + 1, offset=(number - 1) * PAGE_SIZE)
+    shown = events[:PAGE_SIZE]
+    return render(
+        request,
+        "operator_audit.html",
+        {
+            "title": "Audit log",
+            "nav": "audit",
+            "actor": who,
+            "events": shown,
+            "pager": pager(
+                "/operator/audit", {"actor": who}, number, len(shown), None, more=len(events) > PAGE_SIZE
+            ),
+        },
+    )

@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
+from market.access import record_audit
 from market.accounts import end_sessions
 from market.database import transaction
 from market.intervals import period_at
@@ -41,6 +42,8 @@ def test_the_authorisation_matrix_over_the_console(web, engine):
         "/operator/households",
         "/operator/households?q=H1&page=1",
         "/operator/households/H3/deactivate",
+        "/operator/audit",
+        "/operator/audit?actor=H1&page=2",
     ]
     forms = [("/operator/households/H3/deactivate", {"reason": "moved away"})]
     wrong = []
@@ -147,3 +150,36 @@ def test_deactivating_a_household_ends_its_sessions_and_says_what_was_done(web, 
     assert ops.client.get("/operator/households/NOPE/deactivate").status_code == 404
     with transaction(engine) as session:
         assert end_sessions(session, participant_id="H1", now=NOW) == 0
+
+
+def test_the_audit_log_newest_first_filtered_by_actor_and_paged(web, engine):
+    ops = web["OPS"].client
+    with transaction(engine) as session:
+        for i in range(55):
+            record_audit(
+                session,
+                at=NOW + timedelta(minutes=i),
+                actor="H2",
+                method="POST",
+                path=f"/v1/orders/{i}",
+                status_code=201 if i % 2 else 409,
+            )
+    # The console's own forms are audited too.
+    ops.post("/operator/households/H3/deactivate", data={"reason": "", "csrf_token": web["OPS"].csrf})
+    everyone = ops.get("/operator/audit").text
+    assert "POST /operator/households/H3/deactivate" in everyone
+    page = ops.get("/operator/audit?actor=H2")
+    assert page.status_code == 200
+    rows = _rows(page.text)
+    assert len(rows) == 50
+    assert rows[0] == "Sun 6 Dec 2026, 12:54"  # newest first, London time (GMT in December)
+    assert "/v1/orders/54" in page.text
+    assert "Done (201)" in page.text
+    assert "Refused (409)" in page.text
+    assert "POST /operator/households" not in page.text
+    assert 'href="/operator/audit?actor=H2&amp;page=2"' in page.text
+    second = ops.get("/operator/audit?actor=H2&page=2")
+    assert len(_rows(second.text)) == 5
+    assert 'href="/operator/audit?actor=H2"' in second.text
+    assert "Next page" not in second.text
+    assert "No events by nobody" in ops.get("/operator/audit?actor=nobody").text
