@@ -10,6 +10,8 @@ May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -23,8 +25,16 @@ from market.accounts import participants_with_accounts
 from market.database import transaction
 from market.errors import MarketError, NotFoundError
 from market.households import deactivate_household
-from market.monitoring import find_households, invited_participants
+from market.monitoring import (
+    find_households,
+    invited_participants,
+    list_settlement_runs,
+    settlement_run,
+    settlement_run_lines,
+)
 from market.participants import HOUSEHOLD, Participant, get_participant
+from market.settlement import INITIAL, pool_balance_cp
+from market.units import CP_PER_PENNY
 from web.rendering import render
 from web.sessions import OperatorPageDep, PageRefusedError, check_csrf, refuse_nul_in_forms
 
@@ -205,5 +215,124 @@ def audit_page(
             "pager": pager(
                 "/operator/audit", {"actor": who}, number, len(shown), None, more=len(events) > PAGE_SIZE
             ),
+        },
+    )
+
+
+# --- settlement runs -------------------------------------------------------------------------------
+
+#: Each ledger line's kind in plain words.
+LINE_KINDS = {
+    "trade_buy": "Local trade: bought",
+    "trade_sell": "Local trade: sold",
+    "backstop_import": "Backstop: bought from the supplier",
+    "backstop_export": "Backstop: sold to the supplier",
+    "imbalance_import": "Imbalance: used more than traded",
+    "imbalance_export": "Imbalance: exported more than traded",
+    "network_fee": "Network fee",
+    "congestion_rent": "Congestion rent",
+    "platform_fee": "Platform fee",
+    "vat": "VAT",
+    "rounding": "Rounding",
+}
+RUN_STATUSES = {
+    "complete": "Complete",
+    "partial": "Partial: some households wait for meter data",
+    "pending": "Pending: the interval is not cleared yet",
+}
+
+
+def exact_pounds(amount_cp: int) -> str:
+    """Hundredths of a penny as pounds, exactly: ``£0.40``, ``£0.4025``, ``−£1.00``."""
+    pounds = Decimal(amount_cp) / (CP_PER_PENNY * 100)
+    digits = max(2, -int(pounds.normalize().as_tuple().exponent))
+    sign = "\u2212" if pounds < 0 else ""
+    return f"{sign}£{abs(pounds):,.{digits}f}"
+
+
+def _settlement_date(text: str) -> tuple[date | None, str | None]:
+    """A ``date=`` filter: the date, or an error in plain words."""
+    if not text:
+        return None, None
+    try:
+        return date.fromisoformat(text), None
+    except ValueError:
+        return None, "Give the date as year-month-day, for example 2026-12-06."
+
+
+@router.get("/operator/settlement")
+def settlement_page(
+    request: Request, platform: PlatformDep, found: OperatorPageDep, date: str = "", page: str = "1"
+) -> Response:
+    """Settlement runs newest first, of one settlement date or all: each with its interval, type,
+    status, lines and whether its pool balances (:func:`market.settlement.pool_balance_cp`)."""
+    text = date.strip()[:32]
+    on, error = _settlement_date(text)
+    number = page_number(page)
+    with Session(platform.engine) as session:
+        runs, total = list_settlement_runs(
+            session, settlement_date=on, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
+        balances = {run.id: pool_balance_cp(session, run_id=run.id) for run in runs}
+    return render(
+        request,
+        "operator_settlement.html",
+        {
+            "title": "Settlement runs",
+            "nav": "settlement",
+            "date_text": text,
+            "on": on,
+            "error": error,
+            "runs": runs,
+            "balances": balances,
+            "money": exact_pounds,
+            "initial": INITIAL,
+            "statuses": RUN_STATUSES,
+            "pager": pager(
+                "/operator/settlement",
+                {"date": text if on else ""},
+                number,
+                len(runs),
+                total,
+            ),
+        },
+        status=422 if error else 200,
+    )
+
+
+@router.get("/operator/settlement/{run_id}")
+def settlement_run_page(
+    request: Request,
+    platform: PlatformDep,
+    found: OperatorPageDep,
+    run_id: Annotated[int, Path(ge=1, le=2**62)],
+    page: str = "1",
+) -> Response:
+    """One settlement run and its ledger lines, paged."""
+    number = page_number(page)
+    with Session(platform.engine) as session:
+        try:
+            run = settlement_run(session, run_id)
+        except NotFoundError:
+            raise PageRefusedError(404, f"There is no settlement run {run_id}.") from None
+        lines, total = settlement_run_lines(
+            session, run_id=run_id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
+        balance = pool_balance_cp(session, run_id=run_id)
+    return render(
+        request,
+        "operator_settlement_run.html",
+        {
+            "title": f"Settlement run {run.id}",
+            "nav": "settlement",
+            "run": run,
+            "lines": lines,
+            "balance": balance,
+            "balance_text": exact_pounds(balance),
+            "initial": INITIAL,
+            "statuses": RUN_STATUSES,
+            "kinds": LINE_KINDS,
+            "money": exact_pounds,
+            "pager": pager(f"/operator/settlement/{run_id}", {}, number, len(lines), total),
         },
     )

@@ -10,17 +10,72 @@ from decimal import Decimal
 
 from market.access import record_audit
 from market.accounts import end_sessions
+from market.clearing import clear_interval
 from market.database import transaction
 from market.intervals import period_at
+from market.meter_data import store_readings
 from market.orders import place_order
-from market.participants import register_household
+from market.participants import register_household, register_meter
 from market.rules import MarketRules
+from market.settlement import INITIAL, SettlementConfig, settle
 from market.tables import ParticipantRow
-from tests.factories import mpan
+from metering.readings import Quality, Reading
+from tests.factories import mpan, refresh_interval_energy
 from tests.web.conftest import NOW
 
 SIGN_IN = "/sign-in"
 NEXT = period_at(NOW + timedelta(hours=1))
+EARLIER = period_at(NOW - timedelta(hours=3))  # Sun 6 Dec 2026, 09:00-09:30 GMT, period 19
+
+
+def _settled_interval(engine, period=EARLIER) -> int:  # type: ignore[no-untyped-def]
+    """Meters M1..M3 for H1..H3; H1 buys 2 kWh at 20 p and H3 sells 3 kWh from 5 p in ``period``,
+    which is cleared; M1 and M2 are read at its boundaries, M3 never (so H3 waits); the interval's
+    initial settlement run, whose id is returned."""
+    with transaction(engine) as session:
+        for i, home in enumerate(("H1", "H2", "H3"), start=1):
+            register_meter(
+                session,
+                meter_id=f"M{i}",
+                participant_id=home,
+                host="10.0.0.1",
+                port=502,
+                unit_id=i,
+                transport="tcp",
+                model="sdm630",
+                now=NOW,
+            )
+        for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=period,
+                side=side,
+                quantity_kwh=Decimal(kwh),
+                price_p_per_kwh=Decimal(price),
+                now=period.start_utc - timedelta(hours=2),
+            )
+    clear_interval(engine, period=period, rules=MarketRules(), now=period.start_utc, triggered_by="test")
+    with transaction(engine) as session:
+        for meter, (start, end) in {"M1": (100, 102.4), "M2": (50, 51)}.items():
+            store_readings(
+                session,
+                [
+                    Reading(meter, at, None, {"import_kwh": kwh, "export_kwh": 0}, Quality.GOOD)
+                    for at, kwh in ((period.start_utc, start), (period.end_utc, end))
+                ],
+            )
+            refresh_interval_energy(session, meter, [period], now=period.end_utc)
+    outcome = settle(
+        engine,
+        period=period,
+        run_type=INITIAL,
+        config=SettlementConfig(),
+        now=period.end_utc + timedelta(hours=1),
+        triggered_by="test",
+    )
+    return outcome.run.id
 
 
 def _errors(html: str) -> list[str]:
@@ -37,6 +92,7 @@ def _rows(html: str) -> list[str]:
 
 def test_the_authorisation_matrix_over_the_console(web, engine):
     """Each console page and form for a visitor, a household and the operator."""
+    run = _settled_interval(engine)
     households = {"none": 303, "H2": 403, "H1": 403, "OPS": 200}
     pages = [
         "/operator/households",
@@ -44,6 +100,9 @@ def test_the_authorisation_matrix_over_the_console(web, engine):
         "/operator/households/H3/deactivate",
         "/operator/audit",
         "/operator/audit?actor=H1&page=2",
+        "/operator/settlement",
+        "/operator/settlement?date=2026-12-06&page=1",
+        f"/operator/settlement/{run}",
     ]
     forms = [("/operator/households/H3/deactivate", {"reason": "moved away"})]
     wrong = []
@@ -183,3 +242,45 @@ def test_the_audit_log_newest_first_filtered_by_actor_and_paged(web, engine):
     assert 'href="/operator/audit?actor=H2"' in second.text
     assert "Next page" not in second.text
     assert "No events by nobody" in ops.get("/operator/audit?actor=nobody").text
+
+
+def test_settlement_runs_by_date_with_their_balance_and_lines(web, engine):
+    ops = web["OPS"].client
+    run = _settled_interval(engine)
+    page = ops.get("/operator/settlement?date=2026-12-06")
+    assert page.status_code == 200
+    assert _rows(page.text) == [f"Run {run}"]
+    row = page.text.split("<tbody>")[1]
+    assert "Sun 6 Dec, 09:00\u201309:30 (period 19)" in row
+    assert "Initial" in row
+    assert "Partial: some households wait for meter data" in row
+    assert "Balances" in row
+    assert (
+        "No settlement runs for Saturday 5 December 2026."
+        in ops.get("/operator/settlement?date=2026-12-05").text
+    )
+    wrong = ops.get("/operator/settlement?date=6/12/2026")
+    assert wrong.status_code == 422
+    assert _errors(wrong.text) == ["Give the date as year-month-day, for example 2026-12-06."]
+    detail = ops.get(f"/operator/settlement/{run}")
+    assert detail.status_code == 200
+    assert "Balances: every penny paid into the pool is paid out" in detail.text
+    assert "H3: no meter data for the interval" in detail.text
+    assert "Local trade: bought" in detail.text
+    assert "household:H1" in detail.text
+    assert "Showing 1 to" in detail.text
+    assert ops.get("/operator/settlement/999999").status_code == 404
+    assert ops.get("/operator/settlement/x").status_code in (404, 422)
+
+
+def test_money_is_shown_exactly():
+    from web.operator_console_pages import exact_pounds
+
+    assert [exact_pounds(cp) for cp in (0, 4000, 4025, -10000, 123456789, 1)] == [
+        "£0.00",
+        "£0.40",
+        "£0.4025",
+        "\u2212£1.00",
+        "£12,345.6789",
+        "£0.0001",
+    ]
