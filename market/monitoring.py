@@ -110,12 +110,15 @@ def meter_states(
     *,
     participant_id: str | None = None,
     quality: str | None = None,
+    failing_before: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[MeterState], int]:
     """Meters by id with their latest reading, one page and how many match in all.
 
     ``quality`` keeps the meters whose latest reading has it; ``"none"`` those never read.
+    ``failing_before`` keeps the active meters failing: never read, not read since that instant,
+    or whose latest reading is invalid (its energy counters unusable).
     """
     meters = MeterRow.__table__.c  # type: ignore[attr-defined]
     readings = MeterReadingRow.__table__.c  # type: ignore[attr-defined]
@@ -136,6 +139,16 @@ def meter_states(
         where = where & latest.c.polled_at.is_(None)
     elif quality:
         where = where & (last_c.quality == quality)
+    if failing_before is not None:
+        where = (
+            where
+            & meters.active
+            & sa.or_(
+                latest.c.polled_at.is_(None),
+                latest.c.polled_at < failing_before,
+                last_c.quality == "invalid",
+            )
+        )
     total = session.execute(sa.select(sa.func.count()).select_from(joined).where(where)).scalar_one()
     rows = session.execute(
         sa.select(

@@ -10,7 +10,7 @@ May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
@@ -25,16 +25,19 @@ from market.accounts import participants_with_accounts
 from market.database import transaction
 from market.errors import MarketError, NotFoundError
 from market.households import deactivate_household
+from market.intervals import period_at
 from market.monitoring import (
     find_households,
     invited_participants,
     list_settlement_runs,
+    meter_states,
     settlement_run,
     settlement_run_lines,
 )
 from market.participants import HOUSEHOLD, Participant, get_participant
 from market.settlement import INITIAL, pool_balance_cp
 from market.units import CP_PER_PENNY
+from web.format import local_datetime
 from web.rendering import render
 from web.sessions import OperatorPageDep, PageRefusedError, check_csrf, refuse_nul_in_forms
 
@@ -89,6 +92,18 @@ def pager(
         previous_href=href(number - 1) if number > 1 else None,
         next_href=href(number + 1) if (more if total is None else first + shown < total) else None,
     )
+
+
+def when(moment: datetime, length_minutes: int = 30) -> str:
+    """An instant in London time with its settlement period: ``Sun 6 Dec 2026, 09:12 (period 19)``."""
+    return f"{local_datetime(moment)} (period {period_at(moment, length_minutes=length_minutes).period})"
+
+
+def failing_cutoff(platform: PlatformDep) -> tuple[datetime, timedelta]:
+    """A meter not read since this instant is failing: five polling cycles ago (at least five
+    minutes), and that span."""
+    span = max(timedelta(seconds=5 * platform.settings.poll_seconds), timedelta(minutes=5))
+    return platform.clock.now() - span, span
 
 
 # --- households ------------------------------------------------------------------------------------
@@ -212,6 +227,7 @@ def audit_page(
             "nav": "audit",
             "actor": who,
             "events": shown,
+            "when": when,
             "pager": pager(
                 "/operator/audit", {"actor": who}, number, len(shown), None, more=len(events) > PAGE_SIZE
             ),
@@ -334,5 +350,61 @@ def settlement_run_page(
             "kinds": LINE_KINDS,
             "money": exact_pounds,
             "pager": pager(f"/operator/settlement/{run_id}", {}, number, len(lines), total),
+        },
+    )
+
+
+# --- meters ----------------------------------------------------------------------------------------
+
+#: The quality filter's choices: a reading's quality, never read, or failing.
+METER_QUALITIES = {
+    "good": "Good",
+    "suspect": "Suspect: a value other than the counters was dropped",
+    "invalid": "Invalid: an energy counter was unusable",
+    "none": "Never read",
+    "failing": "Failing: invalid, or not read recently",
+}
+
+
+@router.get("/operator/meters")
+def meters_page(
+    request: Request,
+    platform: PlatformDep,
+    found: OperatorPageDep,
+    participant: str = "",
+    quality: str = "",
+    page: str = "1",
+) -> Response:
+    """Each meter's household, its latest reading's time and quality, and whether it is failing."""
+    owner = participant.strip()[:_MAX_QUERY]
+    chosen = quality if quality in METER_QUALITIES else ""
+    number = page_number(page)
+    cutoff, span = failing_cutoff(platform)
+    with Session(platform.engine) as session:
+        meters, total = meter_states(
+            session,
+            participant_id=owner or None,
+            quality=chosen if chosen not in ("", "failing") else None,
+            failing_before=cutoff if chosen == "failing" else None,
+            limit=PAGE_SIZE,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+    return render(
+        request,
+        "operator_meters.html",
+        {
+            "title": "Meters",
+            "nav": "meters",
+            "participant": owner,
+            "quality": chosen,
+            "qualities": METER_QUALITIES,
+            "meters": meters,
+            "cutoff": cutoff,
+            "span": span,
+            "now": platform.clock.now(),
+            "when": when,
+            "pager": pager(
+                "/operator/meters", {"participant": owner, "quality": chosen}, number, len(meters), total
+            ),
         },
     )

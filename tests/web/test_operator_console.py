@@ -25,6 +25,7 @@ from tests.web.conftest import NOW
 
 SIGN_IN = "/sign-in"
 NEXT = period_at(NOW + timedelta(hours=1))
+MINUTE = timedelta(minutes=1)
 EARLIER = period_at(NOW - timedelta(hours=3))  # Sun 6 Dec 2026, 09:00-09:30 GMT, period 19
 
 
@@ -103,6 +104,8 @@ def test_the_authorisation_matrix_over_the_console(web, engine):
         "/operator/settlement",
         "/operator/settlement?date=2026-12-06&page=1",
         f"/operator/settlement/{run}",
+        "/operator/meters",
+        "/operator/meters?participant=H1&quality=good&page=2",
     ]
     forms = [("/operator/households/H3/deactivate", {"reason": "moved away"})]
     wrong = []
@@ -231,7 +234,7 @@ def test_the_audit_log_newest_first_filtered_by_actor_and_paged(web, engine):
     assert page.status_code == 200
     rows = _rows(page.text)
     assert len(rows) == 50
-    assert rows[0] == "Sun 6 Dec 2026, 12:54"  # newest first, London time (GMT in December)
+    assert rows[0] == "Sun 6 Dec 2026, 12:54 (period 26)"  # newest first, London time (GMT now)
     assert "/v1/orders/54" in page.text
     assert "Done (201)" in page.text
     assert "Refused (409)" in page.text
@@ -284,3 +287,52 @@ def test_money_is_shown_exactly():
         "£12,345.6789",
         "£0.0001",
     ]
+
+
+def test_meters_with_their_latest_reading_filtered_by_household_and_quality(web, engine):
+    ops = web["OPS"].client
+    _settled_interval(engine)  # M1 and M2 last read at 09:30, M3 never
+    with transaction(engine) as session:
+        store_readings(
+            session,
+            [
+                Reading(
+                    "M1",
+                    NOW - timedelta(minutes=1),
+                    None,
+                    {"export_kwh": 0},
+                    Quality.INVALID,
+                    ("import_kwh: NaN",),
+                ),
+                Reading(
+                    "M2",
+                    NOW - timedelta(minutes=2),
+                    None,
+                    {"import_kwh": 52, "export_kwh": 0},
+                    Quality.SUSPECT,
+                ),
+            ],
+        )
+
+    def meters(query: str) -> list[str]:
+        page = ops.get(f"/operator/meters{query}")
+        assert page.status_code == 200
+        return [row.split(" ")[0] for row in _rows(page.text)]
+
+    every = ops.get("/operator/meters").text
+    assert meters("") == ["M1", "M2", "M3"]
+    assert "Sun 6 Dec 2026, 11:59 (period 24)" in every
+    assert "<strong>Failing</strong>: invalid reading" in every
+    assert "import_kwh: NaN" in every
+    assert "<strong>Failing</strong>: never read" in every
+    assert meters("?quality=suspect") == ["M2"]
+    assert meters("?quality=invalid") == ["M1"]
+    assert meters("?quality=none") == ["M3"]
+    assert meters("?quality=failing") == ["M1", "M3"]
+    assert meters("?participant=H2") == ["M2"]
+    assert meters("?participant=H2&quality=invalid") == []
+    assert meters("?quality=nonsense") == ["M1", "M2", "M3"]
+    web["clock"].moment = NOW + 20 * MINUTE  # nothing read for 20 minutes: all fail
+    assert meters("?quality=failing") == ["M1", "M2", "M3"]
+    late = ops.get("/operator/meters?participant=H2").text
+    assert "<strong>Failing</strong>: not read for 22 min" in late
