@@ -57,8 +57,11 @@ def _invite_page(
 
 
 @router.get("/operator/invite")
-def invite_page(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
-    return _invite_page(request, platform)
+def invite_page(
+    request: Request, platform: PlatformDep, found: OperatorPageDep, participant_id: str = ""
+) -> Response:
+    """The invitation form, ``participant_id`` chosen when given (the Households page links so)."""
+    return _invite_page(request, platform, chosen=participant_id)
 
 
 @router.post("/operator/invite")
