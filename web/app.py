@@ -20,6 +20,7 @@ from api.app import app_from_settings, create_app
 from api.deps import Platform
 from web.account_pages import router as account_router
 from web.household_pages import router as household_router
+from web.operator_market_pages import router as operator_market_router
 from web.operator_pages import router as operator_router
 from web.rendering import render
 from web.sessions import PageRefusedError, SignInNeededError, sign_in_path
@@ -74,6 +75,7 @@ def add_pages(app: FastAPI) -> FastAPI:
     app.include_router(account_router)
     app.include_router(household_router)
     app.include_router(operator_router)
+    app.include_router(operator_market_router)
 
     @app.exception_handler(SignInNeededError)
     async def to_sign_in(_: Request, error: SignInNeededError) -> Response:
