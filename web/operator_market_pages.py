@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
@@ -58,6 +58,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_
 TRADES_PER_PAGE = 50
 #: Most orders drawn into an interval's curves (a cap on the page's work, far above a street's book).
 MAX_CURVE_ORDERS = 100_000
+#: Longest reason a run keeps (its column's width).
+MAX_REASON = 500
 _NO_PERIOD = "There is no such settlement period. Periods are named like 2026-12-06/27."
 _PERCENT = Decimal("0.1")
 
@@ -150,7 +152,10 @@ def _period_or_refuse(key: str, rules: MarketRules) -> SettlementPeriod:
 
 @router.get("/operator/network")
 def network_page(
-    request: Request, platform: PlatformDep, found: OperatorPageDep, interval: str = ""
+    request: Request,
+    platform: PlatformDep,
+    found: OperatorPageDep,
+    interval: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
     """The feeder tree in force for a period (by default the last cleared), with its prices and flows."""
     rules = platform.settings.market_rules()
@@ -285,6 +290,7 @@ def _interval_page(
             "next": period.next(),
             "errors": {},
             "form": {"reason": ""},
+            "max_reason": MAX_REASON,
             **context,
         },
         status=status,
@@ -298,12 +304,18 @@ def interval_page(
     found: OperatorPageDep,
     day: str,
     period: str,
-    offset: int = 0,
-    recleared: int | None = None,
+    offset: Annotated[str, Query(max_length=12)] = "",
+    recleared: Annotated[str, Query(max_length=12)] = "",
 ) -> Response:
     """An interval's curves, its clearing runs and the current run's trades, paged."""
     interval = _interval_or_refuse(day, period, platform.settings.market_rules())
-    return _interval_page(request, platform, interval, offset=offset, recleared=recleared)
+    return _interval_page(
+        request,
+        platform,
+        interval,
+        offset=int(offset) if offset.isascii() and offset.isdigit() else 0,
+        recleared=int(recleared) if recleared.isascii() and recleared.isdigit() else None,
+    )
 
 
 def reclear_error_words(error: MarketError | SolverError) -> tuple[str, str]:
@@ -330,12 +342,21 @@ def reclear_form(
     day: str,
     period: str,
     csrf_token: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form(max_length=500)] = "",
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Clear the interval again with a reason (as ``POST /v1/intervals/{day}/{period}/clear``)."""
     check_csrf(found, csrf_token)
     rules = platform.settings.market_rules()
     interval = _interval_or_refuse(day, period, rules)
+    if len(reason.strip()) > MAX_REASON:
+        return _interval_page(
+            request,
+            platform,
+            interval,
+            status=422,
+            errors={"reason": f"The reason is too long: at most {MAX_REASON} characters."},
+            form={"reason": reason},
+        )
     try:
         outcome = clear_interval(
             platform.engine,

@@ -148,6 +148,7 @@ def test_an_interval_shows_its_curves_runs_and_trades(web, engine, monkeypatch):
     second = web["OPS"].client.get(f"{INTERVAL}?offset=1")
     assert "Trades 2 to 2 of" in _text(second.text)
     assert f'href="{INTERVAL}?offset=0#trades"' in second.text
+    assert "Trades 1 to 1 of" in _text(web["OPS"].client.get(f"{INTERVAL}?offset=junk").text)
 
 
 def test_reclearing_needs_a_reason_and_a_closed_gate_and_verify_shows_the_result(web, engine):
@@ -159,6 +160,9 @@ def test_reclearing_needs_a_reason_and_a_closed_gate_and_verify_shows_the_result
         r'class="error" id="reason-error">Give a reason for clearing this interval again.<', blank.text
     )
     assert 'aria-invalid="true"' in blank.text
+    long = ops.client.post(f"{INTERVAL}/reclear", data={"reason": "x" * 501, "csrf_token": ops.csrf})
+    assert long.status_code == 422
+    assert "The reason is too long: at most 500 characters." in long.text
     later = PERIOD.next().next()
     early = ops.client.post(
         f"/operator/intervals/{later.key}/reclear", data={"reason": "why not", "csrf_token": ops.csrf}
