@@ -14,7 +14,7 @@ from market.database import transaction
 from market.intervals import settlement_period
 from market.orders import place_order
 from market.rules import MarketRules
-from market.tables import ClearingRunRow
+from market.tables import ClearingRunRow, NodePriceRow
 from tests.factories import count_rows
 from tests.web.conftest import NOW
 from web.charts import curves_chart
@@ -205,3 +205,18 @@ def test_the_curves_are_exact_steps_with_a_table_equivalent():
     assert (chart.supply_path.count("H"), chart.supply_path.count("V")) == (2, 1)
     assert [t.label for t in chart.x_ticks] == ["0", "1", "2", "3"]
     assert "cleared at 5p/kWh at the root" in chart.summary
+
+
+def test_verify_names_what_differs_when_a_stored_run_was_changed(web, engine):
+    _clear_a_congested_book(engine)
+    with transaction(engine) as session:
+        row = session.get(NodePriceRow, (1, "F1"))
+        assert row is not None
+        row.price_p_per_kwh = Decimal("99")
+        session.add(row)
+    ops = web["OPS"]
+    page = ops.client.post(f"{INTERVAL}/verify", data={"run_id": "1", "csrf_token": ops.csrf})
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert "Not verified: run 1 (number 1) re-cleared from its stored inputs differs" in text
+    assert "node prices" in text
