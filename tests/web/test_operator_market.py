@@ -113,6 +113,8 @@ def test_the_network_shows_prices_flows_and_the_congested_edge_in_words(web, eng
     assert f'href="/operator/network?interval={PERIOD.next().key}"' in page.text
     prices = re.findall(r'<th scope="row">(F\d|P1|GSP)</th><td>([^<]+)</td>', page.text)
     assert dict(prices)["F2"] == "5p/kWh"  # the congested feeder keeps its own price
+    net = dict(re.findall(r'<th scope="row">(F\d)</th><td>[^<]+</td><td>([^<]+)</td>', page.text))
+    assert net == {"F1": "2 kWh in", "F2": "2 kWh out"}
 
 
 def test_the_network_of_a_period_not_cleared_and_of_a_clock_change_day(web):
