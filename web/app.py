@@ -23,6 +23,7 @@ from web.bill_pages import router as bill_router
 from web.energy_pages import router as energy_router
 from web.household_pages import router as household_router
 from web.operator_console_pages import router as operator_console_router
+from web.operator_market_pages import router as operator_market_router
 from web.operator_pages import router as operator_router
 from web.rendering import render
 from web.sessions import PageRefusedError, SignInNeededError, sign_in_path
@@ -82,6 +83,7 @@ def add_pages(app: FastAPI) -> FastAPI:
     app.include_router(settings_router)
     app.include_router(operator_router)
     app.include_router(operator_console_router)
+    app.include_router(operator_market_router)
 
     @app.exception_handler(SignInNeededError)
     async def to_sign_in(_: Request, error: SignInNeededError) -> Response:

@@ -206,6 +206,8 @@ PAGES = [
     "/account",
     "/operator",
     "/operator/invite",
+    "/operator/network",
+    f"/operator/intervals/{NEXT.key}",
     "/invitation",
     "/energy",
     "/bill",
