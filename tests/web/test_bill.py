@@ -20,7 +20,7 @@ from market.meter_data import store_readings
 from market.orders import place_order
 from market.participants import register_meter
 from market.rules import MarketRules
-from market.settlement import INITIAL, SettlementConfig, settle_periods
+from market.settlement import INITIAL, RECONCILE, SettlementConfig, settle_periods
 from market.statements import day_statement, day_statement_csv, statement, statement_csv
 from metering.readings import Quality, Reading
 from tests.factories import refresh_interval_energy
@@ -32,8 +32,8 @@ PERIODS = periods_of_day(DAY)
 TRADED = settlement_period(DAY, 27)  # 13:00-13:30: H1 buys 2 kWh, H3 sells 2 of its 3
 CONFIG = SettlementConfig(vat_rate=Decimal("0.05"), platform_fee_p_per_kwh=Decimal("0.1"))
 #: Meter counters' step per period (import, export kWh); the traded period's are larger.
-STEP = {"M1": (0.1, 0.0), "M3": (0.0, 0.3)}
-TRADED_STEP = {"M1": (2.4, 0.0), "M3": (0.0, 2.5)}
+STEP = {"M1": (0.1, 0.0), "M2": (0.2, 0.0), "M3": (0.0, 0.3)}
+TRADED_STEP = {"M1": (2.4, 0.0), "M2": (1.0, 0.0), "M3": (0.0, 2.5)}
 
 
 def settle_the_day(engine) -> None:  # type: ignore[no-untyped-def]
@@ -66,8 +66,14 @@ def settle_the_day(engine) -> None:  # type: ignore[no-untyped-def]
             )
     for period in PERIODS:
         clear_interval(engine, period=period, rules=rules, now=NOW, triggered_by="test")
+    meter_data(engine, ("M1", "M3"))
+    settle_periods(engine, PERIODS, run_type=INITIAL, config=CONFIG, now=NOW, triggered_by="test")
+
+
+def meter_data(engine, meters: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """Readings at every boundary of :data:`DAY` for ``meters``, then their energy derived."""
     with transaction(engine) as session:
-        for meter in STEP:
+        for meter in meters:
             counters, readings = [100.0, 10.0], []
             for period in PERIODS:
                 values = dict(zip(("import_kwh", "export_kwh"), counters, strict=True))
@@ -78,7 +84,6 @@ def settle_the_day(engine) -> None:  # type: ignore[no-untyped-def]
             readings.append(Reading(meter, PERIODS[-1].end_utc, None, values, Quality.GOOD))
             store_readings(session, readings)
             refresh_interval_energy(session, meter, PERIODS, now=NOW)
-    settle_periods(engine, PERIODS, run_type=INITIAL, config=CONFIG, now=NOW, triggered_by="test")
 
 
 @pytest.fixture
@@ -197,3 +202,22 @@ def test_a_clock_change_day_has_fifty_periods_each_time_with_its_zone(web):
     assert '<tr><th scope="row">4</th><td>01:30 BST–01:00 GMT</td>' in page
     assert "50 not settled" in page
     assert len(web["H1"].client.get("/bill/days/2026-03-29/csv").text.splitlines()) == 1 + 46
+
+
+def test_a_reconciliation_shows_as_corrections_within_the_lines(settled, engine):
+    """H2's readings arrive late: the reconciliation settles its imbalance, the day becomes final,
+    and the page says how much of the lines were corrections (not added again)."""
+    meter_data(engine, ("M2",))
+    settle_periods(engine, PERIODS, run_type=RECONCILE, config=CONFIG, now=NOW, triggered_by="test")
+    with Session(engine) as session:
+        mine = statement(session, "H2", first_day=date(2026, 12, 1), last_day=date(2026, 12, 31))
+    assert mine.total.corrections_cp != 0
+    page = settled["H2"].client.get("/bill?month=2026-12").text
+    assert re.search(
+        r'<th scope="row">Of which corrections</th><td>–</td>'
+        rf"<td>{re.escape(signed_pounds(mine.total.corrections_cp))}</td><td>Already in the lines above",
+        page,
+    )
+    assert f"<td>{signed_pounds(mine.total.total_cp)}</td>" in page
+    assert "all 48 periods settled on your meter&#39;s readings" in page
+    assert "No saving is claimed yet" not in page

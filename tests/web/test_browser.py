@@ -173,6 +173,25 @@ def test_an_invited_household_trades_and_sees_its_order_clear(site, browser):
     assert "2 kWh at" in household.locator("main").inner_text()
     household.get_by_role("link", name="Today", exact=True).click()
     assert "charged £" in household.locator("main").inner_text()
+    # Settled without meter data: the bill shows the trade and says what waits for the meter.
+    from market.settlement import INITIAL, SettlementConfig, settle_periods
+
+    settle_periods(
+        site.engine,
+        [NEXT],
+        run_type=INITIAL,
+        config=SettlementConfig(),
+        now=NEXT.end_utc,
+        triggered_by="test",
+    )  # type: ignore[arg-type]
+    household.get_by_role("link", name="Bill", exact=True).click()
+    bill = household.locator("main").inner_text()
+    assert "Bought locally" in bill
+    assert "your trades are settled; the rest waits for your meter's readings" in bill
+    assert "No saving is claimed yet" in bill
+    household.get_by_role("link", name="Sunday 6 December 2026").click()
+    assert household.locator("h1").inner_text() == "Bill for Sunday 6 December 2026"
+    assert "2.000 kWh" in household.locator("main").inner_text()
 
     other = browser.new_context().new_page()
     other.goto(f"{site.url}/sign-in")
