@@ -275,8 +275,8 @@ def curves_chart(
 ) -> CurvesChart:
     """The curves of one interval's book: ``sells`` and ``buys`` as (limit price p/kWh, kWh) pairs;
     ``interval`` names it in the summary."""
-    supply = sorted(sells)
-    demand = sorted(buys, key=lambda order: order[0], reverse=True)
+    supply = sorted(_by_price(sells).items())  # one step per price, however many orders share it
+    demand = sorted(_by_price(buys).items(), reverse=True)
     prices = [price for price, _ in (*supply, *demand)]
     if clearing_price_p_per_kwh is not None:
         prices.append(clearing_price_p_per_kwh)
@@ -305,18 +305,11 @@ def curves_chart(
             parts.append(f"H{x_of(total):.1f}")
         return "".join(parts)
 
-    levels = [
-        CurveLevel(
-            price_p_per_kwh=price,
-            supply_kwh=sum((kwh for p, kwh in supply if p <= price), Decimal(0)),
-            demand_kwh=sum((kwh for p, kwh in demand if p >= price), Decimal(0)),
-        )
-        for price in sorted({price for price, _ in (*supply, *demand)})
-    ]
+    levels = _curve_levels(supply, demand)
     said = [
-        f"{_count(len(supply), 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
+        f"{_count(len(sells), 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
         + (f" from {p_per_kwh(supply[0][0])} to {p_per_kwh(supply[-1][0])}" if supply else ""),
-        f"{_count(len(demand), 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
+        f"{_count(len(buys), 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
         + (f" from {p_per_kwh(demand[0][0])} down to {p_per_kwh(demand[-1][0])}" if demand else ""),
     ]
     if clearing_price_p_per_kwh is not None:
@@ -348,3 +341,30 @@ def _round_steps(most: Decimal) -> list[Decimal]:
 
 def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _curve_levels(
+    supply: Sequence[tuple[Decimal, Decimal]], demand: Sequence[tuple[Decimal, Decimal]]
+) -> list[CurveLevel]:
+    """At each price of the book, the energy offered at or below it and bid at or above it: running
+    sums over the sorted orders (one pass each, as a book may hold thousands of orders)."""
+    offered, bid = _by_price(supply), _by_price(demand)
+    prices = sorted({*offered, *bid})
+    supply_at, running = [], Decimal(0)
+    for price in prices:
+        running += offered.get(price, Decimal(0))
+        supply_at.append(running)
+    demand_at, running = [], Decimal(0)
+    for price in reversed(prices):
+        running += bid.get(price, Decimal(0))
+        demand_at.append(running)
+    demand_at.reverse()
+    return [CurveLevel(p, s, d) for p, s, d in zip(prices, supply_at, demand_at, strict=True)]
+
+
+def _by_price(orders: Sequence[tuple[Decimal, Decimal]]) -> dict[Decimal, Decimal]:
+    """The energy at each price, the orders at one price added together."""
+    energy_at: dict[Decimal, Decimal] = {}
+    for price, energy in orders:
+        energy_at[price] = energy_at.get(price, Decimal(0)) + energy
+    return energy_at

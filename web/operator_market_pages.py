@@ -56,6 +56,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_
 
 #: Trades listed on one page of an interval.
 TRADES_PER_PAGE = 50
+#: Prices of the book listed on one page of the curves' table.
+LEVELS_PER_PAGE = 48
 #: Most orders drawn into an interval's curves (a cap on the page's work, far above a street's book).
 MAX_CURVE_ORDERS = 100_000
 #: Longest reason a run keeps (its column's width).
@@ -230,6 +232,7 @@ def _interval_page(
     period: SettlementPeriod,
     *,
     offset: int = 0,
+    levels_offset: int = 0,
     status: int = 200,
     **context: object,
 ) -> Response:
@@ -255,9 +258,10 @@ def _interval_page(
         clearing_price_p_per_kwh=root_price,
         interval=f"{period.key}",
     )
-    offset = max(0, min(offset, max(len(trades) - 1, 0)))
-    page = trades[offset : offset + TRADES_PER_PAGE]
     path = _interval_path(period)
+    offset = _first(offset, len(trades), TRADES_PER_PAGE)
+    levels_offset = _first(levels_offset, len(chart.levels), LEVELS_PER_PAGE)
+    query = {"offset": offset, "levels": levels_offset}  # each pager keeps the other's place
     return render(
         request,
         "operator_interval.html",
@@ -275,16 +279,16 @@ def _interval_page(
             "prices": prices,
             "orders": len(orders),
             "chart": chart,
-            "trades": page,
+            "trades": trades[offset : offset + TRADES_PER_PAGE],
             "trades_total": len(trades),
             "offset": offset,
-            "previous_trades": (
-                f"{path}?{urlencode({'offset': max(offset - TRADES_PER_PAGE, 0)})}#trades" if offset else None
-            ),
-            "next_trades": (
-                f"{path}?{urlencode({'offset': offset + TRADES_PER_PAGE})}#trades"
-                if offset + TRADES_PER_PAGE < len(trades)
-                else None
+            "previous_trades": _page_link(path, query, "offset", offset - TRADES_PER_PAGE, "trades"),
+            "next_trades": _page_link(path, query, "offset", offset + TRADES_PER_PAGE, "trades", len(trades)),
+            "levels": chart.levels[levels_offset : levels_offset + LEVELS_PER_PAGE],
+            "levels_offset": levels_offset,
+            "previous_levels": _page_link(path, query, "levels", levels_offset - LEVELS_PER_PAGE, "book"),
+            "next_levels": _page_link(
+                path, query, "levels", levels_offset + LEVELS_PER_PAGE, "book", len(chart.levels)
             ),
             "previous": period.previous(),
             "next": period.next(),
@@ -305,6 +309,7 @@ def interval_page(
     day: str,
     period: str,
     offset: Annotated[str, Query(max_length=12)] = "",
+    levels: Annotated[str, Query(max_length=12)] = "",
     recleared: Annotated[str, Query(max_length=12)] = "",
 ) -> Response:
     """An interval's curves, its clearing runs and the current run's trades, paged."""
@@ -313,9 +318,29 @@ def interval_page(
         request,
         platform,
         interval,
-        offset=int(offset) if offset.isascii() and offset.isdigit() else 0,
-        recleared=int(recleared) if recleared.isascii() and recleared.isdigit() else None,
+        offset=_whole(offset),
+        levels_offset=_whole(levels),
+        recleared=_whole(recleared) or None,
     )
+
+
+def _whole(text: str) -> int:
+    """A whole number from the query string; anything else is 0 (the first page)."""
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def _first(offset: int, total: int, size: int) -> int:
+    """The first row shown: ``offset``, or the last page's when it is past the end."""
+    return offset if offset < total else max(total - 1, 0) // size * size
+
+
+def _page_link(
+    path: str, query: dict[str, int], name: str, offset: int, anchor: str, total: int | None = None
+) -> str | None:
+    """The link to the page of rows from ``offset``; None before the first row or past the last."""
+    if (offset < 0 and query[name] == 0) or (total is not None and offset >= total):
+        return None
+    return f"{path}?{urlencode({**query, name: max(offset, 0)})}#{anchor}"
 
 
 def reclear_error_words(error: MarketError | SolverError) -> tuple[str, str]:

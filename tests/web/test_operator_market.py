@@ -146,11 +146,21 @@ def test_an_interval_shows_its_curves_runs_and_trades(web, engine, monkeypatch):
     monkeypatch.setattr("web.operator_market_pages.TRADES_PER_PAGE", 1)
     first = web["OPS"].client.get(INTERVAL)
     assert "Trades 1 to 1 of" in _text(first.text)
-    assert f'href="{INTERVAL}?offset=1#trades"' in first.text
+    assert f'href="{INTERVAL}?offset=1&amp;levels=0#trades"' in first.text
     second = web["OPS"].client.get(f"{INTERVAL}?offset=1")
     assert "Trades 2 to 2 of" in _text(second.text)
-    assert f'href="{INTERVAL}?offset=0#trades"' in second.text
+    assert f'href="{INTERVAL}?offset=0&amp;levels=0#trades"' in second.text
     assert "Trades 1 to 1 of" in _text(web["OPS"].client.get(f"{INTERVAL}?offset=junk").text)
+    assert "Trades 2 to 2 of" in _text(web["OPS"].client.get(f"{INTERVAL}?offset=99").text)  # the last page
+    # The book's prices are paged too, each pager keeping the other's place.
+    monkeypatch.setattr("web.operator_market_pages.LEVELS_PER_PAGE", 2)
+    lower = web["OPS"].client.get(f"{INTERVAL}?offset=1")
+    assert "prices 1 to 2 of 3" in _text(lower.text)
+    assert f'href="{INTERVAL}?offset=1&amp;levels=2#book"' in lower.text
+    higher = web["OPS"].client.get(f"{INTERVAL}?offset=1&levels=2")
+    rows = [_text(row).strip() for row in re.findall(r"<tr[^>]*>(.*?)</tr>", higher.text, re.S)]
+    assert rows[1] == "20p/kWh 5 kWh 5 kWh"
+    assert f'href="{INTERVAL}?offset=1&amp;levels=0#book"' in higher.text
 
 
 def test_reclearing_needs_a_reason_and_a_closed_gate_and_verify_shows_the_result(web, engine):
