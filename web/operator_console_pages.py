@@ -1,5 +1,7 @@
-"""The energy company's console: Households (search, invite, deactivate), Meters, Settlement runs
-and the Audit log, each paged with its filters kept in the query string.
+"""The energy company's console: its home, the Overview (the clock, clearing and its lag, the job
+leader, failing meters, settlement and its balance, open alerts), and Households (search, invite,
+deactivate), Meters, Settlement runs and the Audit log, each paged with its filters kept in the
+query string.
 
 Each page calls the market functions the JSON API (or the command line) calls for the same thing:
 :func:`market.households.deactivate_household` as ``smartbrum participant deactivate``,
@@ -20,6 +22,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.deps import PlatformDep
+from api.observability import readiness_problems
 from market.access import list_audit
 from market.accounts import participants_with_accounts
 from market.database import transaction
@@ -29,15 +32,17 @@ from market.intervals import period_at
 from market.monitoring import (
     find_households,
     invited_participants,
+    last_cleared_period,
     list_settlement_runs,
     meter_states,
     settlement_run,
     settlement_run_lines,
+    unbalanced_runs,
 )
-from market.participants import HOUSEHOLD, Participant, get_participant
+from market.participants import HOUSEHOLD, Participant, get_participant, list_participants
 from market.settlement import INITIAL, pool_balance_cp
 from market.units import CP_PER_PENNY
-from web.format import local_datetime
+from web.format import duration, local_datetime, period_label
 from web.rendering import render
 from web.sessions import OperatorPageDep, PageRefusedError, check_csrf, refuse_nul_in_forms
 
@@ -104,6 +109,80 @@ def failing_cutoff(platform: PlatformDep) -> tuple[datetime, timedelta]:
     minutes), and that span."""
     span = max(timedelta(seconds=5 * platform.settings.poll_seconds), timedelta(minutes=5))
     return platform.clock.now() - span, span
+
+
+# --- overview --------------------------------------------------------------------------------------
+
+#: Clearing further behind the clock than this is an alert.
+CLEARING_LAG_ALERT = timedelta(minutes=5)
+#: How many failing meters the Overview names (the Meters page lists them all).
+FAILING_NAMED = 10
+
+
+@router.get("/operator")
+def overview_page(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
+    """The operator's home: the platform's clock, clearing and its lag, the job leader, meters
+    failing, the last settlement run and whether every run balances, and the open alerts in plain
+    words (none when all is well)."""
+    now = platform.clock.now()
+    rules = platform.settings.market_rules()
+    cutoff, span = failing_cutoff(platform)
+    with Session(platform.engine) as session:
+        households = list_participants(session, kind=HOUSEHOLD)
+        joined = participants_with_accounts(session)
+        cleared = last_cleared_period(session, length_minutes=rules.interval_minutes)
+        failing, failing_count = meter_states(session, failing_before=cutoff, limit=FAILING_NAMED)
+        last_runs, run_count = list_settlement_runs(session, limit=1)
+        last_run = last_runs[0] if last_runs else None
+        last_balance = None if last_run is None else pool_balance_cp(session, run_id=last_run.id)
+        unbalanced = unbalanced_runs(session)
+    lag = None
+    if cleared is not None:
+        lag = max(timedelta(0), now - rules.gate_closure_utc(cleared.next()))
+    health = readiness_problems(platform)
+    alerts = [f"{problem.field.replace('_', ' ').capitalize()}: {problem.reason}." for problem in health]
+    if lag is not None and lag > CLEARING_LAG_ALERT:
+        alerts.append(
+            f"Clearing is {duration(lag)} behind: the interval after {period_label(cleared)} "  # type: ignore[arg-type]
+            "is past its gate and not cleared."
+        )
+    if unbalanced:
+        runs = ", ".join(str(run_id) for run_id in sorted(unbalanced)[:FAILING_NAMED])
+        alerts.append(
+            f"{len(unbalanced)} settlement run{'s do' if len(unbalanced) > 1 else ' does'} not balance "
+            f"(run {runs}{', ...' if len(unbalanced) > FAILING_NAMED else ''})."
+        )
+    if failing_count:
+        alerts.append(
+            f"{failing_count} meter{'s are' if failing_count > 1 else ' is'} failing "
+            "(never read, not read recently, or an invalid reading)."
+        )
+    return render(
+        request,
+        "operator_overview.html",
+        {
+            "title": "Overview",
+            "nav": "operator",
+            "now": now,
+            "when": when,
+            "period": period_at(now, length_minutes=rules.interval_minutes),
+            "households": len(households),
+            "active": sum(1 for h in households if h.active),
+            "joined": sum(1 for h in households if h.id in joined),
+            "cleared": cleared,
+            "lag": lag,
+            "health": health,
+            "failing": failing,
+            "failing_count": failing_count,
+            "span": span,
+            "last_run": last_run,
+            "last_balance": last_balance,
+            "money": exact_pounds,
+            "run_count": run_count,
+            "unbalanced": unbalanced,
+            "alerts": alerts,
+        },
+    )
 
 
 # --- households ------------------------------------------------------------------------------------
