@@ -428,6 +428,7 @@ def settlement_run_page(
             "statuses": RUN_STATUSES,
             "kinds": LINE_KINDS,
             "money": exact_pounds,
+            "when": when,
             "pager": pager(f"/operator/settlement/{run_id}", {}, number, len(lines), total),
         },
     )

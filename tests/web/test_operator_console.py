@@ -380,7 +380,7 @@ def test_the_overview_with_no_alert_when_all_is_well(web, engine, database_url):
     assert "None: clearing is up to date" in text
     assert "A process holds the job lock" in text
     assert "No meter is failing." in text
-    assert "Yes: all 1 runs" in text
+    assert "Yes (1 run)" in text
     assert "; balances" in text
     assert "3 (3 active)" in text  # the households; the invitation count stays
     assert "Households signed up to the web app</dt><dd>2<" in text
