@@ -11,6 +11,8 @@ May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +21,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.deps import PlatformDep
@@ -36,6 +39,7 @@ from market.monitoring import (
     list_settlement_runs,
     meter_states,
     settlement_run,
+    settlement_run_ids,
     settlement_run_lines,
     unbalanced_runs,
 )
@@ -119,6 +123,35 @@ CLEARING_LAG_ALERT = timedelta(minutes=5)
 FAILING_NAMED = 10
 
 
+class BalancedRuns:
+    """The settlement runs seen to balance, per database, so that the Overview sums only the
+    lines of runs it has not seen balance yet (a month's ledger is tens of millions of lines).
+
+    Safe because a run's lines are posted with it, in its one transaction, and never change (a
+    reconciliation posts lines of its own run): a run that balanced once always will. A run that
+    does not balance is summed again each time, so it is never forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def unbalanced(self, engine: Engine, session: Session) -> tuple[dict[int, int], int]:
+        """The runs that do not balance (what each leaves in the pool, hundredths of a penny),
+        and how many runs there are."""
+        run_ids = settlement_run_ids(session)
+        with self._lock:
+            seen = self._seen.setdefault(engine, set())
+            unseen = [run_id for run_id in run_ids if run_id not in seen]
+        found = unbalanced_runs(session, run_ids=unseen) if unseen else {}
+        with self._lock:
+            seen.update(run_id for run_id in unseen if run_id not in found)
+        return found, len(run_ids)
+
+
+BALANCED_RUNS = BalancedRuns()
+
+
 @router.get("/operator")
 def overview_page(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
     """The operator's home: the platform's clock, clearing and its lag, the job leader, meters
@@ -132,10 +165,10 @@ def overview_page(request: Request, platform: PlatformDep, found: OperatorPageDe
         joined = participants_with_accounts(session)
         cleared = last_cleared_period(session, length_minutes=rules.interval_minutes)
         failing, failing_count = meter_states(session, failing_before=cutoff, limit=FAILING_NAMED)
-        last_runs, run_count = list_settlement_runs(session, limit=1)
+        last_runs, _ = list_settlement_runs(session, limit=1)
         last_run = last_runs[0] if last_runs else None
         last_balance = None if last_run is None else pool_balance_cp(session, run_id=last_run.id)
-        unbalanced = unbalanced_runs(session)
+        unbalanced, run_count = BALANCED_RUNS.unbalanced(platform.engine, session)
     lag = None
     if cleared is not None:
         lag = max(timedelta(0), now - rules.gate_closure_utc(cleared.next()))

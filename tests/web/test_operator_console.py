@@ -423,6 +423,8 @@ def test_the_overview_names_each_open_alert_in_plain_words(web, engine):
     assert "<strong>No</strong>: 1 of 1 runs leave money in the pool" in text
     assert "M3 (H3): never read" in text
     assert 'href="/operator/meters?quality=failing"' in text
+    # Seen again: a run that does not balance is summed again each time, never taken as settled.
+    assert f"1 settlement run does not balance (run {run})." in ops.get("/operator").text
     # The run's own pages say so too.
     assert "Does not balance" in ops.get("/operator/settlement").text
     assert "£0.0125 left in the pool" in ops.get(f"/operator/settlement/{run}").text
