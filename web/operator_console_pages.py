@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -251,13 +251,16 @@ def households_page(
 
 
 def _household(platform: PlatformDep, participant_id: str) -> Participant:
+    missing = PageRefusedError(404, f"There is no household {participant_id[:64]}.")
+    if len(participant_id) > 64:
+        raise missing
     with Session(platform.engine) as session:
         try:
             household = get_participant(session, participant_id)
         except NotFoundError:
-            household = None
-    if household is None or household.kind != HOUSEHOLD:
-        raise PageRefusedError(404, f"There is no household {participant_id}.")
+            raise missing from None
+    if household.kind != HOUSEHOLD:
+        raise missing
     return household
 
 
@@ -266,7 +269,7 @@ def deactivate_page(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    participant_id: Annotated[str, Path(max_length=64)],
+    participant_id: str,
 ) -> Response:
     """Ask before deactivating a household, with a reason."""
     household = _household(platform, participant_id)
@@ -282,7 +285,7 @@ def deactivate_form(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    participant_id: Annotated[str, Path(max_length=64)],
+    participant_id: str,
     csrf_token: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
@@ -433,20 +436,23 @@ def settlement_run_page(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    run_id: Annotated[int, Path(ge=1, le=2**62)],
+    run_id: str,
     page: str = "1",
 ) -> Response:
     """One settlement run and its ledger lines, paged."""
     number = page_number(page)
+    missing = PageRefusedError(404, f"There is no settlement run {run_id[:20]}.")
+    if not run_id.isdigit() or len(run_id) > 18:
+        raise missing
     with Session(platform.engine) as session:
         try:
-            run = settlement_run(session, run_id)
+            run = settlement_run(session, int(run_id))
         except NotFoundError:
-            raise PageRefusedError(404, f"There is no settlement run {run_id}.") from None
+            raise missing from None
         lines, total = settlement_run_lines(
-            session, run_id=run_id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+            session, run_id=run.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
         )
-        balance = pool_balance_cp(session, run_id=run_id)
+        balance = pool_balance_cp(session, run_id=run.id)
     return render(
         request,
         "operator_settlement_run.html",
@@ -462,7 +468,7 @@ def settlement_run_page(
             "kinds": LINE_KINDS,
             "money": exact_pounds,
             "when": when,
-            "pager": pager(f"/operator/settlement/{run_id}", {}, number, len(lines), total),
+            "pager": pager(f"/operator/settlement/{run.id}", {}, number, len(lines), total),
         },
     )
 

@@ -214,6 +214,7 @@ def test_deactivating_a_household_ends_its_sessions_and_says_what_was_done(web, 
     assert "/operator/households/H1/deactivate" not in page
     assert ops.client.get("/operator/households/OPS/deactivate").status_code == 404
     assert ops.client.get("/operator/households/NOPE/deactivate").status_code == 404
+    assert ops.client.get(f"/operator/households/{'x' * 65}/deactivate").status_code == 404
     with transaction(engine) as session:
         assert end_sessions(session, participant_id="H1", now=NOW) == 0
 
@@ -277,7 +278,10 @@ def test_settlement_runs_by_date_with_their_balance_and_lines(web, engine):
     assert "household:H1" in detail.text
     assert "Showing 1 to" in detail.text
     assert ops.get("/operator/settlement/999999").status_code == 404
-    assert ops.get("/operator/settlement/x").status_code in (404, 422)
+    for wrong_id in ("x", "0", "9" * 30, "-1"):
+        missing = ops.get(f"/operator/settlement/{wrong_id}")
+        assert missing.status_code == 404, wrong_id
+        assert "There is no settlement run" in missing.text
 
 
 def test_money_is_shown_exactly():
