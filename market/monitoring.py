@@ -8,6 +8,7 @@ SQLModel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from market.charges import POOL
+from market.database import chunks
 from market.errors import NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
 from market.participants import HOUSEHOLD, Participant
@@ -40,6 +42,7 @@ __all__ = [
     "list_settlement_runs",
     "meter_states",
     "settlement_run",
+    "settlement_run_ids",
     "settlement_run_lines",
     "unbalanced_runs",
 ]
@@ -120,49 +123,54 @@ def meter_states(
     ``failing_before`` keeps the active meters failing: never read, not read since that instant,
     or whose latest reading is invalid (its energy counters unusable).
     """
-    meters = MeterRow.__table__.c  # type: ignore[attr-defined]
+    table = MeterRow.__table__  # type: ignore[attr-defined]
     readings = MeterReadingRow.__table__.c  # type: ignore[attr-defined]
-    latest = (
-        sa.select(readings.meter_id, sa.func.max(readings.polled_at).label("polled_at"))
-        .group_by(readings.meter_id)
-        .subquery()
+    # Each meter's latest poll by its (meter_id, polled_at) index, one seek per meter: a
+    # grouped max would read every reading ever stored.
+    latest_at = (
+        sa.select(sa.func.max(readings.polled_at))
+        .where(readings.meter_id == table.c.id)
+        .correlate(table)
+        .scalar_subquery()
     )
+    meters = sa.select(
+        table.c.id, table.c.participant_id, table.c.active, table.c.model, latest_at.label("polled_at")
+    ).subquery("meters_read")
     last = MeterReadingRow.__table__.alias("last_reading")  # type: ignore[attr-defined]
-    last_c = last.c
-    joined = MeterRow.__table__.outerjoin(latest, latest.c.meter_id == meters.id).outerjoin(  # type: ignore[attr-defined]
-        last, (last_c.meter_id == latest.c.meter_id) & (last_c.polled_at == latest.c.polled_at)
+    joined = meters.outerjoin(
+        last, (last.c.meter_id == meters.c.id) & (last.c.polled_at == meters.c.polled_at)
     )
     where: sa.ColumnElement[bool] = sa.true()
     if participant_id:
-        where = where & (meters.participant_id == participant_id)
+        where = where & (meters.c.participant_id == participant_id)
     if quality == "none":
-        where = where & latest.c.polled_at.is_(None)
+        where = where & meters.c.polled_at.is_(None)
     elif quality:
-        where = where & (last_c.quality == quality)
+        where = where & (last.c.quality == quality)
     if failing_before is not None:
         where = (
             where
-            & meters.active
+            & meters.c.active
             & sa.or_(
-                latest.c.polled_at.is_(None),
-                latest.c.polled_at < failing_before,
-                last_c.quality == "invalid",
+                meters.c.polled_at.is_(None),
+                meters.c.polled_at < failing_before,
+                last.c.quality == "invalid",
             )
         )
     total = session.execute(sa.select(sa.func.count()).select_from(joined).where(where)).scalar_one()
     rows = session.execute(
         sa.select(
-            meters.id,
-            meters.participant_id,
-            meters.active,
-            meters.model,
-            latest.c.polled_at,
-            last_c.quality,
-            last_c.problems,
+            meters.c.id,
+            meters.c.participant_id,
+            meters.c.active,
+            meters.c.model,
+            meters.c.polled_at,
+            last.c.quality,
+            last.c.problems,
         )
         .select_from(joined)
         .where(where)
-        .order_by(meters.id)
+        .order_by(meters.c.id)
         .offset(offset)
         .limit(limit)
     )
@@ -255,10 +263,18 @@ def settlement_run_lines(
     ], int(total)
 
 
-def unbalanced_runs(session: Session, *, run_ids: list[int] | None = None) -> dict[int, int]:
+def settlement_run_ids(session: Session) -> list[int]:
+    """Every settlement run's id, oldest first (one per interval and run: a month is a few
+    thousand)."""
+    ids = session.exec(select(SettlementRunRow.id).order_by(col(SettlementRunRow.id)))
+    return [run_id for run_id in ids if run_id is not None]
+
+
+def unbalanced_runs(session: Session, *, run_ids: Sequence[int] | None = None) -> dict[int, int]:
     """The runs whose pool does not net to zero, with what each leaves in it (hundredths of a
     penny): the sum :func:`market.settlement.pool_balance_cp` makes per run, for every run (or
-    those of ``run_ids``) in one grouped query. Empty when every run balances."""
+    those of ``run_ids``, by the ledger's run index) in grouped queries. Empty when every run
+    balances."""
     amount = col(LedgerLineRow.amount_cp)
     net = sa.func.sum(
         sa.case((col(LedgerLineRow.credit) == POOL, amount), else_=0)
@@ -270,9 +286,13 @@ def unbalanced_runs(session: Session, *, run_ids: list[int] | None = None) -> di
         .group_by(col(LedgerLineRow.run_id))
         .having(net != 0)
     )
-    if run_ids is not None:
-        query = query.where(col(LedgerLineRow.run_id).in_(run_ids))
-    return {int(run_id): int(left) for run_id, left in session.exec(query)}
+    if run_ids is None:
+        return {int(run_id): int(left) for run_id, left in session.exec(query)}
+    found: dict[int, int] = {}
+    for some in chunks(list(run_ids)):
+        chunk = query.where(col(LedgerLineRow.run_id).in_(list(some)))
+        found.update({int(run_id): int(left) for run_id, left in session.exec(chunk)})
+    return found
 
 
 def last_cleared_period(session: Session, *, length_minutes: int) -> SettlementPeriod | None:

@@ -1,5 +1,7 @@
-"""The energy company's console: Households (search, invite, deactivate), Meters, Settlement runs
-and the Audit log, each paged with its filters kept in the query string.
+"""The energy company's console: its home, the Overview (the clock, clearing and its lag, the job
+leader, failing meters, settlement and its balance, open alerts), and Households (search, invite,
+deactivate), Meters, Settlement runs and the Audit log, each paged with its filters kept in the
+query string.
 
 Each page calls the market functions the JSON API (or the command line) calls for the same thing:
 :func:`market.households.deactivate_household` as ``smartbrum participant deactivate``,
@@ -9,17 +11,21 @@ May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.deps import PlatformDep
+from api.observability import readiness_problems
 from market.access import list_audit
 from market.accounts import participants_with_accounts
 from market.database import transaction
@@ -29,15 +35,18 @@ from market.intervals import period_at
 from market.monitoring import (
     find_households,
     invited_participants,
+    last_cleared_period,
     list_settlement_runs,
     meter_states,
     settlement_run,
+    settlement_run_ids,
     settlement_run_lines,
+    unbalanced_runs,
 )
-from market.participants import HOUSEHOLD, Participant, get_participant
+from market.participants import HOUSEHOLD, Participant, get_participant, list_participants
 from market.settlement import INITIAL, pool_balance_cp
 from market.units import CP_PER_PENNY
-from web.format import local_datetime
+from web.format import duration, local_datetime, period_label
 from web.rendering import render
 from web.sessions import OperatorPageDep, PageRefusedError, check_csrf, refuse_nul_in_forms
 
@@ -106,6 +115,109 @@ def failing_cutoff(platform: PlatformDep) -> tuple[datetime, timedelta]:
     return platform.clock.now() - span, span
 
 
+# --- overview --------------------------------------------------------------------------------------
+
+#: Clearing further behind the clock than this is an alert.
+CLEARING_LAG_ALERT = timedelta(minutes=5)
+#: How many failing meters the Overview names (the Meters page lists them all).
+FAILING_NAMED = 10
+
+
+class BalancedRuns:
+    """The settlement runs seen to balance, per database, so that the Overview sums only the
+    lines of runs it has not seen balance yet (a month's ledger is tens of millions of lines).
+
+    Safe because a run's lines are posted with it, in its one transaction, and never change (a
+    reconciliation posts lines of its own run): a run that balanced once always will. A run that
+    does not balance is summed again each time, so it is never forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def unbalanced(self, engine: Engine, session: Session) -> tuple[dict[int, int], int]:
+        """The runs that do not balance (what each leaves in the pool, hundredths of a penny),
+        and how many runs there are."""
+        run_ids = settlement_run_ids(session)
+        with self._lock:
+            seen = self._seen.setdefault(engine, set())
+            unseen = [run_id for run_id in run_ids if run_id not in seen]
+        found = unbalanced_runs(session, run_ids=unseen) if unseen else {}
+        with self._lock:
+            seen.update(run_id for run_id in unseen if run_id not in found)
+        return found, len(run_ids)
+
+
+BALANCED_RUNS = BalancedRuns()
+
+
+@router.get("/operator")
+def overview_page(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
+    """The operator's home: the platform's clock, clearing and its lag, the job leader, meters
+    failing, the last settlement run and whether every run balances, and the open alerts in plain
+    words (none when all is well)."""
+    now = platform.clock.now()
+    rules = platform.settings.market_rules()
+    cutoff, span = failing_cutoff(platform)
+    with Session(platform.engine) as session:
+        households = list_participants(session, kind=HOUSEHOLD)
+        joined = participants_with_accounts(session)
+        cleared = last_cleared_period(session, length_minutes=rules.interval_minutes)
+        failing, failing_count = meter_states(session, failing_before=cutoff, limit=FAILING_NAMED)
+        last_runs, _ = list_settlement_runs(session, limit=1)
+        last_run = last_runs[0] if last_runs else None
+        last_balance = None if last_run is None else pool_balance_cp(session, run_id=last_run.id)
+        unbalanced, run_count = BALANCED_RUNS.unbalanced(platform.engine, session)
+    lag = None
+    if cleared is not None:
+        lag = max(timedelta(0), now - rules.gate_closure_utc(cleared.next()))
+    health = readiness_problems(platform)
+    alerts = [f"{problem.field.replace('_', ' ').capitalize()}: {problem.reason}." for problem in health]
+    if lag is not None and lag > CLEARING_LAG_ALERT:
+        alerts.append(
+            f"Clearing is {duration(lag)} behind: the interval after {period_label(cleared)} "  # type: ignore[arg-type]
+            "is past its gate and not cleared."
+        )
+    if unbalanced:
+        runs = ", ".join(str(run_id) for run_id in sorted(unbalanced)[:FAILING_NAMED])
+        alerts.append(
+            f"{len(unbalanced)} settlement run{'s do' if len(unbalanced) > 1 else ' does'} not balance "
+            f"(run {runs}{', ...' if len(unbalanced) > FAILING_NAMED else ''})."
+        )
+    if failing_count:
+        alerts.append(
+            f"{failing_count} meter{'s are' if failing_count > 1 else ' is'} failing "
+            "(never read, not read recently, or an invalid reading)."
+        )
+    return render(
+        request,
+        "operator_overview.html",
+        {
+            "title": "Overview",
+            "nav": "operator",
+            "now": now,
+            "when": when,
+            "period": period_at(now, length_minutes=rules.interval_minutes),
+            "households": len(households),
+            "active": sum(1 for h in households if h.active),
+            "joined": sum(1 for h in households if h.id in joined),
+            "cleared": cleared,
+            "lag": lag,
+            "health": health,
+            "failing": failing,
+            "failing_count": failing_count,
+            "span": span,
+            "last_run": last_run,
+            "last_balance": last_balance,
+            "money": exact_pounds,
+            "run_count": run_count,
+            "unbalanced": unbalanced,
+            "alerts": alerts,
+        },
+    )
+
+
 # --- households ------------------------------------------------------------------------------------
 
 
@@ -139,13 +251,16 @@ def households_page(
 
 
 def _household(platform: PlatformDep, participant_id: str) -> Participant:
+    missing = PageRefusedError(404, f"There is no household {participant_id[:64]}.")
+    if len(participant_id) > 64:
+        raise missing
     with Session(platform.engine) as session:
         try:
             household = get_participant(session, participant_id)
         except NotFoundError:
-            household = None
-    if household is None or household.kind != HOUSEHOLD:
-        raise PageRefusedError(404, f"There is no household {participant_id}.")
+            raise missing from None
+    if household.kind != HOUSEHOLD:
+        raise missing
     return household
 
 
@@ -154,7 +269,7 @@ def deactivate_page(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    participant_id: Annotated[str, Path(max_length=64)],
+    participant_id: str,
 ) -> Response:
     """Ask before deactivating a household, with a reason."""
     household = _household(platform, participant_id)
@@ -170,7 +285,7 @@ def deactivate_form(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    participant_id: Annotated[str, Path(max_length=64)],
+    participant_id: str,
     csrf_token: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
@@ -321,20 +436,23 @@ def settlement_run_page(
     request: Request,
     platform: PlatformDep,
     found: OperatorPageDep,
-    run_id: Annotated[int, Path(ge=1, le=2**62)],
+    run_id: str,
     page: str = "1",
 ) -> Response:
     """One settlement run and its ledger lines, paged."""
     number = page_number(page)
+    missing = PageRefusedError(404, f"There is no settlement run {run_id[:20]}.")
+    if not run_id.isdigit() or len(run_id) > 18:
+        raise missing
     with Session(platform.engine) as session:
         try:
-            run = settlement_run(session, run_id)
+            run = settlement_run(session, int(run_id))
         except NotFoundError:
-            raise PageRefusedError(404, f"There is no settlement run {run_id}.") from None
+            raise missing from None
         lines, total = settlement_run_lines(
-            session, run_id=run_id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+            session, run_id=run.id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
         )
-        balance = pool_balance_cp(session, run_id=run_id)
+        balance = pool_balance_cp(session, run_id=run.id)
     return render(
         request,
         "operator_settlement_run.html",
@@ -349,7 +467,8 @@ def settlement_run_page(
             "statuses": RUN_STATUSES,
             "kinds": LINE_KINDS,
             "money": exact_pounds,
-            "pager": pager(f"/operator/settlement/{run_id}", {}, number, len(lines), total),
+            "when": when,
+            "pager": pager(f"/operator/settlement/{run.id}", {}, number, len(lines), total),
         },
     )
 

@@ -1,4 +1,5 @@
-"""The energy company's pages: its home, and inviting a household (or another operator).
+"""The energy company's Invite page: inviting a household (or another operator). Its home, the
+Overview, is in :mod:`web.operator_console_pages`.
 
 May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 """
@@ -20,26 +21,6 @@ from web.rendering import invitation_link, render
 from web.sessions import OperatorPageDep, check_csrf, refuse_nul_in_forms
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_forms)])
-
-
-@router.get("/operator")
-def operator_home(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
-    """The platform's clock and how many households have joined."""
-    with Session(platform.engine) as session:
-        households = list_participants(session, kind="household")
-        joined = participants_with_accounts(session)
-    return render(
-        request,
-        "operator_home.html",
-        {
-            "title": "Home",
-            "nav": "operator",
-            "now": platform.clock.now(),
-            "households": len(households),
-            "active": sum(1 for h in households if h.active),
-            "joined": sum(1 for h in households if h.id in joined),
-        },
-    )
 
 
 def _invite_page(

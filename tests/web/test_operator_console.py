@@ -5,20 +5,22 @@ deactivate), the Audit log, Settlement runs, Meters and the Overview."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from decimal import Decimal
 
+from api.leader import JobLeader
 from market.access import record_audit
 from market.accounts import end_sessions
 from market.clearing import clear_interval
-from market.database import transaction
+from market.database import create_database_engine, transaction
 from market.intervals import period_at
 from market.meter_data import store_readings
 from market.orders import place_order
 from market.participants import register_household, register_meter
 from market.rules import MarketRules
 from market.settlement import INITIAL, SettlementConfig, settle
-from market.tables import ParticipantRow
+from market.tables import LedgerLineRow, ParticipantRow, SettlementRunRow
 from metering.readings import Quality, Reading
 from tests.factories import mpan, refresh_interval_energy
 from tests.web.conftest import NOW
@@ -29,7 +31,7 @@ MINUTE = timedelta(minutes=1)
 EARLIER = period_at(NOW - timedelta(hours=3))  # Sun 6 Dec 2026, 09:00-09:30 GMT, period 19
 
 
-def _settled_interval(engine, period=EARLIER) -> int:  # type: ignore[no-untyped-def]
+def _settled_interval(engine, period=EARLIER, read=("M1", "M2")) -> int:  # type: ignore[no-untyped-def]
     """Meters M1..M3 for H1..H3; H1 buys 2 kWh at 20 p and H3 sells 3 kWh from 5 p in ``period``,
     which is cleared; M1 and M2 are read at its boundaries, M3 never (so H3 waits); the interval's
     initial settlement run, whose id is returned."""
@@ -59,7 +61,8 @@ def _settled_interval(engine, period=EARLIER) -> int:  # type: ignore[no-untyped
             )
     clear_interval(engine, period=period, rules=MarketRules(), now=period.start_utc, triggered_by="test")
     with transaction(engine) as session:
-        for meter, (start, end) in {"M1": (100, 102.4), "M2": (50, 51)}.items():
+        counters = {"M1": (100, 102.4), "M2": (50, 51), "M3": (10, 10)}
+        for meter, (start, end) in ((m, counters[m]) for m in read):
             store_readings(
                 session,
                 [
@@ -106,6 +109,7 @@ def test_the_authorisation_matrix_over_the_console(web, engine):
         f"/operator/settlement/{run}",
         "/operator/meters",
         "/operator/meters?participant=H1&quality=good&page=2",
+        "/operator",
     ]
     forms = [("/operator/households/H3/deactivate", {"reason": "moved away"})]
     wrong = []
@@ -210,6 +214,7 @@ def test_deactivating_a_household_ends_its_sessions_and_says_what_was_done(web, 
     assert "/operator/households/H1/deactivate" not in page
     assert ops.client.get("/operator/households/OPS/deactivate").status_code == 404
     assert ops.client.get("/operator/households/NOPE/deactivate").status_code == 404
+    assert ops.client.get(f"/operator/households/{'x' * 65}/deactivate").status_code == 404
     with transaction(engine) as session:
         assert end_sessions(session, participant_id="H1", now=NOW) == 0
 
@@ -273,7 +278,10 @@ def test_settlement_runs_by_date_with_their_balance_and_lines(web, engine):
     assert "household:H1" in detail.text
     assert "Showing 1 to" in detail.text
     assert ops.get("/operator/settlement/999999").status_code == 404
-    assert ops.get("/operator/settlement/x").status_code in (404, 422)
+    for wrong_id in ("x", "0", "9" * 30, "-1"):
+        missing = ops.get(f"/operator/settlement/{wrong_id}")
+        assert missing.status_code == 404, wrong_id
+        assert "There is no settlement run" in missing.text
 
 
 def test_money_is_shown_exactly():
@@ -336,3 +344,91 @@ def test_meters_with_their_latest_reading_filtered_by_household_and_quality(web,
     assert meters("?quality=failing") == ["M1", "M2", "M3"]
     late = ops.get("/operator/meters?participant=H2").text
     assert "<strong>Failing</strong>: not read for 22 min" in late
+
+
+class _Idle:
+    """A job that does nothing: the job leader only needs something to start."""
+
+    def start(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _wait_for(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_overview_with_no_alert_when_all_is_well(web, engine, database_url):
+    ops = web["OPS"].client
+    _settled_interval(engine, period_at(NOW), read=("M1", "M2", "M3"))  # 12:00-12:30, cleared
+    other = create_database_engine(database_url)
+    leader = JobLeader(other, [_Idle()], retry_s=0.05)  # as another process would
+    leader.start()
+    try:
+        _wait_for(lambda: leader.leading)
+        page = ops.get("/operator")
+    finally:
+        leader.shutdown()
+        other.dispose()
+    assert page.status_code == 200
+    text = page.text
+    assert "No open alerts" in text
+    assert "Alert:" not in text
+    assert "Sun 6 Dec 2026, 12:00, in period 25 (12:00\u201312:30)" in text
+    assert "Sun 6 Dec, 12:00\u201312:30 (period 25)" in text  # the last cleared interval
+    assert "None: clearing is up to date" in text
+    assert "A process holds the job lock" in text
+    assert "No meter is failing." in text
+    assert "Yes (1 run)" in text
+    assert "; balances" in text
+    assert "3 (3 active)" in text  # the households; the invitation count stays
+    assert "Households signed up to the web app</dt><dd>2<" in text
+
+
+def test_the_overview_names_each_open_alert_in_plain_words(web, engine):
+    ops = web["OPS"].client
+    run = _settled_interval(engine)  # 09:00-09:30, and nothing since; M3 never read
+    with transaction(engine) as session:
+        stored = session.get(SettlementRunRow, run)
+        assert stored is not None
+        session.add(
+            LedgerLineRow(
+                run_id=run,
+                interval_start_utc=stored.interval_start_utc,
+                length_minutes=30,
+                settlement_date=stored.settlement_date,
+                period=stored.period,
+                kind="rounding",
+                debit="household:H1",
+                credit="pool",
+                amount_cp=125,
+                energy_wh=0,
+            )
+        )
+    text = ops.get("/operator").text
+    alerts = [
+        re.sub(r"<[^>]+>", "", item).strip()
+        for item in re.findall(r"<li><strong>Alert:</strong>(.*?)</li>", text)
+    ]
+    assert alerts == [
+        "Job leader: no process holds the job lock: nothing clears or settles.",
+        "Clearing is 2 h 35 min behind: the interval after Sun 6 Dec, 09:00\u201309:30 (period 19) "
+        "is past its gate and not cleared.",
+        f"1 settlement run does not balance (run {run}).",
+        "3 meters are failing (never read, not read recently, or an invalid reading).",
+    ]
+    assert "2 h 35 min behind the clock" in text
+    assert "<strong>does not balance</strong> (\u00a30.0125 left in the pool)" in text
+    assert "<strong>No</strong>: 1 of 1 runs leave money in the pool" in text
+    assert "M3 (H3): never read" in text
+    assert 'href="/operator/meters?quality=failing"' in text
+    # Seen again: a run that does not balance is summed again each time, never taken as settled.
+    assert f"1 settlement run does not balance (run {run})." in ops.get("/operator").text
+    # The run's own pages say so too.
+    assert "Does not balance" in ops.get("/operator/settlement").text
+    assert "£0.0125 left in the pool" in ops.get(f"/operator/settlement/{run}").text
