@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 TOOLS := .venv-tools
 LATEST := .venv-latest
 
-.PHONY: demo test lint bench lock lock-upgrade test-latest clean
+.PHONY: demo test lint bench contract lock lock-upgrade test-latest clean
 
 # A changed lock rebuilds the environment from nothing: pip installs but never removes, and a
 # package the lock dropped must not linger where the tests would still find it. A changed
@@ -42,6 +42,15 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/clear.py
+
+# The API's contract, large: schemathesis as household, operator and nobody on SQLite and
+# PostgreSQL, over 20,000 cases each (make test runs the same with a few examples an operation).
+# Ends with a table of cases, server errors and answers outside the schema per role and backend;
+# each run draws new cases (make test's are seeded, the same every time).
+CONTRACT_EXAMPLES ?= 800
+contract: $(STAMP)
+	SMARTBRUM_CONTRACT_EXAMPLES=$(CONTRACT_EXAMPLES) SMARTBRUM_CONTRACT_MIN_CASES=20000 SMARTBRUM_CONTRACT_SEED= \
+		$(BIN)/pytest tests/api/test_api_contract.py -k keeps_the_contract -p no:cacheprovider
 
 # The lock, for every platform and for Python 3.11 and newer, each file with its hash. `make lock`
 # keeps every pin it can and adds what pyproject.toml newly asks for; `make lock-upgrade` moves

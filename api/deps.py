@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -94,8 +95,17 @@ def get_session(platform: Annotated[Platform, Depends(get_platform)]) -> Iterato
         yield session
 
 
+#: Declares the bearer token in the OpenAPI document (each operation's ``security``, the Authorize
+#: button in /docs); the header is read and checked below.
+bearer_token = HTTPBearer(
+    auto_error=False, description="A participant's token: `Authorization: Bearer <token>`."
+)
+
+
 async def current_participant(
-    request: Request, platform: Annotated[Platform, Depends(get_platform)]
+    request: Request,
+    platform: Annotated[Platform, Depends(get_platform)],
+    declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
 ) -> Participant:
     """The participant whose token the request carries; 401 without a live one.
 

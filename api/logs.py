@@ -5,7 +5,8 @@ The jobs log through :func:`log_event` with a stable event name (``clearing_run`
 ``job_failed``) and the event's fields; :class:`JsonFormatter` writes each as one JSON object,
 :class:`TextFormatter` as ``time level logger event: message key=value ...``. uvicorn's own
 lines (its access log included) go through the same formatter to stderr
-(:func:`logging_config`), so stdout carries nothing.
+(:func:`logging_config`), so stdout carries nothing. A request's path is logged without the
+secrets a path can carry (:func:`redact_path`): an invitation link's and any ``token=`` value.
 
 May import the standard library only.
 """
@@ -14,12 +15,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+#: What a secret in a logged path is replaced with.
+REDACTED = "REDACTED"
+#: The secret segment of an invitation's path, and any ``token`` query value (an invitation
+#: link's ``/invitation?token=...``), percent-encoded or not.
+_INVITATION_SECRET = re.compile(r"(/invitations/)[^/?#\s]+")
+_TOKEN_QUERY = re.compile(r"([?&;]token=)[^&;#\s]*", re.IGNORECASE)
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -40,6 +49,25 @@ def log_event(
     Field values are kept as they are (a Decimal stays exact: JSON writes it as a string).
     """
     logger.log(level, message, exc_info=exc_info, extra={"event": event, "fields": fields}, stacklevel=2)
+
+
+def redact_path(path: str) -> str:
+    """``path`` (with its query) without secrets: the segment after ``/invitations/`` and every
+    ``token=`` query value become :data:`REDACTED`; the rest is kept, so the line still says
+    which page was asked for."""
+    path = _INVITATION_SECRET.sub(rf"\g<1>{REDACTED}", path)
+    return _TOKEN_QUERY.sub(rf"\g<1>{REDACTED}", path)
+
+
+def _without_secrets(record: logging.LogRecord) -> logging.LogRecord:
+    """An access-log record with its path redacted (a copy: other handlers see the record as it
+    came); any other record as it is."""
+    if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+        client, method, path, http_version, status = record.args
+        if isinstance(path, str) and redact_path(path) != path:
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = (client, method, redact_path(path), http_version, status)
+    return record
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -84,6 +112,7 @@ class JsonFormatter(logging.Formatter):
     the event's fields, and ``exception`` (the traceback as one string) when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record = _without_secrets(record)
         document: dict[str, Any] = {
             "time": _time(record),
             "level": record.levelname.lower(),
@@ -106,6 +135,7 @@ class TextFormatter(logging.Formatter):
     is kept on the same line (its line breaks written as ``\\n``)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record = _without_secrets(record)
         parts = [_time(record), record.levelname, record.name, f"{_event(record)}:", record.getMessage()]
         for key, value in _fields(record).items():
             if record.name != "uvicorn.access":

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -46,7 +47,7 @@ from sqlmodel import Session, col, func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.clock import Clock
-from api.deps import Platform, PlatformDep, current_participant, operator
+from api.deps import Platform, PlatformDep, bearer_token, current_participant, operator
 from api.problems import PROBLEM_RESPONSES
 from market.intervals import period_at
 from market.rules import MarketRules
@@ -277,11 +278,15 @@ def exposition(platform: Platform) -> bytes:
     return generate_latest(registry)
 
 
-async def metrics_reader(request: Request, platform: PlatformDep) -> None:
+async def metrics_reader(
+    request: Request,
+    platform: PlatformDep,
+    declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_token)],
+) -> None:
     """The operator's token, unless the metrics are public (``SMARTBRUM_METRICS_PUBLIC``)."""
     if platform.settings.metrics_public:
         return
-    await operator(await current_participant(request, platform))
+    await operator(await current_participant(request, platform, declared))
 
 
 router = APIRouter(tags=["operations"])

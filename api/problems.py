@@ -2,10 +2,17 @@
 
 Every error the API returns is ``application/problem+json`` with ``type``, ``title``, ``status``,
 ``detail`` and, where inputs are at fault, ``errors``: a list of ``{"field", "reason"}``.
+
+Two kinds of 422 are told apart by ``type``: a request that does not fit the published schema is
+``about:blank``; one that fits it but that the market's rules refuse (a gate already closed, an
+MPAN whose check digit is wrong, a network with a cycle) is :data:`MARKET_RULE`. A body that is
+not JSON at all is 400; a method a path does not have is 405 with every method it does in
+``Allow``.
 """
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -14,10 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from market.errors import ConflictError, MarketError, NotFoundError
 
 PROBLEM_JSON = "application/problem+json"
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+#: The problem type of a request that fits the schema but that the market's rules refuse (422).
+MARKET_RULE = "urn:smartbrum:problem:market-rule"
 
 
 class FieldProblem(BaseModel):
@@ -55,9 +66,16 @@ class ApiProblemError(Exception):
 
 
 def problem_response(
-    request: Request, status: int, detail: str, errors: list[FieldProblem] | None = None, headers: Any = None
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[FieldProblem] | None = None,
+    headers: Any = None,
+    *,
+    type_: str = "about:blank",
 ) -> JSONResponse:
     document = Problem(
+        type=type_,
         title=HTTPStatus(status).phrase,
         status=status,
         detail=detail,
@@ -97,23 +115,100 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(MarketError)
     async def refused(request: Request, error: MarketError) -> JSONResponse:
         return problem_response(
-            request, 422, str(error), [FieldProblem(field=error.field, reason=error.reason)]
+            request,
+            422,
+            str(error),
+            [FieldProblem(field=error.field, reason=error.reason)],
+            type_=MARKET_RULE,
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [FieldProblem(field=_field(tuple(e["loc"])), reason=e["msg"]) for e in error.errors()]
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            return malformed_body(request)
+        errors = [
+            FieldProblem(field=_field(tuple(e["loc"])), reason=e["msg"].removeprefix("Value error, "))
+            for e in error.errors()
+        ]
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors) or "the request is not valid"
         return problem_response(request, 422, detail, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem_response(request, error.status_code, str(error.detail), headers=error.headers)
+        if error.status_code == 400 and error.detail == "There was an error parsing the body":
+            return malformed_body(request)  # FastAPI's words for a body it cannot decode
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(request, error.status_code, str(error.detail), headers=headers or None)
+
+    document_malformed_bodies(app)
+
+
+def malformed_body(request: Request) -> JSONResponse:
+    """400: the body is not JSON (or not text at all), so no field can be named but the body."""
+    return problem_response(
+        request,
+        400,
+        "the request body is not valid JSON",
+        [FieldProblem(field="body", reason="must be a JSON document in UTF-8")],
+    )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path has (Starlette's own 405 names only the first route's).
+
+    A documented path answers with its operations, a concrete path before a templated one as
+    OpenAPI matches them (``/v1/orders/batch`` is not ``/v1/orders/{order_id}``); any other path
+    (the documentation pages) with the methods its routes take.
+    """
+    path = request.url.path
+    paths = request.app.openapi().get("paths", {})
+    item = paths.get(path)
+    if item is None:
+        item = next(
+            (
+                operations
+                for template, operations in paths.items()
+                if "{" in template and re.fullmatch(re.sub(r"\{[^}/]+\}", "[^/]+", template), path)
+            ),
+            None,
+        )
+    if item is not None:
+        return sorted(method.upper() for method in item if method.upper() in _METHODS)
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
+def document_malformed_bodies(app: FastAPI) -> None:
+    """Document the 400 for a body that is not JSON on every operation that takes a body."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation["responses"].setdefault("400", _MALFORMED)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "model": Problem, "content": {PROBLEM_JSON: {}}}
 
+
+_MALFORMED = {
+    "description": "The body is not a JSON document",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 
 #: The problem responses every route may give, for the OpenAPI document (the contract).
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -122,6 +217,9 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _problem("Not found (another household's data is not found either)"),
     409: _problem("Clashes with what is stored (a reused Idempotency-Key, a frozen order)"),
     413: _problem("The request body is larger than the service reads"),
-    422: _problem("A field out of range or the market's rules refuse it; nothing is stored"),
+    422: _problem(
+        "Nothing is stored: a field does not fit the schema (type about:blank), or the request fits "
+        f"it but the market's rules refuse it (type {MARKET_RULE}), each naming the field"
+    ),
     429: _problem("Too many failed authentications from this client; see Retry-After"),
 }

@@ -28,7 +28,13 @@ from api.metrics import record_clearing, record_job_failure, record_poll, record
 from market.clearing import ClearingOutcome, clear_due, node_prices
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
-from market.meter_data import derive_energy_of_meters, store_energy_of_meters, store_readings
+from market.meter_data import (
+    derive_energy_of_meters,
+    derive_revisited_estimates,
+    estimates_to_revisit,
+    store_energy_of_meters,
+    store_readings,
+)
 from market.participants import list_meters
 from market.rules import MarketRules
 from market.settlement import (
@@ -48,6 +54,8 @@ log = logging.getLogger("smartbrum.scheduler")
 LOGGED_NODE_PRICES = 100
 #: A polling cycle's log names the meters that failed, up to this many.
 LOGGED_FAILING_METERS = 20
+#: How far back the energy job looks for estimates that a reading since can improve.
+REVISIT_ESTIMATES = timedelta(hours=24)
 
 
 def _job_failed(job: str, message: str, **fields: object) -> None:
@@ -211,6 +219,8 @@ class MeterPolling:
         self.poll_busy_s = 0.0
         """Seconds spent polling and storing readings so far."""
         self.energy_busy_s = 0.0
+        #: Meter-periods whose estimate the latest energy job derived again.
+        self.estimates_revisited = 0
         """Seconds spent deriving interval energy so far."""
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
@@ -294,7 +304,9 @@ class MeterPolling:
         )
 
     def derive_energy(self, period: SettlementPeriod) -> int:
-        """Every active meter's energy for ``period`` and the one before; returns meters refreshed."""
+        """Every active meter's energy for ``period`` and the one before, and any estimate of the
+        last day that a reading since can improve (:func:`estimates_to_revisit`); returns meters
+        refreshed. What changed is a new revision, which the settlement job reconciles."""
         periods = [period.previous(), period]
         started = time.perf_counter()
         try:
@@ -302,6 +314,11 @@ class MeterPolling:
             with Session(self.engine) as session:
                 meters = [m.id for m in list_meters(session, active=True)]
                 derived = derive_energy_of_meters(session, meters, periods)
+                revisit = estimates_to_revisit(
+                    session, since=period.start_utc - REVISIT_ESTIMATES, before=period.previous().start_utc
+                )
+                derived += derive_revisited_estimates(session, revisit)
+            self.estimates_revisited = sum(len(meter_ids) for meter_ids in revisit.values())
             with transaction(self.engine) as session:
                 # Stamped once the write lock is held (SQLite), not when the derivation began: a
                 # settlement run that read the interval before this commit is then older than the
@@ -357,6 +374,7 @@ class MeterPolling:
                 interval=period.key,
                 previous=period.previous().key,
                 meters=count,
+                estimates_revisited=self.estimates_revisited,
                 seconds=round(time.perf_counter() - started, 6),
             )
         except Exception:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -19,9 +19,17 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    field_validator,
+    model_validator,
 )
 
-from market.intervals import FIRST_SETTLEMENT_DATE, LAST_SETTLEMENT_DATE, SettlementPeriod
+from market.intervals import (
+    FIRST_SETTLEMENT_DATE,
+    LAST_SETTLEMENT_DATE,
+    InvalidPeriodError,
+    SettlementPeriod,
+    parse_period_key,
+)
 from market.orders import MAX_BATCH_ORDERS
 from market.rules import MarketRules
 from market.statements import INTERVAL_STATUSES, IntervalFigures, Statement, StatementFigures
@@ -48,26 +56,63 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-_YEAR = r"(20[0-9]{2}|2100)"
+#: No field of the platform may hold a NUL character (PostgreSQL cannot store one in text).
+NO_NUL = r"^[^\x00]*$"
+
+
+def text(max_length: int, *, min_length: int = 0) -> Any:
+    """A free-text field's bounds: its length, and no NUL character."""
+    return Field(min_length=min_length, max_length=max_length, pattern=NO_NUL)
+
+
+#: A date the market can hold, 2000-01-01 to 2100-12-31 (:data:`market.intervals.FIRST_SETTLEMENT_DATE`
+#: and ``LAST_SETTLEMENT_DATE``); the pattern bounds year, month and day, the format the rest.
+_DATE = r"(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+#: A settlement period's key, ``DATE/PERIOD`` (periods 1 to 100: a day of 15-minute periods
+#: with the autumn clock change has 100).
+PERIOD_KEY = rf"^{_DATE}/([1-9]|[1-9][0-9]|100)$"
 #: A settlement date the market can hold (2000 to 2100).
 SettlementDate = Annotated[
     date,
     AfterValidator(_in_range),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"}),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": rf"^{_DATE}$"}),
 ]
 #: An instant with its UTC offset, 2000 to 2100.
 AwareDateTime = Annotated[
     datetime,
     AfterValidator(_aware),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": rf"^{_DATE}T{_TIME}$"}),
+]
+_PERIOD_KEY_RE = re.compile(PERIOD_KEY, re.ASCII)
+
+
+def _period_key_shape(value: object) -> object:
+    """Refuse a key outside the published pattern, saying why as the market would."""
+    if isinstance(value, str) and not _PERIOD_KEY_RE.fullmatch(value):
+        try:
+            parse_period_key(value, length_minutes=15)  # the longest day: up to period 100
+        except InvalidPeriodError as error:
+            raise ValueError(str(error)) from None
+        raise ValueError("must be DATE/PERIOD, for example '2026-11-21/27'")
+    return value
+
+
+#: A settlement period's key as a request names it. Whether the date has that many periods (46,
+#: 48 or 50 at 30 minutes) and whether its gate is still open are the market's to say (422).
+PeriodKey = Annotated[
+    str,
+    BeforeValidator(_period_key_shape),
     WithJsonSchema(
         {
             "type": "string",
-            "format": "date-time",
-            "pattern": rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}"
-            r"(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})$",
+            "format": "settlement-period",
+            "pattern": PERIOD_KEY,
+            "examples": ["2026-11-21/27"],
         }
     ),
 ]
+
 
 #: A decimal that travels as a string, so no float ever touches money or energy.
 DecimalText = Annotated[
@@ -75,27 +120,47 @@ DecimalText = Annotated[
     PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["12.50"]}),
 ]
-#: What a decimal written as text may look like: the published pattern, ASCII digits only (Python's
-#: Decimal alone would take "1_000" and other scripts' digits such as "١").
-_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,6})?", re.ASCII)
+#: What a decimal written as text may look like: ASCII digits only (Python's Decimal alone would
+#: take "1_000" and other scripts' digits such as "١"), at most 12 before the point and 6 after.
+_DECIMAL_TEXT = r"-?[0-9]{1,12}(\.[0-9]{1,6})?"
+_DECIMAL_TEXT_RE = re.compile(_DECIMAL_TEXT, re.ASCII)
+#: The largest whole number a decimal may be written as (12 digits).
+_MAX_WHOLE = 10**12 - 1
 
 
-def _plain_decimal_text(value: object) -> object:
-    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
-        raise ValueError(
-            "must be a decimal number in ASCII digits, at most 12 before the point and 6 after "
-            "(for example '12.50')"
-        )
-    return value
+def _plain_decimal(value: object) -> object:
+    """A decimal as text, or a whole JSON number; never a fraction as a binary float, which may
+    already have been rounded on its way (write ``"0.25"``, not ``0.25``)."""
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT_RE.fullmatch(value):
+            raise ValueError(
+                "must be a decimal number in ASCII digits, at most 12 before the point and 6 after "
+                "(for example '12.50')"
+            )
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_WHOLE:
+        value = int(value)  # JSON's 2.0 is a whole number too, and exact at this size
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > _MAX_WHOLE:
+            raise ValueError(f"must be between -{_MAX_WHOLE} and {_MAX_WHOLE}")
+        return value
+    if isinstance(value, Decimal):  # from Python callers, not JSON
+        return value
+    raise ValueError("must be a decimal written as a string (for example '12.50') or a whole number")
 
 
+_DECIMAL_INPUT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": f"^{_DECIMAL_TEXT}$"},
+        {"type": "integer", "minimum": -_MAX_WHOLE, "maximum": _MAX_WHOLE},
+    ],
+    "examples": ["12.50"],
+}
 DecimalInput = Annotated[
     Decimal,
-    BeforeValidator(_plain_decimal_text),
+    BeforeValidator(_plain_decimal),
     Field(allow_inf_nan=False, max_digits=18, decimal_places=6),
-    WithJsonSchema(
-        {"anyOf": [{"type": "string", "pattern": r"^-?\d{1,12}(\.\d{1,6})?$"}, {"type": "number"}]}
-    ),
+    WithJsonSchema(_DECIMAL_INPUT_SCHEMA),
 ]
 
 
@@ -126,20 +191,48 @@ class OrderCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    interval: Annotated[str, Field(min_length=12, max_length=14, pattern=r"^\d{4}-\d{2}-\d{2}/\d{1,3}$")]
+    interval: PeriodKey
     side: Literal["buy", "sell"]
     quantity_kwh: DecimalInput
     price_p_per_kwh: DecimalInput
-    node: Annotated[str | None, Field(max_length=64)] = None
+    node: Annotated[str | None, text(64)] = None
+
+
+def _leave_out_rather_than_null(schema: dict[str, Any], names: tuple[str, ...]) -> None:
+    """The schema of fields that may be left out but not sent as null."""
+    for name in names:
+        field = schema["properties"][name]
+        options = [option for option in field.pop("anyOf", []) if option != {"type": "null"}]
+        field.pop("default", None)
+        field.update(options[0] if len(options) == 1 else {"anyOf": options})
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("leave the field out rather than send null")
+    return value
+
+
+def _one_or_both_amounts(schema: dict[str, Any]) -> None:
+    _leave_out_rather_than_null(schema, ("quantity_kwh", "price_p_per_kwh"))
+    schema["minProperties"] = 1
 
 
 class OrderAmend(BaseModel):
-    """New quantity and/or price for an open order."""
+    """New quantity and/or price for an open order: one of them, or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both_amounts)
 
     quantity_kwh: DecimalInput | None = None
     price_p_per_kwh: DecimalInput | None = None
+
+    _not_null = field_validator("quantity_kwh", "price_p_per_kwh", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _something(self) -> OrderAmend:
+        if self.quantity_kwh is None and self.price_p_per_kwh is None:
+            raise ValueError("give quantity_kwh, price_p_per_kwh or both")
+        return self
 
 
 #: An order's status: :data:`market.orders.ORDER_STATUSES`.
@@ -210,10 +303,19 @@ class Page(BaseModel, Generic[T]):
 class ParticipantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    display_name: Annotated[str, Field(min_length=1, max_length=200)]
-    mpan: Annotated[str, Field(min_length=13, max_length=13)]
-    node: Annotated[str, Field(min_length=1, max_length=64)]
+    id: Annotated[str, text(64, min_length=1)]
+    display_name: Annotated[str, text(200, min_length=1)]
+    mpan: Annotated[
+        str,
+        Field(
+            pattern=r"^[0-9]{13}$",
+            json_schema_extra={
+                "format": "mpan",
+                "description": "An MPAN core; its last digit checks the rest.",
+            },
+        ),
+    ]
+    node: Annotated[str, text(64, min_length=1)]
 
 
 class ParticipantPublic(BaseModel):
@@ -228,7 +330,7 @@ class ParticipantPublic(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label: Annotated[str, Field(max_length=100)] = ""
+    label: Annotated[str, text(100)] = ""
 
 
 class TokenIssued(BaseModel):
@@ -412,13 +514,13 @@ class DayStatementPublic(BaseModel):
 class MeterCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    participant_id: Annotated[str, Field(min_length=1, max_length=64)]
-    host: Annotated[str, Field(min_length=1, max_length=255)]
+    id: Annotated[str, text(64, min_length=1)]
+    participant_id: Annotated[str, text(64, min_length=1)]
+    host: Annotated[str, text(255, min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     transport: Literal["tcp", "rtu", "rtu-over-tcp"] = "tcp"
-    model: Annotated[str, Field(min_length=1, max_length=32)] = "sdm630"
+    model: Annotated[str, text(32, min_length=1)] = "sdm630"
 
 
 class MeterPublic(BaseModel):
@@ -435,8 +537,8 @@ class MeterPublic(BaseModel):
 class NodeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    parent: Annotated[str, Field(min_length=1, max_length=64)]
+    id: Annotated[str, text(64, min_length=1)]
+    parent: Annotated[str, text(64, min_length=1)]
     import_capacity_kwh: DecimalInput
     export_capacity_kwh: DecimalInput
     fee_p_per_kwh: DecimalInput = Decimal(0)
@@ -447,10 +549,10 @@ class NetworkCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    root: Annotated[str, Field(min_length=1, max_length=64)]
+    root: Annotated[str, text(64, min_length=1)]
     nodes: Annotated[list[NodeCreate], Field(max_length=20_000)]
     effective_from_utc: AwareDateTime
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Annotated[str, text(500)] = ""
 
 
 class NodePublic(BaseModel):
@@ -488,7 +590,7 @@ class ClearRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+    reason: Annotated[str | None, text(500, min_length=1)] = None
 
 
 class RunPublic(BaseModel):
@@ -500,14 +602,27 @@ class RunPublic(BaseModel):
     welfare_p: DecimalText
 
 
+def _interval_or_date(schema: dict[str, Any]) -> None:
+    _leave_out_rather_than_null(schema, ("interval", "date"))
+    schema["oneOf"] = [{"required": ["interval"]}, {"required": ["date"]}]
+
+
 class SettleRequest(BaseModel):
-    """Settle one interval (``interval``) or a whole settlement date (``date``)."""
+    """Settle one interval (``interval``) or a whole settlement date (``date``): one, not both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_interval_or_date)
 
-    interval: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}/\d{1,3}$")] = None
+    interval: PeriodKey | None = None
     settlement_date: Annotated[SettlementDate | None, Field(alias="date")] = None
     run: Literal["initial", "reconcile"] = "initial"
+
+    _not_null = field_validator("interval", "settlement_date", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> SettleRequest:
+        if (self.interval is None) == (self.settlement_date is None):
+            raise ValueError("give interval or date, not both or neither")
+        return self
 
 
 class SettlementRunPublic(BaseModel):

@@ -105,7 +105,14 @@ from market.orders import OrderRequest, place_orders
 from market.participants import NewMeter
 from market.rules import MarketRules
 from market.settlement import INITIAL, SettlementConfig, settle_periods
-from market.tables import AccountRow, IntervalEnergyRow, LedgerLineRow, OrderRow, TradeRow
+from market.tables import (
+    AccountRow,
+    IntervalEnergyRow,
+    LedgerLineRow,
+    OrderRow,
+    SettlementRunRow,
+    TradeRow,
+)
 from market.units import TICKS_PER_P, WH_PER_KWH
 from optimiser import Network, Node
 from web.app import create_service
@@ -129,21 +136,40 @@ log = harness.progress_logger()
 @dataclass(frozen=True)
 class Page:
     """A page to time: its name, its path (``{order}``, ``{yesterday}`` filled per household) and
-    who asks for it (``household`` or ``operator``)."""
+    who asks for it (``household`` or ``operator``), and its status."""
 
     name: str
     path: str
     role: str = "household"
+    #: What the page answers: 303 for a page that sends to another (the last cleared interval's).
+    status: int = 200
 
 
-#: Every page of the web app, one line each: add a page here to time it.
+#: Every page of the web app, one line each: add a page here to time it. ``{yesterday}`` (the day
+#: every household traded), ``{order}`` (one of the household's orders of it), ``{household}``
+#: (the first measured household) and ``{run}`` (a settlement run of it) are filled in.
 PAGES = (
     Page("Today", "/today"),
     Page("Orders (today)", "/orders"),
     Page("Orders (yesterday, cleared)", "/orders?date={yesterday}"),
     Page("One order", "/orders/{order}"),
+    Page("Energy (yesterday)", "/energy?date={yesterday}"),
+    Page("Bill (the month)", "/bill"),
+    Page("Bill CSV (the month)", "/bill.csv"),
+    Page("Bill (yesterday)", "/bill/days/{yesterday}"),
+    Page("Settings", "/settings"),
     Page("Account (household)", "/account"),
-    Page("Operator home", "/operator", "operator"),
+    Page("Overview", "/operator", "operator"),
+    Page("Households", "/operator/households", "operator"),
+    Page("Households (search)", "/operator/households?q=H0004", "operator"),
+    Page("Deactivate (confirm)", "/operator/households/{household}/deactivate", "operator"),
+    Page("Network", "/operator/network", "operator"),
+    Page("Intervals (to the last cleared)", "/operator/intervals", "operator", 303),
+    Page("An interval (yesterday)", "/operator/intervals/{yesterday}/26", "operator"),
+    Page("Settlement runs", "/operator/settlement", "operator"),
+    Page("A settlement run", "/operator/settlement/{run}", "operator"),
+    Page("Meters", "/operator/meters", "operator"),
+    Page("Audit log", "/operator/audit", "operator"),
     Page("Invite", "/operator/invite", "operator"),
     Page("Account (operator)", "/account", "operator"),
 )
@@ -356,6 +382,9 @@ def seed(engine: Engine, homes: Homes, args: argparse.Namespace, label: str) -> 
     with transaction(engine) as session:
         seeded.trades = session.exec(select(func.count()).select_from(TradeRow)).one()
         seeded.ledger_lines = session.exec(select(func.count()).select_from(LedgerLineRow)).one()
+        run = session.exec(
+            select(func.max(SettlementRunRow.id)).where(SettlementRunRow.settlement_date == yesterday)
+        ).one()
         for who in [*sample.ids, harness.OPERATOR_ID]:
             opened = open_session(session, participant_id=who, now=NOW)
             order = session.exec(
@@ -367,7 +396,12 @@ def seed(engine: Engine, homes: Homes, args: argparse.Namespace, label: str) -> 
             ).first()
             seeded.sessions[who] = (
                 opened.secret,
-                {"order": order or "none", "yesterday": yesterday.isoformat()},
+                {
+                    "order": order or "none",
+                    "yesterday": yesterday.isoformat(),
+                    "household": sample.ids[0],
+                    "run": str(run),
+                },
             )
     return seeded
 
@@ -413,7 +447,7 @@ async def time_pages(
     Returns
     -------
     tuple of (list of Timed, list of str)
-        Per page the server times, and the problems found (an answer not 200, or not the page).
+        Per page the server times, and the problems found (an answer other than the page's status).
     """
     timer = ServerTimer(app)
     problems: list[str] = []
@@ -431,7 +465,7 @@ async def time_pages(
                 path = page.path.format(**values)
                 with harness.profiled(profile if n >= args.warmup else None):
                     response = await client.get(path, headers={"cookie": f"{SESSION_COOKIE}={secret}"})
-                if response.status_code != 200:
+                if response.status_code != page.status:
                     problems.append(f"{page.name}: {path} answered {response.status_code} for {who}")
                     break
                 if n >= args.warmup and timer.seconds is not None:

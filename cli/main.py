@@ -125,12 +125,16 @@ def clear(
 def clear_sample(
     book: Annotated[Path, typer.Option(help="Order book CSV.")] = SCENARIOS / "sample-book.csv",
     network: Annotated[Path, typer.Option(help="Network TOML.")] = SCENARIOS / "sample-network.toml",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON that clear prints.")] = False,
 ) -> None:
     """Clear an order book file (the sample book in scenarios/ by default) and show the result as a table."""
     try:
-        result, _ = clear_files(book, network=network)
+        result, text = clear_files(book, network=network)
     except (FileFormatError, SolverError) as error:
         raise fail(str(error)) from None
+    if as_json:
+        sys.stdout.write(text + "\n")
+        return
     _show(result, book, network)
 
 

@@ -66,7 +66,7 @@ def network_load(
                         now=now,
                     )
         except MarketError as error:
-            raise fail(f"{file}: {error}") from None
+            raise fail(f"{file}: {_named(error)}") from None
     tree = version.network
     print(
         f"network version {version.id} in force from {iso_utc(version.effective_from_utc)}: "
@@ -128,6 +128,15 @@ def network_json(version: NetworkVersion) -> dict[str, Any]:
     return {"version_id": version.id, **document}
 
 
+def _named(error: Exception) -> str:
+    """A market error, the start time named as the option that sets it."""
+    from market.errors import MarketError
+
+    if isinstance(error, MarketError) and error.field == "effective_from_utc":
+        return f"--from: {error.reason}"
+    return str(error)
+
+
 def _price(value: str, name: str) -> Decimal:
     try:
         price = Decimal(value)
@@ -166,7 +175,7 @@ def tariff_set(
                     now=now,
                 )
         except MarketError as error:
-            raise fail(str(error)) from None
+            raise fail(_named(error)) from None
     _print_tariff_line(tariff)
 
 

@@ -3,6 +3,7 @@ whole platform, with a progress bar, a printed summary and a report folder."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -38,9 +39,10 @@ def demo(
     ] = DEFAULT_SCENARIO,
     day_seconds: Annotated[float, typer.Option(help="Real seconds per simulated day.", min=1.0)] = 30.0,
     report: Annotated[Path | None, typer.Option(help="Report folder (default var/reports/NAME).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as a JSON object.")] = False,
 ) -> None:
     """Run a simulated Birmingham neighbourhood's day on the whole platform and report on it."""
-    run_command(scenario_path(scenario), day_seconds=day_seconds, report=report)
+    run_command(scenario_path(scenario), day_seconds=day_seconds, report=report, as_json=as_json)
 
 
 def scenario_run(
@@ -58,6 +60,7 @@ def scenario_run(
     ] = False,
     database: Annotated[Path | None, typer.Option(help="SQLite file (replaced).")] = None,
     report: Annotated[Path | None, typer.Option(help="Report folder (default var/reports/NAME).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as a JSON object.")] = False,
 ) -> None:
     """Run a scenario file on the whole platform in accelerated time and report on it."""
     run_command(
@@ -69,6 +72,7 @@ def scenario_run(
         bid_ahead=None if day_ahead else bid_ahead,
         database=database,
         report=report,
+        as_json=as_json,
     )
 
 
@@ -85,6 +89,7 @@ def run_command(
     bid_ahead: int | None = 6,
     database: Path | None = None,
     report: Path | None = None,
+    as_json: bool = False,
 ) -> None:
     """Run ``path``, show progress, print the summary and write the report.
 
@@ -129,10 +134,13 @@ def run_command(
 
         result = run_scenario(path, options, progress=hook, on_start=on_periods)
     summary = summarise(result)
-    table = Table.grid(padding=(0, 2))
-    for label, value in summary.lines():
-        table.add_row(f"[bold]{label}[/]", value)
-    console.print(table)
+    if as_json:  # the summary's rows, each label to its value as the table shows it
+        print(json.dumps({"scenario": scenario.name, **dict(summary.lines())}, indent=1))
+    else:
+        table = Table.grid(padding=(0, 2))
+        for label, value in summary.lines():
+            table.add_row(f"[bold]{label}[/]", value)
+        console.print(table)
     times = result.times
     status.print(
         f"[dim]{times.total_s:.1f} s in all: simulating {times.simulate_s:.1f} s, "

@@ -17,12 +17,18 @@ Definitions (also printed in the report):
   included) less what it pays (statements, :mod:`market.settlement`);
 - *imbalance*: metered energy that differed from the traded position, settled with the backstop;
 - *money balance*: the sum of every account's balance over every settlement run, which must be 0.
+
+What the charts say is computed, and tested, apart from the drawing: the Europe/London labels and
+any clock change (:func:`local_labels`, :func:`clock_changes`), where an interval's curves cross
+and why its clearing point is elsewhere (:func:`curve_crossing`, :func:`explain_clearing`), and
+which network limits bind, when, and the price separation they make (:func:`feeder_congestion`).
 """
 
 from __future__ import annotations
 
 import html
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -35,12 +41,14 @@ from demo.scenario_run import RunResult
 from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
 from market.intervals import SettlementPeriod
+from market.network import network_version
 from market.orders import IN_BOOK, list_orders
 from market.settlement import account_balances
 from market.settlement import runs_of as settlement_runs_of
 from market.statements import StatementFigures, statements
 from market.tables import LedgerLineRow
 from market.units import WH_PER_KWH
+from optimiser import Network
 
 CP_PER_POUND = Decimal(10_000)
 
@@ -63,6 +71,8 @@ class PeriodFigures:
     complete: bool
     estimated: int = 0
     """Households whose energy the interval's latest settlement run took from an estimate."""
+    net_import_wh: dict[str, int] = field(default_factory=dict)
+    """Each node's net import from its parent in the current clearing (negative: export)."""
 
     @property
     def local_kwh(self) -> Decimal:
@@ -99,6 +109,13 @@ class Summary:
     orders_placed: int
     orders_missed: int
     feeders: dict[str, str] = field(default_factory=dict)
+    network: Network | None = None
+    """The network the day was cleared on (the last period's clearing run's version)."""
+
+    @property
+    def congestion(self) -> list[Congestion]:
+        """Every network limit that bound in some period (:func:`feeder_congestion`)."""
+        return [] if self.network is None else feeder_congestion(self.periods, self.network)
 
     @property
     def average_local_price(self) -> Decimal | None:
@@ -180,12 +197,22 @@ class Summary:
                 ),
             )
         )
+        for limit in self.congestion:
+            rows.append(
+                (
+                    f"{limit.node_id} {limit.direction} limit",
+                    f"binds in {len(limit.periods)} of {len(self.periods)} periods "
+                    f"({local_spans(limit.periods)}); price separation up to "
+                    f"{limit.max_separation_p_per_kwh} p/kWh from {limit.parent_id}",
+                )
+            )
         if not self.all_settled:
             settlement = "INCOMPLETE"
         elif self.estimated_periods:
             settlement = (
                 f"every interval settled, every household; {self.estimated_periods} of "
-                f"{len(self.periods)} on estimated meter data (no saving claimed for their day)"
+                f"{len(self.periods)} on estimated meter data (no saving claimed for their day; "
+                "polling fell over an hour of market time behind: a slower --day-seconds helps)"
             )
         else:
             settlement = "every interval settled on metered data, every household"
@@ -215,6 +242,8 @@ def summarise(result: RunResult) -> Summary:
                 for account, balance in account_balances(session, period=period).items():
                     balances[account] += balance
             feeders = {h.id: h.feeder for h in result.simulation.households[: len(homes)]}
+            last = next((run for run in runs_of(session, result.periods[-1]) if run.is_current), None)
+            network = None if last is None else network_version(session, last.network_version_id).network
     finally:
         engine.dispose()
     pv_kwh, exported_kwh = _pv_figures(result)
@@ -239,6 +268,7 @@ def summarise(result: RunResult) -> Summary:
         orders_placed=result.orders_placed,
         orders_missed=result.orders_missed,
         feeders=feeders,
+        network=network,
     )
 
 
@@ -247,8 +277,12 @@ def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures
     current = next((run for run in runs if run.is_current), None)
     bought = bought_p = sold = Decimal(0)
     prices: dict[str, Decimal] = {}
+    net_import_wh: dict[str, int] = {}
     if current is not None:
-        prices = {price.node_id: price.price_p_per_kwh for price in node_prices(session, current.id)}
+        for price in node_prices(session, current.id):
+            prices[price.node_id] = price.price_p_per_kwh
+            if price.net_import_wh is not None:
+                net_import_wh[price.node_id] = price.net_import_wh
         for trade in trades_of(session, current.id):
             if trade.side == "buy":
                 bought += trade.accepted_kwh
@@ -278,6 +312,7 @@ def _period_figures(session: Session, period: SettlementPeriod) -> PeriodFigures
         settled=bool(settled),
         complete=bool(settled) and settled[-1].status == "complete",
         estimated=len(settled[-1].estimated) if settled else 0,
+        net_import_wh=net_import_wh,
     )
 
 
@@ -293,6 +328,317 @@ def _pv_figures(result: RunResult) -> tuple[float, float]:
     return generated, exported
 
 
+# --- what the charts say, computed ----------------------------------------------------------------
+
+
+def local_labels(periods: Sequence[SettlementPeriod]) -> list[str]:
+    """Each period's start on the Europe/London clock, ``HH:MM``; where a local time occurs twice
+    in a day (the autumn clock change) both carry their zone, ``01:00 BST`` and ``01:00 GMT``."""
+    times = [(p.settlement_date, p.start_local.strftime("%H:%M")) for p in periods]
+    twice = {t for t in times if times.count(t) > 1}
+    return [f"{t[1]} {p.start_local:%Z}" if t in twice else t[1] for t, p in zip(times, periods)]
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """A clock change inside a run: where it falls (``index``: the first period after it), what
+    happened (``"back"``: an hour repeated, ``"forward"``: an hour skipped) and which periods
+    are the repeated hour's second pass (empty going forward)."""
+
+    index: int
+    direction: str
+    repeated: tuple[int, ...]
+    text: str
+
+
+def clock_changes(periods: Sequence[SettlementPeriod]) -> list[ClockChange]:
+    """Every change of the Europe/London UTC offset between consecutive periods of a run."""
+    changes = []
+    for index in range(1, len(periods)):
+        before, after = periods[index - 1].start_local, periods[index].start_local
+        offset_before, offset_after = before.utcoffset(), after.utcoffset()
+        if offset_before == offset_after or offset_before is None or offset_after is None:
+            continue
+        # The wall clock at the change, on the old offset: 02:00 BST going back, 01:00 GMT forward.
+        at = f"{(periods[index].start_utc + offset_before).replace(tzinfo=None):%H:%M} {before:%Z}"
+        if offset_after < offset_before:
+            repeated = tuple(i for i in range(index, len(periods)) if periods[i].start_local.fold == 1)
+            first, last = periods[repeated[0]], periods[repeated[-1]]
+            text = (
+                f"{first.start_local:%H:%M}\u2013{last.end_local:%H:%M} again, in {after:%Z} "
+                f"(clocks went back at {at})"
+            )
+            changes.append(ClockChange(index, "back", repeated, text))
+        else:
+            text = (
+                f"{periods[index - 1].end_utc + offset_before:%H:%M}\u2013{after:%H:%M} skipped "
+                f"(clocks went forward at {at})"
+            )
+            changes.append(ClockChange(index, "forward", (), text))
+    return changes
+
+
+def local_spans(periods: Sequence[SettlementPeriod]) -> str:
+    """Periods as runs of consecutive ones on the local clock: ``11:00\u201315:30, 16:00\u201316:30``."""
+    spans: list[list[SettlementPeriod]] = []
+    for period in sorted(periods, key=lambda p: p.start_utc):
+        if spans and spans[-1][-1].end_utc == period.start_utc:
+            spans[-1].append(period)
+        else:
+            spans.append([period])
+    return ", ".join(f"{span[0].start_local:%H:%M}\u2013{span[-1].end_local:%H:%M}" for span in spans)
+
+
+Step = tuple[Decimal, Decimal]
+"""A price step of a curve: (limit price p/kWh, quantity kWh)."""
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where a demand and a supply curve cross: the quantity both sides would trade, and the
+    range of prices that clears it (the last bid and offer matched, or the next ones out)."""
+
+    quantity_kwh: Decimal
+    lowest_p_per_kwh: Decimal
+    highest_p_per_kwh: Decimal
+
+
+def curve_crossing(buys: Sequence[Step], sells: Sequence[Step]) -> Crossing | None:
+    """Where the demand curve (bids, dearest first) meets the supply curve (offers, cheapest
+    first), with no network and no backstop; ``None`` when no bid reaches any offer.
+
+    The quantity is the most energy that bids and offers can match at prices each accepts; the
+    price range is what clears it: at least the last offer matched and the next bid left out,
+    at most the last bid matched and the next offer left out.
+    """
+    demand = sorted(buys, key=lambda step: -step[0])
+    supply = sorted(sells, key=lambda step: step[0])
+    matched = Decimal(0)
+    b = s = 0
+    left_b = demand[0][1] if demand else Decimal(0)
+    left_s = supply[0][1] if supply else Decimal(0)
+    last_bid = last_offer = None
+    while b < len(demand) and s < len(supply) and demand[b][0] >= supply[s][0]:
+        take = min(left_b, left_s)
+        matched += take
+        last_bid, last_offer = demand[b][0], supply[s][0]
+        left_b -= take
+        left_s -= take
+        if left_b == 0:
+            b += 1
+            left_b = demand[b][1] if b < len(demand) else Decimal(0)
+        if left_s == 0:
+            s += 1
+            left_s = supply[s][1] if s < len(supply) else Decimal(0)
+    if last_bid is None or last_offer is None:
+        return None
+    lowest = max([last_offer, *([demand[b][0]] if b < len(demand) else [])])
+    highest = min([last_bid, *([supply[s][0]] if s < len(supply) else [])])
+    return Crossing(matched, min(lowest, highest), max(lowest, highest))
+
+
+@dataclass(frozen=True)
+class BindingLimit:
+    """A network edge at its capacity in one period."""
+
+    node_id: str
+    parent_id: str
+    direction: str  # "import" (into the node from its parent) or "export"
+    capacity_kwh: Decimal
+    price_p_per_kwh: Decimal
+    parent_price_p_per_kwh: Decimal
+
+
+def binding_limits(figures: PeriodFigures, network: Network) -> list[BindingLimit]:
+    """The edges whose flow in the period's clearing is at its import or export capacity."""
+    limits = []
+    for position, node_id in enumerate(network.node_ids[1:], start=1):
+        flow = figures.net_import_wh.get(node_id)
+        if not flow or node_id not in figures.prices:
+            continue
+        parent = network.node_ids[int(network.parent_index[position])]
+        if flow > 0 and flow >= int(network.import_capacity_wh[position]):
+            direction, capacity = "import", int(network.import_capacity_wh[position])
+        elif flow < 0 and -flow >= int(network.export_capacity_wh[position]):
+            direction, capacity = "export", int(network.export_capacity_wh[position])
+        else:
+            continue
+        limits.append(
+            BindingLimit(
+                node_id,
+                parent,
+                direction,
+                Decimal(capacity) / WH_PER_KWH,
+                figures.prices[node_id],
+                figures.prices.get(parent, figures.prices[node_id]),
+            )
+        )
+    return limits
+
+
+def _fees_to_root(network: Network, node_id: str) -> Decimal:
+    """The network fees on the path from a node up to the root (p/kWh)."""
+    index = {node: i for i, node in enumerate(network.node_ids)}
+    total, position = Decimal(0), index[node_id]
+    while position != 0:
+        total += network.fees_p_per_kwh[position]
+        position = int(network.parent_index[position])
+    return total
+
+
+@dataclass(frozen=True)
+class ClearingExplanation:
+    """Why an interval cleared where it did, against where its curves cross."""
+
+    period: SettlementPeriod
+    crossing: Crossing | None
+    local_kwh: Decimal
+    node_id: str
+    price_p_per_kwh: Decimal
+    reasons: tuple[str, ...]
+
+    def caption(self) -> str:
+        """The chart's caption: the crossing, the clearing point, and the reasons between them."""
+        if self.crossing is None:
+            crossing = "The bids and offers do not cross (every offer asks more than every bid)."
+        else:
+            c = self.crossing
+            band = (
+                f"{c.lowest_p_per_kwh} p/kWh"
+                if c.lowest_p_per_kwh == c.highest_p_per_kwh
+                else f"{c.lowest_p_per_kwh}\u2013{c.highest_p_per_kwh} p/kWh"
+            )
+            crossing = (
+                "Without the network and the backstop the curves would cross at "
+                f"{c.quantity_kwh:.1f} kWh, {band}."
+            )
+        cleared = (
+            f"The market cleared {self.local_kwh:.1f} kWh between households, at "
+            f"{self.price_p_per_kwh} p/kWh at {self.node_id}."
+        )
+        return " ".join((crossing, cleared, *self.reasons))
+
+
+def explain_clearing(
+    figures: PeriodFigures,
+    buys: Sequence[Step],
+    sells: Sequence[Step],
+    network: Network,
+    *,
+    node_id: str,
+    import_tariff: Decimal,
+    export_tariff: Decimal,
+) -> ClearingExplanation:
+    """Why ``figures``' clearing is where it is, from the clearing run itself: where the curves
+    of the interval's orders (``buys`` and ``sells``, every node together) cross, and what moved
+    the clearing point from there: the backstop, which buys any surplus at its export tariff and
+    sells any shortfall at its import tariff, so a node's price sits at a tariff plus or minus the
+    fees on the way to it; the network fees between nodes; and any edge at its capacity, which
+    separates the prices either side of it.
+    """
+    price = figures.prices[node_id]
+    fees = _fees_to_root(network, node_id)
+    crossing = curve_crossing(buys, sells)
+    reasons = []
+    if (
+        crossing is not None
+        and crossing.quantity_kwh == figures.local_kwh
+        and crossing.lowest_p_per_kwh <= price <= crossing.highest_p_per_kwh
+    ):
+        reasons.append("It cleared where the curves cross: nothing came between them.")
+    if figures.grid_export_kwh > 0:
+        reason = (
+            f"Supply exceeded demand: {figures.grid_export_kwh:.1f} kWh offered at or below the local "
+            f"price found no local buyer and was sold to the backstop at its export tariff "
+            f"({export_tariff} p/kWh), so the backstop, not the crossing, sets the price"
+        )
+        if price == export_tariff - fees:
+            reason += f": {export_tariff} less the {fees} p/kWh of network fees on the way up"
+        reasons.append(reason + ".")
+    if figures.grid_import_kwh > 0:
+        reason = (
+            f"Demand exceeded supply: {figures.grid_import_kwh:.1f} kWh was bought from the backstop at "
+            f"its import tariff ({import_tariff} p/kWh), so the backstop sets the price"
+        )
+        if price == import_tariff + fees:
+            reason += f": {import_tariff} plus the {fees} p/kWh of network fees on the way down"
+        reasons.append(reason + ".")
+    if fees and not (reasons or figures.grid_export_kwh or figures.grid_import_kwh):
+        reasons.append(
+            f"The curves are drawn before network fees; energy between nodes pays each edge's fee "
+            f"({fees} p/kWh from {node_id} to the root), so node prices differ by up to the fees "
+            "between them."
+        )
+    for limit in binding_limits(figures, network):
+        reasons.append(
+            f"{limit.node_id}'s {limit.direction} limit ({limit.capacity_kwh:.1f} kWh per interval) binds: "
+            f"its price ({limit.price_p_per_kwh} p/kWh) separates from {limit.parent_id}'s "
+            f"({limit.parent_price_p_per_kwh} p/kWh), and the curves cannot meet across it."
+        )
+    if not reasons:
+        reasons.append(
+            "Nothing else moves it: the price is the midpoint of the range that clears the crossing."
+        )
+    return ClearingExplanation(figures.period, crossing, figures.local_kwh, node_id, price, tuple(reasons))
+
+
+@dataclass(frozen=True)
+class Congestion:
+    """A network limit that bound in some periods of a run, and the price separation it made."""
+
+    node_id: str
+    parent_id: str
+    direction: str
+    capacity_kwh: Decimal
+    periods: tuple[SettlementPeriod, ...]
+    limits: tuple[BindingLimit, ...]
+
+    @property
+    def separations_p_per_kwh(self) -> list[Decimal]:
+        """The parent's price less the node's, in each binding period (negative importing)."""
+        return [limit.parent_price_p_per_kwh - limit.price_p_per_kwh for limit in self.limits]
+
+    @property
+    def max_separation_p_per_kwh(self) -> Decimal:
+        return max(self.separations_p_per_kwh, key=abs)
+
+    def sentence(self) -> str:
+        """What happened, in a sentence for the report."""
+        prices = [limit.price_p_per_kwh for limit in self.limits]
+        parents = [limit.parent_price_p_per_kwh for limit in self.limits]
+        return (
+            f"{self.node_id}'s {self.direction} limit ({self.capacity_kwh:.1f} kWh per interval) binds in "
+            f"{len(self.periods)} periods, {local_spans(self.periods)} (Europe/London): its price there is "
+            f"{_price_range(prices)} p/kWh against {_price_range(parents)} p/kWh at {self.parent_id}, "
+            f"a separation of up to {abs(self.max_separation_p_per_kwh)} p/kWh."
+        )
+
+
+def _price_range(prices: Sequence[Decimal]) -> str:
+    low, high = min(prices), max(prices)
+    return f"{low}" if low == high else f"{low}\u2013{high}"
+
+
+def feeder_congestion(periods: Sequence[PeriodFigures], network: Network) -> list[Congestion]:
+    """Every edge limit that bound in some period, with the periods and prices, in tree order."""
+    found: dict[tuple[str, str], list[tuple[SettlementPeriod, BindingLimit]]] = defaultdict(list)
+    for figures in periods:
+        for limit in binding_limits(figures, network):
+            found[(limit.node_id, limit.direction)].append((figures.period, limit))
+    order = {node: i for i, node in enumerate(network.node_ids)}
+    return [
+        Congestion(
+            node_id,
+            bound[0][1].parent_id,
+            direction,
+            bound[0][1].capacity_kwh,
+            tuple(period for period, _ in bound),
+            tuple(limit for _, limit in bound),
+        )
+        for (node_id, direction), bound in sorted(found.items(), key=lambda item: order[item[0][0]])
+    ]
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 
@@ -302,152 +648,308 @@ def write_report(result: RunResult, summary: Summary, folder: Path) -> Path:
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
+    explanation = busiest_explanation(result, summary)
+    curves_caption = (
+        "Supply and demand in the busiest interval, with where the curves cross and where it cleared."
+    )
+    if explanation is not None:
+        curves_caption += " " + explanation.caption()
     charts = [
-        ("prices.png", "Clearing price per interval per node, against the backstop tariffs", _prices_chart),
-        ("volumes.png", "Energy traded locally and with the backstop, per interval", _volumes_chart),
-        ("curves.png", "Supply and demand in the busiest interval, with the clearing point", _curves_chart),
-        ("bills.png", "Each household's bill against its no-market baseline", _bills_chart),
+        (
+            "prices.png",
+            "Clearing price per interval per node, against the backstop tariffs (Europe/London time)",
+            lambda path: _prices_chart(summary, path),
+        ),
+        (
+            "volumes.png",
+            "Energy traded locally and with the backstop, per interval (Europe/London time)",
+            lambda path: _volumes_chart(summary, path),
+        ),
+        ("curves.png", curves_caption, lambda path: _curves_chart(result, summary, explanation, path)),
+        (
+            "bills.png",
+            "Each household's bill against its no-market baseline (the same metered energy on the "
+            "tariffs alone), over the days settled on metered energy: below the line it saved",
+            lambda path: _bills_chart(summary, path),
+        ),
     ]
     drawn = []
-    for name, title, draw in charts:
-        draw(result, summary, folder / name)
-        drawn.append((name, title))
+    for name, caption, draw in charts:
+        draw(folder / name)
+        drawn.append((name, caption))
     page = folder / "index.html"
     page.write_text(_page(summary, drawn, result), encoding="utf-8")
     return page
 
 
-def _labels(summary: Summary) -> list[str]:
-    return [p.period.start_utc.strftime("%H:%M") for p in summary.periods]
+def busiest(summary: Summary) -> PeriodFigures:
+    """The interval with the most energy traded locally (the earliest of equals)."""
+    return max(summary.periods, key=lambda p: (p.local_kwh, -p.period.start_utc.timestamp()))
 
 
-def _prices_chart(result: RunResult, summary: Summary, path: Path) -> None:
+def busiest_explanation(result: RunResult, summary: Summary) -> ClearingExplanation | None:
+    """:func:`explain_clearing` for the busiest interval, read from the run's database."""
+    figures = busiest(summary)
+    if summary.network is None or not figures.prices:
+        return None
+    buys, sells = _book(result, figures.period)
+    return explain_clearing(
+        figures,
+        buys,
+        sells,
+        summary.network,
+        node_id=_main_node(summary, figures),
+        import_tariff=summary.import_tariff,
+        export_tariff=summary.export_tariff,
+    )
+
+
+def _main_node(summary: Summary, figures: PeriodFigures) -> str:
+    """The feeder with the most households (the first of equals), or any priced node."""
+    counts: dict[str, int] = defaultdict(int)
+    for feeder in summary.feeders.values():
+        counts[feeder] += 1
+    priced = [node for node in sorted(counts, key=lambda n: (-counts[n], n)) if node in figures.prices]
+    return priced[0] if priced else next(iter(sorted(figures.prices)))
+
+
+def _book(result: RunResult, period: SettlementPeriod) -> tuple[list[Step], list[Step]]:
+    """The interval's bids and offers as (limit price, kWh) steps."""
+    engine = create_database_engine(result.database_url)
+    try:
+        with Session(engine) as session:
+            orders = list_orders(session, period=period, status=IN_BOOK, limit=1_000_000)
+    finally:
+        engine.dispose()
+    buys = [(o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "buy"]
+    sells = [(o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "sell"]
+    return buys, sells
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend to the right of the plot area, where it hides no line."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    plt.close(fig)
+
+
+def _time_axis(ax: Any, periods: Sequence[SettlementPeriod]) -> None:
+    """Periods on x (period i spans [i, i + 1]), labelled on the Europe/London clock, with any
+    clock change marked: the repeated hour shaded, a skipped one a line."""
+    labels = local_labels(periods)
+    step = max(1, round(len(periods) * periods[0].length_minutes / 60 / 12)) if periods else 1
+    special: set[int] = set()
+    for change in clock_changes(periods):
+        special.add(change.index)
+        if change.repeated:  # the repeated hour's first pass too: 01:00 BST and 01:00 GMT
+            again = labels[change.repeated[0]].split()[0]
+            special.add(next(i for i, label in enumerate(labels) if label.startswith(again)))
+    # Regular ticks on the local clock's whole hours, every `step` of them (even hours for a day).
+    regular = (
+        i
+        for i, period in enumerate(periods)
+        if period.start_local.minute == 0
+        and period.start_local.hour % step == 0
+        and all(abs(i - j) > 1 for j in special)
+    )
+    ticks = special.union(regular)
+    for change in clock_changes(periods):
+        if change.repeated:
+            ax.axvspan(
+                change.repeated[0],
+                change.repeated[-1] + 1,
+                color="mediumpurple",
+                alpha=0.18,
+                label=change.text,
+            )
+        else:
+            ax.axvline(change.index, color="mediumpurple", linestyle=":", label=change.text)
+    ordered = sorted(ticks)
+    ax.set_xticks(ordered, [labels[i] for i in ordered], rotation=45, ha="right", fontsize=8)
+    ax.set_xlim(0, len(periods))
+    ax.set_xlabel(f"interval start, Europe/London ({len(periods)} periods)")
+
+
+def _prices_chart(summary: Summary, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    periods = [p.period for p in summary.periods]
     nodes = sorted(set(summary.feeders.values()))
-    x = np.arange(len(summary.periods))
-    fig, ax = plt.subplots(figsize=(10, 4.5))
     shown = nodes if len(nodes) <= 8 else nodes[:8]
-    for node in shown:
+    x = np.arange(len(summary.periods) + 1)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    # Nodes often share a price: each line is thinner and differently dashed than the one before,
+    # so one drawn over another still shows.
+    styles = ["-", "--", ":", "-."]
+    for n, node in enumerate(shown):
         values = [float(p.prices[node]) if node in p.prices else np.nan for p in summary.periods]
-        ax.step(x, values, where="post", label=node, linewidth=1.6)
+        ax.step(
+            x,
+            [*values, values[-1]],
+            where="post",
+            label=node,
+            linewidth=max(1.0, 3.2 - 0.6 * n),
+            linestyle=styles[n % len(styles)],
+        )
     ax.axhline(float(summary.import_tariff), color="firebrick", linestyle="--", label="import tariff")
     ax.axhline(float(summary.export_tariff), color="seagreen", linestyle="--", label="export tariff")
-    _time_axis(ax, summary)
+    index = {p.period.start_utc: i for i, p in enumerate(summary.periods)}
+    for limit in summary.congestion:
+        for n, period in enumerate(limit.periods):
+            i = index[period.start_utc]
+            ax.axvspan(
+                i,
+                i + 1,
+                color="orange",
+                alpha=0.15,
+                label=f"{limit.node_id} {limit.direction} limit binds" if n == 0 else None,
+            )
+    _time_axis(ax, periods)
     ax.set_ylabel("p/kWh")
     title = "Clearing price per node" + (
         "" if len(shown) == len(nodes) else f" (first {len(shown)} of {len(nodes)})"
     )
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
 
 
-def _volumes_chart(result: RunResult, summary: Summary, path: Path) -> None:
+def _volumes_chart(summary: Summary, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     x = np.arange(len(summary.periods))
     local = np.array([float(p.local_kwh) for p in summary.periods])
     grid_in = np.array([float(p.backstop_import_kwh) for p in summary.periods])
     grid_out = np.array([float(p.backstop_export_kwh) for p in summary.periods])
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.bar(x, local, color="goldenrod", label="traded locally")
-    ax.bar(x, grid_in, bottom=local, color="slategray", label="from the backstop (cleared and imbalance)")
-    ax.bar(x, -grid_out, color="seagreen", label="to the backstop (below zero)")
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    # Bars from each period's start, as the price steps are: period i spans [i, i + 1].
+    ax.bar(x, local, width=0.9, align="edge", color="goldenrod", label="traded locally")
+    ax.bar(
+        x,
+        grid_in,
+        bottom=local,
+        width=0.9,
+        align="edge",
+        color="slategray",
+        label="from the backstop\n(cleared and imbalance)",
+    )
+    ax.bar(x, -grid_out, width=0.9, align="edge", color="seagreen", label="to the backstop (below zero)")
     ax.axhline(0, color="black", linewidth=0.6)
-    _time_axis(ax, summary)
+    _time_axis(ax, [p.period for p in summary.periods])
     ax.set_ylabel("kWh per interval")
     ax.set_title("Households' energy: traded locally, and with the backstop")
-    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
 
 
-def _curves_chart(result: RunResult, summary: Summary, path: Path) -> None:
+def _curves_chart(
+    result: RunResult, summary: Summary, explanation: ClearingExplanation | None, path: Path
+) -> None:
     import matplotlib.pyplot as plt
 
-    busiest = max(summary.periods, key=lambda p: (p.local_kwh, -p.period.start_utc.timestamp()))
-    engine = create_database_engine(result.database_url)
-    try:
-        with Session(engine) as session:
-            orders = list_orders(session, period=busiest.period, status=IN_BOOK, limit=1_000_000)
-    finally:
-        engine.dispose()
-    buys = sorted(((o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "buy"), reverse=True)
-    sells = sorted((o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "sell")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for book, label, colour in (
-        (buys, "demand (buy orders)", "steelblue"),
-        (sells, "supply (sell orders)", "darkorange"),
+    figures = busiest(summary)
+    buys, sells = _book(result, figures.period)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for book, label, colour, dearest_first in (
+        (buys, "demand (buy orders)", "steelblue", True),
+        (sells, "supply (sell orders)", "darkorange", False),
     ):
         if not book:
             continue
-        cumulative = np.concatenate(([0.0], np.cumsum([float(q) for _, q in book])))
-        prices = [float(p) for p, _ in book]
+        ordered = sorted(book, key=lambda step: step[0], reverse=dearest_first)
+        cumulative = np.concatenate(([0.0], np.cumsum([float(q) for _, q in ordered])))
+        prices = [float(p) for p, _ in ordered]
         ax.step(cumulative, [*prices, prices[-1]], where="post", label=label, color=colour, linewidth=1.8)
     ax.axhline(
         float(summary.import_tariff), color="firebrick", linestyle="--", label="backstop import tariff"
     )
     ax.axhline(float(summary.export_tariff), color="seagreen", linestyle="--", label="backstop export tariff")
-    if busiest.prices:
-        feeders = sorted(set(summary.feeders.values()))
-        price = float(busiest.prices.get(feeders[0], next(iter(busiest.prices.values()))))
+    if explanation is not None:
+        if explanation.crossing is not None:
+            crossing = explanation.crossing
+            middle = (crossing.lowest_p_per_kwh + crossing.highest_p_per_kwh) / 2
+            ax.plot(
+                [float(crossing.quantity_kwh)],
+                [float(middle)],
+                marker="x",
+                markersize=10,
+                color="dimgray",
+                linestyle="none",
+                label=f"curves cross: {crossing.quantity_kwh:.1f} kWh",
+            )
         ax.plot(
-            [float(busiest.local_kwh)],
-            [price],
+            [float(explanation.local_kwh)],
+            [float(explanation.price_p_per_kwh)],
             marker="o",
             markersize=9,
             color="black",
-            label=f"cleared: {busiest.local_kwh:.1f} kWh locally at {price:.2f} p/kWh ({feeders[0]})",
+            linestyle="none",
+            label=(
+                f"cleared: {explanation.local_kwh:.1f} kWh locally\n"
+                f"at {explanation.price_p_per_kwh} p/kWh ({explanation.node_id})"
+            ),
         )
+    local = figures.period.start_local
     ax.set_xlabel("kWh (cumulative, all nodes, before network fees)")
     ax.set_ylabel("limit price p/kWh")
-    ax.set_title(f"Supply and demand, {busiest.period.settlement_date} period {busiest.period.period}")
-    ax.legend(fontsize=8)
+    ax.set_title(
+        f"Supply and demand, {figures.period.settlement_date} period {figures.period.period} "
+        f"({local:%H:%M %Z})"
+    )
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
 
 
-def _bills_chart(result: RunResult, summary: Summary, path: Path) -> None:
+def _bills_chart(summary: Summary, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    homes = sorted(summary.bills, key=lambda home: summary.bills[home].baseline_cp)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    if len(homes) <= 80:
-        x = np.arange(len(homes))
-        baseline = [summary.bills[h].baseline_cp / 10_000 for h in homes]
-        paid = [summary.bills[h].total_cp / 10_000 for h in homes]
-        ax.bar(x - 0.2, baseline, width=0.4, color="lightgray", label="no-market baseline")
-        ax.bar(x + 0.2, paid, width=0.4, color="steelblue", label="with the local market")
-        ax.set_xticks(x, homes, rotation=90, fontsize=6)
-        ax.set_ylabel("£ (negative: paid to the household)")
-        ax.set_title("Each household's bill against its baseline")
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.legend(fontsize=8)
+    homes = sorted(summary.bills)
+    baseline = np.array([summary.bills[h].baseline_cp / 10_000 for h in homes])
+    paid = np.array([summary.bills[h].total_cp / 10_000 for h in homes])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    settled = [h for h in homes if summary.bills[h].final]
+    if settled:
+        feeders = sorted({summary.feeders.get(h, "") for h in settled})
+        for feeder in feeders:
+            mine = [
+                i
+                for i, h in enumerate(homes)
+                if summary.bills[h].final and summary.feeders.get(h, "") == feeder
+            ]
+            ax.scatter(baseline[mine], paid[mine], s=18, alpha=0.8, label=feeder or "households")
+        low = float(min(baseline.min(), paid.min(), 0.0))
+        high = float(max(baseline.max(), paid.max(), 0.0))
+        margin = (high - low) * 0.05 or 0.5
+        ends = (low - margin, high + margin)
+        ax.plot(ends, ends, color="black", linewidth=0.8, label="bill = baseline (no saving)")
+        ax.set_xlim(ends)
+        ax.set_ylim(ends)
     else:
-        savings = [(summary.bills[h].saving_cp or 0) / 10_000 for h in homes]
-        ax.hist(savings, bins=50, color="steelblue")
-        ax.set_xlabel("saving against the no-market baseline, £")
-        ax.set_ylabel("households")
-        ax.set_title(f"Savings of {len(homes)} households")
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _time_axis(ax: Any, summary: Summary) -> None:
-    labels = _labels(summary)
-    step = max(1, len(labels) // 12)
-    ax.set_xticks(np.arange(0, len(labels), step), labels[::step], rotation=0, fontsize=8)
-    ax.set_xlabel("interval start (UTC)")
+        ax.text(
+            0.5,
+            0.5,
+            "no day settled on metered energy:\nno saving to show",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.axhline(0, color="gray", linewidth=0.5)
+    ax.axvline(0, color="gray", linewidth=0.5)
+    ax.set_xlabel("no-market baseline, £ (negative: paid to the household)")
+    ax.set_ylabel("bill with the local market, £")
+    ax.set_title(f"{len(settled)} households' bills against their baselines")
+    ax.grid(alpha=0.3)
+    if settled:
+        _legend_outside(ax)
+    _save(fig, path)
 
 
 def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) -> str:
@@ -455,9 +957,11 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
     rows = "\n".join(
         f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in summary.lines()
     )
+    # The alt text is the caption's first sentence; the caption says the rest.
     figures = "\n".join(
-        f'<figure><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(title)}</figcaption></figure>'
-        for name, title in charts
+        f'<figure><img src="{esc(name)}" alt="{esc(caption.split(". ")[0])}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for name, caption in charts
     )
     homes = sorted(summary.bills.items(), key=lambda item: -(item[1].saving_cp or 0))[:100]
     bill_rows = "\n".join(
@@ -465,11 +969,12 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
         f"<td>{bill.bought_wh / 1000:.2f}</td><td>{bill.sold_wh / 1000:.2f}</td>"
         f"<td>{bill.imported_wh / 1000:.2f}</td><td>{bill.exported_wh / 1000:.2f}</td>"
         f"<td>{pounds(bill.baseline_cp)}</td><td>{pounds(bill.total_cp)}</td>"
-        f"<td>{pounds(bill.saving_cp or 0)}</td></tr>"
+        f"<td>{'-' if bill.saving_cp is None else pounds(bill.saving_cp)}</td></tr>"
         for home, bill in homes
     )
     times = result.times
     scenario = result.simulation.scenario
+    sections = _clock_section(summary) + _congestion_section(summary)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>smartbrum: {esc(scenario.name)}</title>
 <style>
@@ -484,9 +989,10 @@ figcaption {{ color: #555; font-size: 0.9em; }} .small {{ color: #666; font-size
 <table>{rows}</table>
 <p class="small">Run: {times.total_s:.1f} s in all ({times.simulate_s:.1f} s simulating the households,
 {times.setup_s:.1f} s set-up, {times.day_s:.1f} s for the trading day).
-Database: {esc(result.database_url)}.</p>
+Database: {esc(result.database_url)}. Times are on the Europe/London clock.</p>
+{sections}
 {figures}
-<h2>Households (top {len(homes)} by saving)</h2>
+<h2>Households (top {len(homes)} by saving, over the days settled on metered energy)</h2>
 <table><tr><th>household</th><th>feeder</th><th>bought kWh</th><th>sold kWh</th><th>imported kWh</th>
 <th>exported kWh</th><th>baseline £</th><th>paid £</th><th>saving £</th></tr>
 {bill_rows}</table>
@@ -498,3 +1004,47 @@ Imbalance: metered energy that differed from the traded position, settled with t
 Money balance: the sum of every account over every settlement run; it must be zero.</p>
 </body></html>
 """
+
+
+def _clock_section(summary: Summary) -> str:
+    """A paragraph on any clock change in the run ("" without one)."""
+    changes = clock_changes([p.period for p in summary.periods])
+    if not changes:
+        return ""
+    items = "".join(
+        f"<li>{html.escape(change.text)}: periods "
+        + html.escape(
+            ", ".join(str(summary.periods[i].period.period) for i in change.repeated or (change.index,))
+        )
+        + "</li>"
+        for change in changes
+    )
+    return (
+        f"<h2>Clock change</h2><p>The day has {len(summary.periods)} settlement periods on the "
+        f"Europe/London clock; the charts mark the change.</p><ul>{items}</ul>"
+    )
+
+
+def _congestion_section(summary: Summary) -> str:
+    """The network limits that bound, each in a sentence and a table a row per period ("" when
+    no network is known; a sentence when no limit bound)."""
+    if summary.network is None or len(summary.network.node_ids) <= 1:
+        return ""
+    esc = html.escape
+    congestion = summary.congestion
+    if not congestion:
+        return "<h2>Feeder congestion</h2><p>No network limit binds on this day: no price separates.</p>"
+    parts = ["<h2>Feeder congestion</h2>"]
+    for limit in congestion:
+        rows = "\n".join(
+            f"<tr><td>{period.period}</td><td>{period.start_local:%H:%M %Z}</td>"
+            f"<td>{binding.price_p_per_kwh}</td><td>{binding.parent_price_p_per_kwh}</td>"
+            f"<td>{separation}</td></tr>"
+            for period, binding, separation in zip(limit.periods, limit.limits, limit.separations_p_per_kwh)
+        )
+        parts.append(
+            f"<p>{esc(limit.sentence())}</p>"
+            f"<table><tr><th>period</th><th>start</th><th>{esc(limit.node_id)} p/kWh</th>"
+            f"<th>{esc(limit.parent_id)} p/kWh</th><th>separation p/kWh</th></tr>\n{rows}</table>"
+        )
+    return "\n".join(parts)

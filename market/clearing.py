@@ -563,3 +563,13 @@ def list_trades(
         )
         for trade, run in session.exec(query)
     ]
+
+
+def latest_cleared_period(session: Session, *, length_minutes: int) -> SettlementPeriod | None:
+    """The latest interval with a current run (the last cleared), or None before any clearing."""
+    latest = session.exec(
+        select(func.max(ClearingRunRow.interval_start_utc)).where(
+            ClearingRunRow.length_minutes == length_minutes, col(ClearingRunRow.is_current)
+        )
+    ).one()
+    return None if latest is None else period_at(latest, length_minutes=length_minutes)

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from market.database import chunks
-from market.intervals import SettlementPeriod, settlement_period
+from market.intervals import SettlementPeriod, period_at, settlement_period
 from market.tables import IntervalEnergyRow, MeterEventRow, MeterReadingRow
 from market.units import WH_PER_KWH
 from metering.energy import (
@@ -220,6 +220,63 @@ def derive_energy_of_meters(
             tuple(dict.fromkeys(event for energy in derived[meter_id] for event in energy.events)),
         )
         for meter_id in meter_ids
+    ]
+
+
+def estimates_to_revisit(
+    session: Session, *, since: datetime, before: datetime
+) -> dict[SettlementPeriod, list[str]]:
+    """The estimated energy a later reading may now improve: each period that began in
+    ``[since, before)`` with the meters whose current energy for it is an estimate and that have
+    a reading after its end. A reading that arrives after its period was derived (a slow shard, a
+    meter back after an outage) is then used: the counters on both sides of a gap fix the gap's
+    total, where the first estimate only extrapolated."""
+    energy = IntervalEnergyRow.__table__  # type: ignore[attr-defined]
+    readings = MeterReadingRow.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(energy.c.meter_id, energy.c.interval_start_utc, energy.c.length_minutes)
+        .where(
+            energy.c.is_current,
+            energy.c.estimated,
+            energy.c.interval_start_utc >= since,
+            energy.c.interval_start_utc < before,
+        )
+        .order_by(energy.c.interval_start_utc, energy.c.meter_id)
+    )
+    found: dict[SettlementPeriod, list[str]] = {}
+    for meter_id, start, length in session.execute(query):
+        period = period_at(start, length_minutes=length)
+        found.setdefault(period, []).append(meter_id)
+    # Keep the meters with a reading after the period's end (one query a period, a day at most).
+    revisit: dict[SettlementPeriod, list[str]] = {}
+    for period, meter_ids in found.items():
+        after = {
+            meter_id
+            for chunk in chunks(meter_ids)
+            for (meter_id,) in session.execute(
+                sa.select(readings.c.meter_id)
+                .where(
+                    readings.c.meter_id.in_(chunk),
+                    readings.c.polled_at >= period.end_utc,
+                    readings.c.quality != Quality.INVALID.value,
+                )
+                .distinct()
+            )
+        }
+        if kept := [meter_id for meter_id in meter_ids if meter_id in after]:
+            revisit[period] = kept
+    return revisit
+
+
+def derive_revisited_estimates(
+    session: Session, revisit: dict[SettlementPeriod, list[str]]
+) -> list[DerivedEnergy]:
+    """:func:`derive_energy_of_meters` for each period of :func:`estimates_to_revisit` and its
+    meters; reads, writes nothing (storing keeps only what changed)."""
+    return [
+        derived
+        for period, meter_ids in revisit.items()
+        for derived in derive_energy_of_meters(session, meter_ids, [period])
     ]
 
 

@@ -19,10 +19,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.app import app_from_settings, create_app
 from api.deps import Platform
 from web.account_pages import router as account_router
+from web.bill_pages import router as bill_router
+from web.energy_pages import router as energy_router
 from web.household_pages import router as household_router
+from web.operator_console_pages import router as operator_console_router
+from web.operator_market_pages import router as operator_market_router
 from web.operator_pages import router as operator_router
 from web.rendering import render
 from web.sessions import PageRefusedError, SignInNeededError, sign_in_path
+from web.settings_pages import router as settings_router
 
 STATIC = Path(__file__).parent / "static"
 #: The pages' content security policy: their own stylesheet and images, forms posted to this site
@@ -73,7 +78,12 @@ def add_pages(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(account_router)
     app.include_router(household_router)
+    app.include_router(energy_router)
+    app.include_router(bill_router)
+    app.include_router(settings_router)
     app.include_router(operator_router)
+    app.include_router(operator_console_router)
+    app.include_router(operator_market_router)
 
     @app.exception_handler(SignInNeededError)
     async def to_sign_in(_: Request, error: SignInNeededError) -> Response:

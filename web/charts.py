@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from market.intervals import SettlementPeriod
 from market.prices import PeriodPrices
-from web.format import p_per_kwh, period_times
+from web.format import kwh, p_per_kwh, period_times
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 12, 28
@@ -135,3 +136,235 @@ def _nice_ticks(low: Decimal, high: Decimal) -> list[Decimal]:
         ticks.append(value)
         value += size
     return ticks
+
+
+# --- Energy ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodEnergy:
+    """One period's metered energy over a household's meters; None where none is known yet."""
+
+    period: SettlementPeriod
+    import_kwh: Decimal | None
+    export_kwh: Decimal | None
+    #: Some of it is an estimate, to be replaced when the meter's readings arrive.
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class EnergyChart:
+    """Imports as bars above the axis, exports as bars below it; estimated bars hatched (and
+    named in their labels), so neither direction nor estimate is told by colour alone."""
+
+    summary: str
+    bars: list[Bar]
+    estimated: list[bool]
+    directions: list[str]
+    zero_y: float
+    ticks: list[Tick]
+    x_ticks: list[XTick]
+    width: int = WIDTH
+    height: int = HEIGHT
+
+
+# --- an interval's supply and demand curves (the operator's Interval page) -------------------
+
+
+@dataclass(frozen=True)
+class CurveLevel:
+    """One price of the book with the energy offered at or below it and bid at or above it."""
+
+    price_p_per_kwh: Decimal
+    supply_kwh: Decimal
+    demand_kwh: Decimal
+
+
+@dataclass(frozen=True)
+class CurvesChart:
+    """The book's supply (sells, cheapest first) and demand (buys, dearest first) as step curves,
+    with the clearing price as a line across them; ``levels`` is the table equivalent."""
+
+    summary: str
+    supply_path: str
+    demand_path: str
+    clearing_y: float | None
+    ticks: list[Tick]
+    x_ticks: list[XTick]
+    levels: list[CurveLevel]
+    width: int = WIDTH
+    height: int = HEIGHT
+
+
+def energy_chart(energy: Sequence[PeriodEnergy], *, day: str) -> EnergyChart:
+    """The chart of one day's metered energy per period; ``day`` names it in the summary."""
+    imports = [e.import_kwh for e in energy if e.import_kwh is not None]
+    exports = [e.export_kwh for e in energy if e.export_kwh is not None]
+    high = max([Decimal("0.5"), *imports])
+    low = -max([Decimal("0.5"), *exports])
+    span = high - low
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step = plot_w / max(len(energy), 1)
+
+    def y_of(value: Decimal) -> float:
+        return TOP + float((high - value) / span) * plot_h
+
+    zero = y_of(Decimal(0))
+    bars, estimated, directions = [], [], []
+    for i, e in enumerate(energy):
+        note = ", estimated" if e.estimated else ""
+        for direction, value in (("import", e.import_kwh), ("export", e.export_kwh)):
+            if value is None or value == 0:
+                continue
+            top = y_of(value if direction == "import" else -value)
+            bars.append(
+                Bar(
+                    x=LEFT + i * step + step * 0.15,
+                    y=min(top, zero),
+                    width=step * 0.7,
+                    height=max(abs(zero - top), 1.0),
+                    label=f"{period_times(e.period)}: {direction} {kwh(value)}{note}",
+                )
+            )
+            estimated.append(e.estimated)
+            directions.append(direction)
+    ticks = [Tick(y_of(v), f"{v.normalize():f}") for v in _nice_energy_ticks(low, high)]
+    x_ticks = [
+        XTick(LEFT + i * step, f"{e.period.start_local:%H:%M}")
+        for i, e in enumerate(energy)
+        if e.period.start_local.minute == 0 and e.period.start_local.hour % 3 == 0
+    ]
+    known = [e for e in energy if e.import_kwh is not None]
+    if known:
+        total_in = sum((e.import_kwh or Decimal(0) for e in known), Decimal(0))
+        total_out = sum((e.export_kwh or Decimal(0) for e in known), Decimal(0))
+        guessed = sum(e.estimated for e in known)
+        said = (
+            f"energy known for {len(known)} of {len(energy)} periods: {kwh(total_in)} imported, "
+            f"{kwh(total_out)} exported"
+        )
+        if guessed:
+            said += f"; {guessed} of those periods estimated"
+    else:
+        said = f"no energy known yet for any of the {len(energy)} periods"
+    summary = f"Your meter's energy on {day}: {said}. The table gives every period."
+    return EnergyChart(summary, bars, estimated, directions, zero, ticks, x_ticks)
+
+
+def _nice_energy_ticks(low: Decimal, high: Decimal) -> list[Decimal]:
+    span = high - low
+    for size in (Decimal("0.1"), Decimal("0.2"), Decimal("0.5"), Decimal(1), Decimal(2), Decimal(5)):
+        if span / size <= 6:
+            break
+    else:
+        size = Decimal(10)
+    value = (low / size).to_integral_value(rounding="ROUND_CEILING") * size
+    ticks = []
+    while value <= high:
+        ticks.append(value)
+        value += size
+    return ticks
+
+
+def curves_chart(
+    sells: Sequence[tuple[Decimal, Decimal]],
+    buys: Sequence[tuple[Decimal, Decimal]],
+    *,
+    clearing_price_p_per_kwh: Decimal | None,
+    interval: str,
+) -> CurvesChart:
+    """The curves of one interval's book: ``sells`` and ``buys`` as (limit price p/kWh, kWh) pairs;
+    ``interval`` names it in the summary."""
+    supply = sorted(_by_price(sells).items())  # one step per price, however many orders share it
+    demand = sorted(_by_price(buys).items(), reverse=True)
+    prices = [price for price, _ in (*supply, *demand)]
+    if clearing_price_p_per_kwh is not None:
+        prices.append(clearing_price_p_per_kwh)
+    low = min([Decimal(0), *prices])
+    high = max([Decimal(10), *prices])
+    total_supply = sum((kwh for _, kwh in supply), Decimal(0))
+    total_demand = sum((kwh for _, kwh in demand), Decimal(0))
+    most = max(total_supply, total_demand, Decimal(1))
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x_of(energy: Decimal) -> float:
+        return LEFT + float(energy / most) * plot_w
+
+    def y_of(value: Decimal) -> float:
+        return TOP + float((high - value) / (high - low)) * plot_h
+
+    def step_path(orders: Sequence[tuple[Decimal, Decimal]]) -> str:
+        if not orders:
+            return ""
+        total = Decimal(0)
+        parts = [f"M{x_of(total):.1f},{y_of(orders[0][0]):.1f}"]
+        for i, (price, energy) in enumerate(orders):
+            if i:
+                parts.append(f"V{y_of(price):.1f}")
+            total += energy
+            parts.append(f"H{x_of(total):.1f}")
+        return "".join(parts)
+
+    levels = _curve_levels(supply, demand)
+    said = [
+        f"{_count(len(sells), 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
+        + (f" from {p_per_kwh(supply[0][0])} to {p_per_kwh(supply[-1][0])}" if supply else ""),
+        f"{_count(len(buys), 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
+        + (f" from {p_per_kwh(demand[0][0])} down to {p_per_kwh(demand[-1][0])}" if demand else ""),
+    ]
+    if clearing_price_p_per_kwh is not None:
+        said.append(f"it cleared at {p_per_kwh(clearing_price_p_per_kwh)} at the root")
+    else:
+        said.append("it has not cleared")
+    summary = f"Supply and demand for {interval}: {'; '.join(said)}. The table gives every price."
+    return CurvesChart(
+        summary=summary,
+        supply_path=step_path(supply),
+        demand_path=step_path(demand),
+        clearing_y=None if clearing_price_p_per_kwh is None else y_of(clearing_price_p_per_kwh),
+        ticks=[Tick(y_of(v), f"{v.normalize():f}p") for v in _nice_ticks(low, high)],
+        x_ticks=[XTick(x_of(v), f"{v.normalize():f}") for v in _round_steps(most)],
+        levels=levels,
+    )
+
+
+def _round_steps(most: Decimal) -> list[Decimal]:
+    """Ticks from 0 to ``most`` at a round step (1, 2 or 5 times a power of ten), at most six."""
+    size = Decimal(1).scaleb(most.adjusted() - 1)
+    factors = (Decimal(2), Decimal("2.5"), Decimal(2))
+    i = 0
+    while most / size > 5:
+        size *= factors[i % 3]
+        i += 1
+    return [size * n for n in range(int(most / size) + 1)]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _curve_levels(
+    supply: Sequence[tuple[Decimal, Decimal]], demand: Sequence[tuple[Decimal, Decimal]]
+) -> list[CurveLevel]:
+    """At each price of the book, the energy offered at or below it and bid at or above it: running
+    sums over the sorted orders (one pass each, as a book may hold thousands of orders)."""
+    offered, bid = _by_price(supply), _by_price(demand)
+    prices = sorted({*offered, *bid})
+    supply_at, running = [], Decimal(0)
+    for price in prices:
+        running += offered.get(price, Decimal(0))
+        supply_at.append(running)
+    demand_at, running = [], Decimal(0)
+    for price in reversed(prices):
+        running += bid.get(price, Decimal(0))
+        demand_at.append(running)
+    demand_at.reverse()
+    return [CurveLevel(p, s, d) for p, s, d in zip(prices, supply_at, demand_at, strict=True)]
+
+
+def _by_price(orders: Sequence[tuple[Decimal, Decimal]]) -> dict[Decimal, Decimal]:
+    """The energy at each price, the orders at one price added together."""
+    energy_at: dict[Decimal, Decimal] = {}
+    for price, energy in orders:
+        energy_at[price] = energy_at.get(price, Decimal(0)) + energy
+    return energy_at

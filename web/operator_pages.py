@@ -1,4 +1,5 @@
-"""The energy company's pages: its home, and inviting a household (or another operator).
+"""The energy company's Invite page: inviting a household (or another operator). Its home, the
+Overview, is in :mod:`web.operator_console_pages`.
 
 May import :mod:`api.deps`, :mod:`market` and :mod:`web`'s own modules.
 """
@@ -12,7 +13,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.deps import PlatformDep
-from market.accounts import household_counts, invite, participants_with_accounts
+from market.accounts import invite, participants_with_accounts
 from market.database import transaction
 from market.errors import MarketError
 from market.participants import list_participants
@@ -20,25 +21,6 @@ from web.rendering import invitation_link, render
 from web.sessions import OperatorPageDep, check_csrf, refuse_nul_in_forms
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_forms)])
-
-
-@router.get("/operator")
-def operator_home(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
-    """The platform's clock and how many households have joined."""
-    with Session(platform.engine) as session:
-        counts = household_counts(session)
-    return render(
-        request,
-        "operator_home.html",
-        {
-            "title": "Home",
-            "nav": "operator",
-            "now": platform.clock.now(),
-            "households": counts.households,
-            "active": counts.active,
-            "joined": counts.joined,
-        },
-    )
 
 
 def _invite_page(
@@ -56,8 +38,11 @@ def _invite_page(
 
 
 @router.get("/operator/invite")
-def invite_page(request: Request, platform: PlatformDep, found: OperatorPageDep) -> Response:
-    return _invite_page(request, platform)
+def invite_page(
+    request: Request, platform: PlatformDep, found: OperatorPageDep, participant_id: str = ""
+) -> Response:
+    """The invitation form, ``participant_id`` chosen when given (the Households page links so)."""
+    return _invite_page(request, platform, chosen=participant_id)
 
 
 @router.post("/operator/invite")

@@ -96,7 +96,9 @@ async def signed_in(
 
 async def household_page(found: Annotated[WebSession, Depends(signed_in)]) -> WebSession:
     if found.participant.kind != HOUSEHOLD:
-        raise PageRefusedError(403, "This page is for households. The energy company's pages start at Home.")
+        raise PageRefusedError(
+            403, "This page is for households. The energy company's pages start at Overview."
+        )
     return found
 
 

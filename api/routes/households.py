@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 from api.deps import ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
+    NO_NUL,
     AwareDateTime,
     DayStatementPublic,
     EnergyPublic,
@@ -34,7 +35,9 @@ from market.statements import day_statement, statement
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["households"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Whose = Annotated[str | None, Query(max_length=64, description="Operator only: the household.")]
+Whose = Annotated[
+    str | None, Query(max_length=64, pattern=NO_NUL, description="Operator only: the household.")
+]
 
 
 def whose(participant: Participant, participant_id: str | None) -> str | None:

@@ -46,7 +46,7 @@ def clearing(
     platform: PlatformDep,
     session: SessionDep,
     day: SettlementDate,
-    period: Annotated[int, Path(ge=1, le=200)],
+    period: Annotated[int, Path(ge=1, le=100)],
 ) -> ClearingPublic:
     """An interval's cleared prices and volumes per node; not found until it is cleared."""
     rules = platform.settings.market_rules()

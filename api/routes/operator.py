@@ -12,6 +12,7 @@ from api.deps import OperatorDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     MAX_ROW_ID,
+    NO_NUL,
     AuditPublic,
     AwareDateTime,
     ClearRequest,
@@ -107,7 +108,7 @@ def participants(
 
 @router.get("/participants/{participant_id}", response_model=ParticipantPublic)
 def participant(
-    participant_id: Annotated[str, Path(max_length=64)], _: OperatorDep, session: SessionDep
+    participant_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)], _: OperatorDep, session: SessionDep
 ) -> ParticipantPublic:
     return participant_public(get_participant(session, participant_id))
 
@@ -116,7 +117,7 @@ def participant(
     "/participants/{participant_id}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenIssued
 )
 def add_token(
-    participant_id: Annotated[str, Path(max_length=64)],
+    participant_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     body: TokenCreate,
     _: OperatorDep,
     platform: PlatformDep,
@@ -263,7 +264,7 @@ def tariff(_: ParticipantDep, platform: PlatformDep, session: SessionDep) -> Tar
 @router.post("/intervals/{day}/{period}/clear", response_model=RunPublic)
 def clear(
     day: SettlementDate,
-    period: Annotated[int, Path(ge=1, le=200)],
+    period: Annotated[int, Path(ge=1, le=100)],
     body: ClearRequest,
     participant: OperatorDep,
     platform: PlatformDep,
@@ -358,7 +359,7 @@ def settlement_export(
 def audit(
     _: OperatorDep,
     session: SessionDep,
-    actor: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Page[AuditPublic]:

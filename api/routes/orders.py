@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
@@ -13,6 +13,8 @@ from api.audit import audit_in
 from api.deps import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
+    NO_NUL,
+    PERIOD_KEY,
     IntervalPublic,
     OrderAmend,
     OrderBatchCreate,
@@ -44,6 +46,8 @@ from market.rules import MarketRules
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["orders"])
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
+#: An order's id (the market writes UUIDs; any other text is simply not found).
+OrderId = Annotated[str, Path(max_length=64, pattern=NO_NUL)]
 
 
 def interval_of(key: str, rules: MarketRules, field: str = "interval") -> SettlementPeriod:
@@ -198,10 +202,12 @@ def orders(
     session: SessionDep,
     limit: Limit = 100,
     offset: Offset = 0,
-    interval: Annotated[str | None, Query(max_length=14, description="DATE/PERIOD")] = None,
+    interval: Annotated[str | None, Query(pattern=PERIOD_KEY, description="DATE/PERIOD")] = None,
     settlement_date: Annotated[SettlementDate | None, Query(alias="date")] = None,
     order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
-    participant_id: Annotated[str | None, Query(max_length=64, description="Operator only.")] = None,
+    participant_id: Annotated[
+        str | None, Query(max_length=64, pattern=NO_NUL, description="Operator only.")
+    ] = None,
 ) -> Page[OrderPublic]:
     """A household's own orders (the operator's: everyone's, or one household's)."""
     rules = platform.settings.market_rules()
@@ -230,7 +236,7 @@ def _visible_to(participant_id: str, kind: str) -> str | None:
 
 @router.get("/orders/{order_id}", response_model=OrderPublic)
 def order(
-    order_id: str, participant: ParticipantDep, platform: PlatformDep, session: SessionDep
+    order_id: OrderId, participant: ParticipantDep, platform: PlatformDep, session: SessionDep
 ) -> OrderPublic:
     """One order; another household's is not found."""
     found = get_order(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
@@ -238,7 +244,7 @@ def order(
 
 
 @router.get("/orders/{order_id}/history", response_model=list[OrderEventPublic])
-def history(order_id: str, participant: ParticipantDep, session: SessionDep) -> list[OrderEventPublic]:
+def history(order_id: OrderId, participant: ParticipantDep, session: SessionDep) -> list[OrderEventPublic]:
     """Every change to an order, oldest first."""
     events = order_history(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
     return [OrderEventPublic(**event.__dict__) for event in events]
@@ -246,12 +252,10 @@ def history(order_id: str, participant: ParticipantDep, session: SessionDep) -> 
 
 @router.patch("/orders/{order_id}", response_model=OrderPublic)
 def amend(
-    order_id: str, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep, request: Request
+    order_id: OrderId, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep, request: Request
 ) -> OrderPublic:
     """Change an open order's quantity or price before its gate closes."""
     rules = platform.settings.market_rules()
-    if body.quantity_kwh is None and body.price_p_per_kwh is None:
-        raise MarketError("body", "give quantity_kwh, price_p_per_kwh or both")
     with transaction(platform.engine) as session:
         amended = amend_order(
             session,
@@ -267,7 +271,9 @@ def amend(
 
 
 @router.delete("/orders/{order_id}", response_model=OrderPublic)
-def cancel(order_id: str, participant: HouseholdDep, platform: PlatformDep, request: Request) -> OrderPublic:
+def cancel(
+    order_id: OrderId, participant: HouseholdDep, platform: PlatformDep, request: Request
+) -> OrderPublic:
     """Cancel an open order before its gate closes; it stays in the history."""
     rules = platform.settings.market_rules()
     with transaction(platform.engine) as session:

@@ -23,7 +23,7 @@ BATCH = {
         {
             "interval": AFTER.key,
             "side": "sell",
-            "quantity_kwh": 0.25,
+            "quantity_kwh": "0.25",
             "price_p_per_kwh": "-3.5",
             "node": "F1",
         },

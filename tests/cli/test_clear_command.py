@@ -205,6 +205,9 @@ def test_clear_sample_clears_the_sample_book(runner):
     assert result.exit_code == 0, result.output
     assert "sample-book.csv" in result.stdout
     assert "FDR-3" in result.stdout
+    as_json = runner.invoke(app, ["clear-sample", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert "FDR-3" in json.loads(as_json.stdout)["node_prices"]
 
 
 def test_the_installed_command_runs(tmp_path):

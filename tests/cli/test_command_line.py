@@ -120,3 +120,39 @@ def test_a_settings_mistake_is_one_line_naming_where(
     assert message.format(file=file) in result.stderr
     assert "pydantic" not in result.stderr
     assert "validation error" not in result.stderr
+
+
+def test_scenario_run_json_is_the_summary(tmp_path):
+    """The whole run, as a user runs it, but short: stdout is one JSON object."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("smartbrum")),
+            "scenario",
+            "run",
+            str(root / "scenarios" / "birmingham-street.toml"),
+            "--households",
+            "2",
+            "--day-seconds",
+            "4",
+            "--database",
+            str(tmp_path / "run.db"),
+            "--report",
+            str(tmp_path / "report"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["scenario"] == "birmingham-street"
+    assert summary["households"] == "2"
+    assert summary["intervals cleared"].startswith("48 of 48")

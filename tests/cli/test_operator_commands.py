@@ -157,6 +157,9 @@ def test_tariff_set_and_show(cli, street):
     )
     assert inverted.exit_code == 2
     assert "import_p_per_kwh" in inverted.stderr
+    clash = cli("tariff", "set", "--import-price", "30", "--export-price", "5", "--from", "2026-10-22T12:00Z")
+    assert clash.exit_code == 2
+    assert clash.stderr.startswith("smartbrum: --from: a tariff already starts at 2026-10-22")
     nonsense = cli("tariff", "set", "--import-price", "lots", "--export-price", "5")
     assert nonsense.exit_code == 2
     assert "--import-price" in nonsense.output

@@ -14,8 +14,11 @@ from market.intervals import period_at
 from market.meter_data import (
     counter_readings_of_meters,
     derive_meter_energy,
+    derive_revisited_estimates,
     energy_of_meters,
+    estimates_to_revisit,
     kwh_to_wh,
+    store_energy_of_meters,
     store_readings,
 )
 from market.participants import register_meter
@@ -106,6 +109,43 @@ def test_estimates_become_actuals_as_a_new_revision(metered):
     ]
     with Session(metered) as session:
         assert [e.revision for e in energy_of_meters(session, meter_ids=["M1"])] == [1, 2]
+
+
+def current_estimated(session, period) -> bool:
+    return [e.estimated for e in energy_of_meters(session, meter_ids=["M1"]) if e.period == period] == [True]
+
+
+def test_estimates_are_derived_again_once_later_readings_arrive(metered):
+    """The meter goes quiet after 12:30: 12:30-13:00 and 13:00-13:30 are stored as estimates.
+    Readings from 13:00 and 13:30 arrive late (a slow shard): the estimates are found, derived
+    again and stored as measured revisions; an estimate with nothing after it is left alone."""
+    second, third = FIRST.next(), FIRST.next().next()
+    fourth = third.next()  # 13:30-14:00
+    with transaction(metered) as session:
+        store_readings(session, [reading(0, 100.0), reading(30, 100.5)])
+        refresh_interval_energy(session, "M1", [FIRST, second, third, fourth], now=NOW + timedelta(hours=2))
+    with Session(metered) as session:
+        assert estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2)) == {}
+    with transaction(metered) as session:
+        store_readings(session, [reading(60, 101.25), reading(90, 101.75, 0.5)])
+    with Session(metered) as session:
+        revisit = estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2))
+        # 13:30-14:00 has no reading after its end yet: nothing can improve it.
+        assert revisit == {second: ["M1"], third: ["M1"]}
+        assert current_estimated(session, fourth)
+        derived = derive_revisited_estimates(session, revisit)
+    with transaction(metered) as session:
+        store_energy_of_meters(session, derived, now=NOW + timedelta(hours=2))
+    with Session(metered) as session:
+        current = {e.period: e for e in energy_of_meters(session, meter_ids=["M1"])}
+        assert [
+            (current[p].import_kwh, current[p].export_kwh, current[p].estimated) for p in (second, third)
+        ] == [
+            (Decimal("0.75"), Decimal(0), False),
+            (Decimal("0.5"), Decimal("0.5"), False),
+        ]
+        assert [current[p].revision for p in (FIRST, second, third, fourth)] == [1, 2, 2, 1]
+        assert estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2)) == {}
 
 
 def test_a_counter_reset_is_recorded_once_and_never_negative(metered):

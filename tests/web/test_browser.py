@@ -23,7 +23,7 @@ from api.settings import Settings
 from market.accounts import AccountPolicy, accept_invitation, invite
 from market.clearing import clear_interval
 from market.database import create_database_engine, transaction, upgrade_database
-from market.intervals import settlement_period
+from market.intervals import periods_of_day, settlement_period
 from market.orders import place_order
 from market.rules import MarketRules
 from tests.factories import FixedClock, seed_market
@@ -173,6 +173,25 @@ def test_an_invited_household_trades_and_sees_its_order_clear(site, browser):
     assert "2 kWh at" in household.locator("main").inner_text()
     household.get_by_role("link", name="Today", exact=True).click()
     assert "charged £" in household.locator("main").inner_text()
+    # Settled without meter data: the bill shows the trade and says what waits for the meter.
+    from market.settlement import INITIAL, SettlementConfig, settle_periods
+
+    settle_periods(
+        site.engine,
+        [NEXT],
+        run_type=INITIAL,
+        config=SettlementConfig(),
+        now=NEXT.end_utc,
+        triggered_by="test",
+    )  # type: ignore[arg-type]
+    household.get_by_role("link", name="Bill", exact=True).click()
+    bill = household.locator("main").inner_text()
+    assert "Bought locally" in bill
+    assert "your trades are settled; the rest waits for your meter's readings" in bill
+    assert "No saving is claimed yet" in bill
+    household.get_by_role("link", name="Sunday 6 December 2026").click()
+    assert household.locator("h1").inner_text() == "Bill for Sunday 6 December 2026"
+    assert "2.000 kWh" in household.locator("main").inner_text()
 
     other = browser.new_context().new_page()
     other.goto(f"{site.url}/sign-in")
@@ -206,8 +225,61 @@ PAGES = [
     "/account",
     "/operator",
     "/operator/invite",
+    "/operator/households",
+    "/operator/households/H3/deactivate",
+    "/operator/meters",
+    "/operator/settlement",
+    "/operator/settlement/1",
+    "/operator/audit",
+    "/operator/network",
+    f"/operator/intervals/{NEXT.key}",
     "/invitation",
+    "/energy",
+    "/bill",
+    "/bill/days/2026-12-06",
+    "/settings",
+    "/settings/issued",
 ]
+
+
+def _meter_and_settlement(site: Site) -> None:
+    """H2's meter with readings until now (the rest of the day estimated) and NEXT settled, so
+    Energy and Bill have figures to show."""
+    from market.meter_data import store_readings
+    from market.participants import register_meter
+    from market.settlement import INITIAL, SettlementConfig, settle_periods
+    from metering.readings import Quality, Reading
+    from tests.factories import refresh_interval_energy
+
+    with transaction(site.engine) as session:  # type: ignore[arg-type]
+        register_meter(
+            session,
+            meter_id="M2",
+            participant_id="H2",
+            host="10.0.0.2",
+            port=502,
+            unit_id=2,
+            transport="tcp",
+            model="sdm630",
+            now=NOW - timedelta(days=1),
+        )
+        store_readings(
+            session,
+            [
+                Reading("M2", NOW - timedelta(minutes=30 * i), None, values, Quality.GOOD)
+                for i in range(25)
+                for values in [{"import_kwh": 100.0 - 0.3 * i, "export_kwh": 10.0 - 0.1 * i}]
+            ],
+        )
+        refresh_interval_energy(session, "M2", periods_of_day(NOW.date()), now=NOW)
+    settle_periods(
+        site.engine,  # type: ignore[arg-type]
+        [NEXT],
+        run_type=INITIAL,
+        config=SettlementConfig(platform_fee_p_per_kwh=Decimal("0.1")),
+        now=NEXT.end_utc,
+        triggered_by="test",
+    )
 
 
 def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
@@ -232,6 +304,7 @@ def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
         now=NEXT.start_utc,
         triggered_by="test",
     )  # type: ignore[arg-type]
+    _meter_and_settlement(site)
     axe = Axe()
     screenshots = os.environ.get("SMARTBRUM_SCREENSHOTS") == "1"
     found: dict[str, list[str]] = {}
@@ -257,6 +330,11 @@ def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
             elif path == "/sign-in":
                 page = visitor
                 page.goto(f"{site.url}/sign-in")
+            elif path == "/settings/issued":  # a new token, shown once
+                page = household
+                page.goto(f"{site.url}/settings")
+                page.get_by_label("Label (optional)").fill("axe")
+                page.get_by_role("button", name="Issue a token").click()
             elif path.startswith("/operator"):
                 page = operator
                 page.goto(f"{site.url}{path}")
