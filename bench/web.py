@@ -489,7 +489,10 @@ async def time_pages(
             timed = Timed(page)
             whose = households if page.role == "household" else [harness.OPERATOR_ID]
             profile = Path(args.profile) / f"{label}-{_slug(page.name)}.prof" if args.profile else None
+            deadline = time.monotonic() + args.page_seconds
             for n in range(args.warmup + args.requests):
+                if time.monotonic() > deadline:  # a slow page must not hold up the rest
+                    break
                 who = whose[n % len(whose)]
                 secret, values = seeded.sessions[who]
                 path = page.path.format(**values)
