@@ -32,16 +32,16 @@ afterwards), built by the Alembic migrations:
    A session is opened (:func:`market.accounts.open_session`) for every measured household and
    the operator, as signing in does.
 
-2. **The pages, timed**: every page of :data:`PAGES` (one line each: the pages on main when this
-   benchmark was written, ``/today``, ``/orders``, a past day's ``/orders?date=...``,
-   ``/orders/{id}``, ``/account``, ``/operator`` and ``/operator/invite``), ``--requests`` GETs
-   each after ``--warmup`` untimed ones, the measured households taking turns (an order page shows
-   one of that household's cleared orders), the operator's pages as the operator. Requests go to
-   the real composed service, :func:`web.app.create_service` (the API's middlewares, the session
-   check, the page, its template), in process through httpx2's ASGI transport, one at a time. The
-   server time of a request is measured by a thin ASGI wrapper around the service: from the
-   request reaching the app to its last body message, so it leaves out the client and the
-   transport; every answer must be 200 and the page asked for (not the sign-in page).
+2. **The pages, timed**: every page of :data:`PAGES` (one line each: every page on main, the
+   household's and the operator's), ``--requests`` GETs each after ``--warmup`` untimed ones (at
+   most ``--page-seconds`` a page), the measured households taking turns (an order page shows one
+   of that household's orders of yesterday), the operator's pages as the operator. Requests go
+   to the real composed service, :func:`web.app.create_service` (the API's middlewares, the
+   session check, the page, its template), in process through httpx2's ASGI transport, one at a
+   time. The server time of a request is measured by a thin ASGI wrapper around the service:
+   from the request reaching the app to its last body message, so it leaves out the client and
+   the transport; every answer must have the page's status (200, or 303 for the page that sends
+   to the last cleared interval).
 
    Why in process rather than against ``smartbrum serve``: the service sends no
    ``Server-Timing`` header, and timing at the client over loopback would add the client's own
@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import re
 import sys
 import time
@@ -488,7 +489,7 @@ async def time_pages(
         for page in PAGES:
             timed = Timed(page)
             whose = households if page.role == "household" else [harness.OPERATOR_ID]
-            profile = Path(args.profile) / f"{label}-{_slug(page.name)}.prof" if args.profile else None
+            profiler = cProfile.Profile() if args.profile else None
             deadline = time.monotonic() + args.page_seconds
             for n in range(args.warmup + args.requests):
                 if time.monotonic() > deadline:  # a slow page must not hold up the rest
@@ -496,13 +497,19 @@ async def time_pages(
                 who = whose[n % len(whose)]
                 secret, values = seeded.sessions[who]
                 path = page.path.format(**values)
-                with harness.profiled(profile if n >= args.warmup else None):
-                    response = await client.get(path, headers={"cookie": f"{SESSION_COOKIE}={secret}"})
+                if profiler is not None and n >= args.warmup:
+                    profiler.enable()
+                response = await client.get(path, headers={"cookie": f"{SESSION_COOKIE}={secret}"})
+                if profiler is not None:
+                    profiler.disable()
                 if response.status_code != page.status:
                     problems.append(f"{page.name}: {path} answered {response.status_code} for {who}")
                     break
                 if n >= args.warmup and timer.seconds is not None:
                     timed.milliseconds.append(timer.seconds * 1000)
+            if profiler is not None:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(Path(args.profile) / f"{label}-{_slug(page.name)}.prof")
             title = _TITLE.search(response.text)
             log.info(
                 f"{label}: {page.name}: p95 {timed.quantile(0.95):.1f} ms over {len(timed.milliseconds)} "
@@ -639,6 +646,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--requests", type=int, default=None, help="timed requests per page (300; 40)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed requests per page first (20; 5)")
+    parser.add_argument(
+        "--page-seconds",
+        type=float,
+        default=120.0,
+        help="stop a page's requests after this many seconds (120): the table shows how many ran",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="300 households, 3 days, 5 measured, 40 requests"
     )
