@@ -313,7 +313,11 @@ def deactivate_form(
                 now=platform.clock.now(),
                 actor=found.participant.id,
                 reason=reason,
+                method=request.method,
+                path=request.url.path,
+                client=request.client.host if request.client else "",
             )
+        request.state.audited = True  # the row above, with what was done: not the middleware's too
     except MarketError as error:
         if error.field == "reason":
             errors = {"reason": "The reason is too long: keep it to 300 characters."}
