@@ -39,6 +39,9 @@ def deactivate_household(
     now: datetime,
     actor: str,
     reason: str = "",
+    method: str = "CLI",
+    path: str = "",
+    client: str = "",
 ) -> Deactivation:
     """Deactivate a household: it can no longer sign in or trade.
 
@@ -47,6 +50,10 @@ def deactivate_household(
     cancelled (its history names ``actor``), and the audit log records it all. Orders past their
     gate stay in their book: they may already be cleared and must be settled. Its meters and its
     past stay, for settlement.
+
+    The audit row says what was done and why, as the command line's (``method`` ``CLI``) unless
+    a request passes its own ``method``, ``path`` and ``client`` (a web form, which then leaves
+    its request unaudited a second time).
 
     Raises
     ------
@@ -97,9 +104,10 @@ def deactivate_household(
         session,
         at=now,
         actor=actor,
-        method="CLI",
-        path=f"participant deactivate {participant_id}",
+        method=method,
+        path=path or f"participant deactivate {participant_id}",
         status_code=200,
+        client=client,
         detail=detail,
     )
     session.flush()

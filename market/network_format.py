@@ -54,13 +54,14 @@ TARIFF_KEYS = ("import_p_per_kwh", "export_p_per_kwh")
 _DECIMAL_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,6})?")
 
 
-class NetworkFormatError(ValueError):
-    """A network document that cannot be read: the message names the file, the key and the reason.
+class DocumentError(ValueError):
+    """A document (a file of the operator's) that cannot be read: the message names the file, the
+    key and the reason.
 
     Attributes
     ----------
     path : str
-        The file (or ``"<network>"`` for a document not read from a file).
+        The file (or ``"<network>"``, ``"<scenario>"`` for a document not read from a file).
     key : str
         The dotted key, e.g. ``"nodes[2].parent"``; empty for the document as a whole.
     reason : str
@@ -73,6 +74,10 @@ class NetworkFormatError(ValueError):
         self.reason = reason
         where = f"{path}: {key}" if key else path
         super().__init__(f"{where}: {reason}")
+
+
+class NetworkFormatError(DocumentError):
+    """A network document that cannot be read."""
 
 
 @dataclass(frozen=True)

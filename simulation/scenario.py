@@ -91,7 +91,7 @@ from pydantic import (
 )
 
 from market.intervals import ALLOWED_LENGTHS_MINUTES
-from market.network_format import NetworkFormatError, parse_network
+from market.network_format import DocumentError, NetworkFormatError, parse_network
 from metering.emulator import SIMULATED_MODELS
 from optimiser import Network
 from simulation.strategies import check_strategy_params
@@ -119,25 +119,8 @@ __all__ = [
 STRATEGY_NAMES = ("auto", "consumer", "pv", "battery", "ev")
 
 
-class ScenarioError(ValueError):
-    """A scenario file that cannot be simulated: the message names the file, the key and the reason.
-
-    Attributes
-    ----------
-    path : str
-        The file (or ``"<scenario>"`` for a document not read from a file).
-    key : str
-        The dotted key, e.g. ``"households[2].pv_kwp"``; empty for the document as a whole.
-    reason : str
-        Why, in words.
-    """
-
-    def __init__(self, path: str, key: str, reason: str) -> None:
-        self.path = path
-        self.key = key
-        self.reason = reason
-        where = f"{path}: {key}" if key else path
-        super().__init__(f"{where}: {reason}")
+class ScenarioError(DocumentError):
+    """A scenario file that cannot be simulated (its key e.g. ``"households[2].pv_kwp"``)."""
 
 
 def _as_range(value: Any) -> Any:

@@ -140,13 +140,17 @@ class BalancedRuns:
         """The runs that do not balance (what each leaves in the pool, hundredths of a penny),
         and how many runs there are."""
         run_ids = settlement_run_ids(session)
+        return self.unbalanced_of(engine, session, run_ids), len(run_ids)
+
+    def unbalanced_of(self, engine: Engine, session: Session, run_ids: list[int]) -> dict[int, int]:
+        """Those of ``run_ids`` that do not balance, with what each leaves in the pool."""
         with self._lock:
             seen = self._seen.setdefault(engine, set())
             unseen = [run_id for run_id in run_ids if run_id not in seen]
         found = unbalanced_runs(session, run_ids=unseen) if unseen else {}
         with self._lock:
             seen.update(run_id for run_id in unseen if run_id not in found)
-        return found, len(run_ids)
+        return found
 
 
 BALANCED_RUNS = BalancedRuns()
@@ -308,7 +312,11 @@ def deactivate_form(
                 now=platform.clock.now(),
                 actor=found.participant.id,
                 reason=reason,
+                method=request.method,
+                path=request.url.path,
+                client=request.client.host if request.client else "",
             )
+        request.state.audited = True  # the row above, with what was done: not the middleware's too
     except MarketError as error:
         if error.field == "reason":
             errors = {"reason": "The reason is too long: keep it to 300 characters."}
@@ -395,7 +403,9 @@ def settlement_page(
     request: Request, platform: PlatformDep, found: OperatorPageDep, date: str = "", page: str = "1"
 ) -> Response:
     """Settlement runs newest first, of one settlement date or all: each with its interval, type,
-    status, lines and whether its pool balances (:func:`market.settlement.pool_balance_cp`)."""
+    status, lines and whether its pool balances (the sum :func:`market.settlement.pool_balance_cp`
+    makes, grouped by :func:`market.monitoring.unbalanced_runs`; runs seen to balance are not summed
+    again)."""
     text = date.strip()[:32]
     on, error = _settlement_date(text)
     number = page_number(page)
@@ -403,7 +413,8 @@ def settlement_page(
         runs, total = list_settlement_runs(
             session, settlement_date=on, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
         )
-        balances = {run.id: pool_balance_cp(session, run_id=run.id) for run in runs}
+        left = BALANCED_RUNS.unbalanced_of(platform.engine, session, [run.id for run in runs])
+        balances = {run.id: left.get(run.id, 0) for run in runs}
     return render(
         request,
         "operator_settlement.html",

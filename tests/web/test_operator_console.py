@@ -9,6 +9,8 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+from sqlmodel import select
+
 from api.leader import JobLeader
 from market.access import record_audit
 from market.accounts import end_sessions
@@ -20,7 +22,7 @@ from market.orders import place_order
 from market.participants import register_household, register_meter
 from market.rules import MarketRules
 from market.settlement import INITIAL, SettlementConfig, settle
-from market.tables import LedgerLineRow, ParticipantRow, SettlementRunRow
+from market.tables import AuditEventRow, LedgerLineRow, ParticipantRow, SettlementRunRow
 from metering.readings import Quality, Reading
 from tests.factories import mpan, refresh_interval_energy
 from tests.web.conftest import NOW
@@ -217,6 +219,19 @@ def test_deactivating_a_household_ends_its_sessions_and_says_what_was_done(web, 
     assert ops.client.get(f"/operator/households/{'x' * 65}/deactivate").status_code == 404
     with transaction(engine) as session:
         assert end_sessions(session, participant_id="H1", now=NOW) == 0
+        # One audit row for the deactivation: the request's, saying what was done and why.
+        [row] = session.exec(
+            select(AuditEventRow).where(AuditEventRow.detail.startswith("deactivated H1"))  # type: ignore[attr-defined]
+        ).all()
+        assert (row.method, row.path, row.actor, row.status_code) == (
+            "POST",
+            "/operator/households/H1/deactivate",
+            "OPS",
+            200,
+        )
+        assert row.detail.endswith("reason: moved away")
+        requests = select(AuditEventRow).where(AuditEventRow.path == "/operator/households/H1/deactivate")
+        assert sorted(r.status_code for r in session.exec(requests)) == [200, 403, 422, 422]
 
 
 def test_the_audit_log_newest_first_filtered_by_actor_and_paged(web, engine):
