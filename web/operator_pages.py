@@ -13,10 +13,10 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.deps import PlatformDep
-from market.accounts import invite, participants_with_accounts
+from market.accounts import has_account, invite
 from market.database import transaction
-from market.errors import MarketError
-from market.participants import list_participants
+from market.errors import MarketError, NotFoundError
+from market.participants import get_participant
 from web.rendering import invitation_link, render
 from web.sessions import OperatorPageDep, check_csrf, refuse_nul_in_forms
 
@@ -24,15 +24,30 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_
 
 
 def _invite_page(
-    request: Request, platform: PlatformDep, *, status: int = 200, **context: object
+    request: Request, platform: PlatformDep, *, status: int = 200, chosen: str = "", **context: object
 ) -> Response:
-    with Session(platform.engine) as session:
-        participants = [p for p in list_participants(session) if p.active]
-        joined = participants_with_accounts(session)
+    """The form: a participant's id typed (a city has too many households for a list), with the
+    chosen one's name and whether it has an account when the Households page chose it."""
+    chosen_participant, joined = None, False
+    if chosen and len(chosen) <= 64:
+        with Session(platform.engine) as session:
+            try:
+                chosen_participant = get_participant(session, chosen)
+            except NotFoundError:
+                chosen_participant = None
+            else:
+                joined = has_account(session, chosen)
     return render(
         request,
         "invite.html",
-        {"title": "Invite", "nav": "invite", "participants": participants, "joined": joined, **context},
+        {
+            "title": "Invite",
+            "nav": "invite",
+            "chosen": chosen,
+            "chosen_participant": chosen_participant,
+            "chosen_joined": joined,
+            **context,
+        },
         status=status,
     )
 
@@ -65,7 +80,9 @@ def invite_form(
                 policy=platform.settings.account_policy(),
             )
     except MarketError as error:
-        return _invite_page(request, platform, status=422, error=f"{participant_id}: {error.reason}.")
+        return _invite_page(
+            request, platform, status=422, chosen=participant_id, error=f"{participant_id}: {error.reason}."
+        )
     return _invite_page(
         request,
         platform,

@@ -166,7 +166,13 @@ def test_households_are_searched_and_paged_with_the_search_kept(web, engine):
     assert "Has an account" in page
     assert 'href="/operator/invite?participant_id=H1"' in page
     invite = ops.get("/operator/invite?participant_id=X00").text
-    assert '<option value="X00" selected>' in invite
+    assert 'name="participant_id" value="X00"' in invite
+    assert "X00: " in invite  # the chosen household named beside the form
+    assert "has an account" in ops.get("/operator/invite?participant_id=H1").text
+    unknown = ops.post("/operator/invite", data={"participant_id": "NOPE", "csrf_token": web["OPS"].csrf})
+    assert unknown.status_code == 422
+    assert 'id="participant_id-error"' in unknown.text
+    assert 'name="participant_id" value="NOPE"' in unknown.text
     assert (
         ops.post(
             "/operator/invite", data={"participant_id": "X00", "csrf_token": web["OPS"].csrf}
