@@ -47,7 +47,7 @@ bench: $(STAMP)
 # PostgreSQL, over 20,000 cases each (make test runs the same with a few examples an operation).
 # Ends with a table of cases, server errors and answers outside the schema per role and backend;
 # each run draws new cases (make test's are seeded, the same every time).
-CONTRACT_EXAMPLES ?= 800
+CONTRACT_EXAMPLES ?= 750
 contract: $(STAMP)
 	SMARTBRUM_CONTRACT_EXAMPLES=$(CONTRACT_EXAMPLES) SMARTBRUM_CONTRACT_MIN_CASES=20000 SMARTBRUM_CONTRACT_SEED= \
 		$(BIN)/pytest tests/api/test_api_contract.py -k keeps_the_contract -p no:cacheprovider

@@ -66,8 +66,13 @@ def text(max_length: int, *, min_length: int = 0) -> Any:
 
 
 #: A date the market can hold, 2000-01-01 to 2100-12-31 (:data:`market.intervals.FIRST_SETTLEMENT_DATE`
-#: and ``LAST_SETTLEMENT_DATE``); the pattern bounds year, month and day, the format the rest.
-_DATE = r"(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+#: and ``LAST_SETTLEMENT_DATE``): each month's days, and 29 February in leap years alone (2000 is
+#: one, 2100 is not), so that a request that fits the pattern names a real date.
+_DATE = (
+    r"(?:(?:20[0-9]{2}|2100)-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|20(?:0[048]|[2468][048]|[13579][26])-02-29)"
+)
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 #: A settlement period's key, ``DATE/PERIOD`` (periods 1 to 100: a day of 15-minute periods
 #: with the autumn clock change has 100).
