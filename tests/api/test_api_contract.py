@@ -23,6 +23,7 @@ near the fixed clock, so that most generated orders reach the market rather than
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from schemathesis.engine import Status, events, from_schema
 
 from api.app import create_app
 from api.deps import FailedAuthentications, Platform
+from api.leader import JobLeader, leader_known
 from api.problems import MARKET_RULE
 from api.settings import Settings
 from market.access import issue_token
@@ -203,9 +205,18 @@ def test_every_operation_keeps_the_contract(database_url, role, request):
     app, tokens, engine = contract_app(database_url)
     who = ROLES[role]
     headers = {} if who is None else {"Authorization": f"Bearer {tokens[who]}"}
+    # As in service, a process leads the jobs (here with none to run, so nothing moves under the
+    # run), and /readyz answers ready; its 503 is tested in test_observability.
+    leader = JobLeader(engine, [], retry_s=0.05)
+    leader.start()
     try:
+        deadline = time.monotonic() + 30
+        while not leader_known(engine):
+            assert time.monotonic() < deadline, "the job lock was never taken"
+            time.sleep(0.05)
         figures = run_contract(app, headers)
     finally:
+        leader.shutdown()
         engine.dispose()
     FIGURES[(role, backend)] = figures
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
