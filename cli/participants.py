@@ -108,7 +108,15 @@ def participant_list(
         ]
         print(json.dumps(rows, indent=1))
         return
-    table = Table("id", "kind", "name", "MPAN", "node", "active", title=f"{len(everyone)} participants")
+    table = Table(
+        "id",
+        "kind",
+        "name",
+        "MPAN",
+        "node",
+        "active",
+        title=f"{len(everyone)} participant{'' if len(everyone) == 1 else 's'}",
+    )
     for p in everyone:
         table.add_row(
             p.id, p.kind, p.display_name, p.mpan or "", p.node_id or "", "yes" if p.active else "no"
@@ -179,7 +187,12 @@ def token_list(
         print(json.dumps(rows, indent=1))
         return
     table = Table(
-        "id", "participant", "label", "issued (UTC)", "revoked (UTC)", title=f"{len(tokens)} tokens"
+        "id",
+        "participant",
+        "label",
+        "issued (UTC)",
+        "revoked (UTC)",
+        title=f"{len(tokens)} token{'' if len(tokens) == 1 else 's'}",
     )
     for t in tokens:
         revoked_at = "" if t.revoked_at is None else f"{t.revoked_at:%Y-%m-%d %H:%M}"
