@@ -21,7 +21,10 @@ def participant_add(
     participant_id: Annotated[str, typer.Argument(help="The participant's id.")],
     name: Annotated[str, typer.Option(help="Display name.")],
     mpan: Annotated[str | None, typer.Option(help="A household's 13-digit MPAN core.")] = None,
-    node: Annotated[str | None, typer.Option(help="The network node a household sits on.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="The network node a household sits on (a node of the network in force)."),
+    ] = None,
     operator: Annotated[bool, typer.Option("--operator", help="The energy company's account.")] = False,
 ) -> None:
     """Register a household (with --mpan and --node), or the operator (--operator)."""
