@@ -138,7 +138,10 @@ def meter_list(
     if as_json:
         print(json.dumps([m.__dict__ for m in meters], indent=1))
         return
-    table = Table("id", "household", "address", "model", "active", title=f"{len(meters)} meters")
+    table = Table("id", "household", title=f"{len(meters)} meter{'' if len(meters) == 1 else 's'}")
+    table.add_column("address", overflow="fold")  # a host name in full: it is how the meter is reached
+    table.add_column("model")
+    table.add_column("active")
     for m in meters:
         address = f"{m.host}:{m.port}/{m.unit_id}" + ("" if m.transport == "tcp" else f" {m.transport}")
         table.add_row(m.id, m.participant_id, address, m.model, "yes" if m.active else "no")

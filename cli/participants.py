@@ -21,7 +21,10 @@ def participant_add(
     participant_id: Annotated[str, typer.Argument(help="The participant's id.")],
     name: Annotated[str, typer.Option(help="Display name.")],
     mpan: Annotated[str | None, typer.Option(help="A household's 13-digit MPAN core.")] = None,
-    node: Annotated[str | None, typer.Option(help="The network node a household sits on.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="The network node a household sits on (a node of the network in force)."),
+    ] = None,
     operator: Annotated[bool, typer.Option("--operator", help="The energy company's account.")] = False,
 ) -> None:
     """Register a household (with --mpan and --node), or the operator (--operator)."""
@@ -108,7 +111,15 @@ def participant_list(
         ]
         print(json.dumps(rows, indent=1))
         return
-    table = Table("id", "kind", "name", "MPAN", "node", "active", title=f"{len(everyone)} participants")
+    table = Table(
+        "id",
+        "kind",
+        "name",
+        "MPAN",
+        "node",
+        "active",
+        title=f"{len(everyone)} participant{'' if len(everyone) == 1 else 's'}",
+    )
     for p in everyone:
         table.add_row(
             p.id, p.kind, p.display_name, p.mpan or "", p.node_id or "", "yes" if p.active else "no"
@@ -180,7 +191,12 @@ def token_list(
         print(json.dumps(rows, indent=1))
         return
     table = Table(
-        "id", "participant", "label", "issued (UTC)", "revoked (UTC)", title=f"{len(tokens)} tokens"
+        "id",
+        "participant",
+        "label",
+        "issued (UTC)",
+        "revoked (UTC)",
+        title=f"{len(tokens)} token{'' if len(tokens) == 1 else 's'}",
     )
     for t in tokens:
         revoked_at = "" if t.revoked_at is None else f"{t.revoked_at:%Y-%m-%d %H:%M}"

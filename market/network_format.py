@@ -18,7 +18,9 @@ table); the API's ``POST /v1/network`` takes the same keys as JSON::
     export_capacity_kwh = 4000            # most kWh per interval up to the parent
     fee_p_per_kwh = 0.4                   # on energy crossing the edge either way (default 0)
 
-Numbers are exact decimals: TOML's numbers, or JSON numbers or strings (``"0.4"``). An error
+Numbers are exact decimals: TOML's numbers, or JSON numbers or strings (``"0.4"``). A
+``version_id`` (as ``GET /v1/network`` and ``smartbrum network show --json`` print) is allowed and
+ignored, so what was shown can be edited and loaded as a new version. An error
 (:class:`NetworkFormatError`) names the file, the key (``nodes[2].parent``) and the reason.
 
 May import the standard library and :mod:`optimiser`; no database, so that ``smartbrum clear``
@@ -48,7 +50,7 @@ __all__ = [
     "parse_network",
 ]
 
-FILE_KEYS = ("root", "effective_from_utc", "note", "tariff", "nodes")
+FILE_KEYS = ("root", "effective_from_utc", "note", "tariff", "nodes", "version_id")
 NODE_KEYS = ("id", "parent", "import_capacity_kwh", "export_capacity_kwh", "fee_p_per_kwh")
 TARIFF_KEYS = ("import_p_per_kwh", "export_p_per_kwh")
 _DECIMAL_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,6})?")

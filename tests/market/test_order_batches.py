@@ -31,7 +31,7 @@ from market.orders import (
     place_orders,
 )
 from market.rules import MarketRules
-from market.tables import OrderEventRow, OrderRow
+from market.tables import OrderEventRow, OrderRow, ParticipantRow
 from optimiser import Network
 from tests.factories import node, seed_market
 
@@ -240,10 +240,15 @@ def test_a_cleared_interval_refuses_the_whole_batch(market):
 
 
 def test_the_node_must_be_in_the_network_in_force_for_each_interval(market):
-    # From AFTER on, the network no longer has F2 (H3's feeder).
+    # From AFTER on, the network no longer has F2 (H3's feeder): a version stored before publishing
+    # refused to drop an active household's node, made here with H3 inactive for the moment.
     network = Network("GSP", (node("P1", "GSP", 500, 500, "0.4"), node("F1", "P1", 100, 100, "0.2")))
     with transaction(market) as session:
+        h3 = session.get(ParticipantRow, "H3")
+        h3.active = False
+        session.flush()
         publish_network(session, network=network, effective_from_utc=AFTER.start_utc, now=NOW)
+        h3.active = True
     with pytest.raises(
         MarketError, match="'F2' is not a node of the network in force for 2026-11-21/28"
     ) as caught:
