@@ -155,5 +155,7 @@ def run_command(
     folder = report or Path("var") / "reports" / scenario.name
     page = write_report(result, summary, folder)
     status.print(f"report written to [cyan]{page}[/]")
+    if result.service_log is not None and result.service_log.is_file():
+        status.print(f"the platform's log of the day (JSON lines): [cyan]{result.service_log}[/]")
     if not (summary.all_cleared_once and summary.money_balance_cp == 0 and summary.pool_balance_cp == 0):
         raise fail("the run's checks failed (see the summary)")

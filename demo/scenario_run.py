@@ -72,6 +72,7 @@ from sqlmodel import Session, col, select
 from api.app import build_jobs, create_app
 from api.clock import AcceleratedClock
 from api.deps import Platform
+from api.logs import JsonFormatter
 from api.settings import Settings
 from market.access import issue_tokens
 from market.database import create_database_engine, transaction, upgrade_database
@@ -178,6 +179,9 @@ class RunResult:
     readings: int = 0
     times: StageTimes = field(default_factory=StageTimes)
     errors: list[str] = field(default_factory=list)
+    #: The platform's log of the day, one JSON event a line (as ``smartbrum serve --log-format
+    #: json`` writes it): every clearing run, polling cycle, energy derivation and settlement run.
+    service_log: Path | None = None
 
 
 ProgressHook = Callable[[str, int], None]
@@ -214,6 +218,8 @@ def run_scenario(
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
     result = RunResult(simulation, url, periods, [h.id for h in households])
+    result.service_log = database.with_name(f"{database.stem}.service.jsonl")
+    result.service_log.unlink(missing_ok=True)
     result.times.simulate_s = simulated - started
     if on_start is not None:
         kept = set(result.household_ids)
@@ -230,7 +236,9 @@ def run_scenario(
             tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
             result.times.setup_s = time.perf_counter() - simulated
             specs = [
-                _PlatformSpec(role, settings.model_dump(), clock, tuple(periods), options.deadline_s)
+                _PlatformSpec(
+                    role, settings.model_dump(), clock, tuple(periods), options.deadline_s, result.service_log
+                )
                 for role in ("market", "metering")
             ]
             market, metering = _Platform(specs[0]), _Platform(specs[1])
@@ -381,6 +389,8 @@ class _PlatformSpec:
     clock: AcceleratedClock
     periods: tuple[SettlementPeriod, ...]
     deadline_s: float
+    #: Where the process appends its log events as JSON lines (both processes, one file).
+    log_path: Path | None = None
 
 
 class _Platform:
@@ -432,11 +442,25 @@ class _Platform:
             self._process.join()
 
 
+def _log_to(path: Path) -> None:
+    """The platform's events (clearing, polling, energy, settlement, the job leader) appended to
+    ``path`` as JSON lines, as ``smartbrum serve --log-format json`` writes them to stderr; one
+    write a line, so the two processes' lines never interleave."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    platform_log = logging.getLogger("smartbrum")
+    platform_log.addHandler(handler)
+    platform_log.setLevel(logging.INFO)
+    platform_log.propagate = False
+
+
 def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
     """A platform process: the API at once (market role), the jobs when told, the day's end when told."""
     import uvicorn
 
     try:
+        if spec.log_path is not None:
+            _log_to(spec.log_path)
         settings = Settings(**spec.settings)
         engine = create_database_engine(settings.database_url)
         counts = {"polls": 0, "readings": 0}

@@ -228,11 +228,11 @@ def estimates_to_revisit(
 ) -> dict[SettlementPeriod, list[str]]:
     """The estimated energy a later reading may now improve: each period that began in
     ``[since, before)`` with the meters whose current energy for it is an estimate and that have
-    a reading after its end. A reading that arrives after its period was derived (a slow shard, a
-    meter back after an outage) is then used: the counters on both sides of a gap fix the gap's
-    total, where the first estimate only extrapolated."""
+    readings on both sides of it (one after its end, one within a day before its start). A
+    reading that arrives after its period was derived (a slow shard, a meter back after an
+    outage) is then used: the counters on both sides of a gap fix the gap's total, where the
+    first estimate only extrapolated."""
     energy = IntervalEnergyRow.__table__  # type: ignore[attr-defined]
-    readings = MeterReadingRow.__table__  # type: ignore[attr-defined]
     query = (
         sa.select(energy.c.meter_id, energy.c.interval_start_utc, energy.c.length_minutes)
         .where(
@@ -247,25 +247,39 @@ def estimates_to_revisit(
     for meter_id, start, length in session.execute(query):
         period = period_at(start, length_minutes=length)
         found.setdefault(period, []).append(meter_id)
-    # Keep the meters with a reading after the period's end (one query a period, a day at most).
+    # Keep the meters with readings on both sides of the period (two queries a period, a day of
+    # periods at most): only then can the counters fix its energy. An estimate with nothing before
+    # it (a meter's first periods) or nothing after it yet is left as it is.
     revisit: dict[SettlementPeriod, list[str]] = {}
     for period, meter_ids in found.items():
-        after = {
-            meter_id
-            for chunk in chunks(meter_ids)
-            for (meter_id,) in session.execute(
-                sa.select(readings.c.meter_id)
-                .where(
-                    readings.c.meter_id.in_(chunk),
-                    readings.c.polled_at >= period.end_utc,
-                    readings.c.quality != Quality.INVALID.value,
-                )
-                .distinct()
-            )
-        }
-        if kept := [meter_id for meter_id in meter_ids if meter_id in after]:
+        after = _meters_with_a_reading(session, meter_ids, start=period.end_utc, end=None)
+        bracketed = _meters_with_a_reading(
+            session,
+            [m for m in meter_ids if m in after],
+            start=period.start_utc - RATE_WINDOW,
+            end=period.start_utc,
+        )
+        if kept := [meter_id for meter_id in meter_ids if meter_id in bracketed]:
             revisit[period] = kept
     return revisit
+
+
+def _meters_with_a_reading(
+    session: Session, meter_ids: Sequence[str], *, start: datetime, end: datetime | None
+) -> set[str]:
+    """Those of ``meter_ids`` with a usable reading at or after ``start`` (and at or before ``end``)."""
+    readings = MeterReadingRow.__table__  # type: ignore[attr-defined]
+    found: set[str] = set()
+    for chunk in chunks(meter_ids):
+        query = sa.select(readings.c.meter_id).where(
+            readings.c.meter_id.in_(chunk),
+            readings.c.polled_at >= start,
+            readings.c.quality != Quality.INVALID.value,
+        )
+        if end is not None:
+            query = query.where(readings.c.polled_at <= end)
+        found.update(meter_id for (meter_id,) in session.execute(query.distinct()))
+    return found
 
 
 def derive_revisited_estimates(

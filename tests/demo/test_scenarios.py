@@ -9,6 +9,7 @@ the money balanced to zero, the report written.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -68,6 +69,14 @@ def test_a_scenario_runs_end_to_end(tmp_path: Path, name, households, day_second
     assert set(counts.values()) == {1}, (
         "each exactly once (the clock runs on: the next day's first gates too)"
     )
+
+    # The platform's log of the day: one JSON event a line, from both of its processes.
+    assert result.service_log is not None
+    events = [json.loads(line) for line in result.service_log.read_text().splitlines()]
+    cleared = {e["interval"] for e in events if e["event"] == "clearing_run"}
+    assert {p.key for p in result.periods} <= cleared
+    assert {e["event"] for e in events} >= {"clearing_run", "poll_cycle", "energy_derived", "settlement_run"}
+    assert all(e["balanced"] for e in events if e["event"] == "settlement_run")
 
     summary = summarise(result)
     assert summary.all_cleared_once

@@ -123,15 +123,19 @@ def test_estimates_are_derived_again_once_later_readings_arrive(metered):
     fourth = third.next()  # 13:30-14:00
     with transaction(metered) as session:
         store_readings(session, [reading(0, 100.0), reading(30, 100.5)])
-        refresh_interval_energy(session, "M1", [FIRST, second, third, fourth], now=NOW + timedelta(hours=2))
+        refresh_interval_energy(
+            session, "M1", [FIRST.previous(), FIRST, second, third, fourth], now=NOW + timedelta(hours=2)
+        )
     with Session(metered) as session:
-        assert estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2)) == {}
+        assert estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2)) == {}
     with transaction(metered) as session:
         store_readings(session, [reading(60, 101.25), reading(90, 101.75, 0.5)])
     with Session(metered) as session:
-        revisit = estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2))
-        # 13:30-14:00 has no reading after its end yet: nothing can improve it.
+        revisit = estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2))
+        # 13:30-14:00 has no reading after its end yet, 11:30-12:00 none before its start (the
+        # meter's first): nothing can improve them.
         assert revisit == {second: ["M1"], third: ["M1"]}
+        assert current_estimated(session, FIRST.previous())
         assert current_estimated(session, fourth)
         derived = derive_revisited_estimates(session, revisit)
     with transaction(metered) as session:
@@ -145,7 +149,7 @@ def test_estimates_are_derived_again_once_later_readings_arrive(metered):
             (Decimal("0.5"), Decimal("0.5"), False),
         ]
         assert [current[p].revision for p in (FIRST, second, third, fourth)] == [1, 2, 2, 1]
-        assert estimates_to_revisit(session, since=NOW, before=NOW + timedelta(hours=2)) == {}
+        assert estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2)) == {}
 
 
 def test_a_counter_reset_is_recorded_once_and_never_negative(metered):
