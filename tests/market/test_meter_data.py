@@ -111,6 +111,9 @@ def test_estimates_become_actuals_as_a_new_revision(metered):
         assert [e.revision for e in energy_of_meters(session, meter_ids=["M1"])] == [1, 2]
 
 
+DAY = {"since": NOW - timedelta(hours=1), "before": NOW + timedelta(hours=2)}  # the periods looked at
+
+
 def current_estimated(session, period) -> bool:
     return [e.estimated for e in energy_of_meters(session, meter_ids=["M1"]) if e.period == period] == [True]
 
@@ -127,11 +130,11 @@ def test_estimates_are_derived_again_once_later_readings_arrive(metered):
             session, "M1", [FIRST.previous(), FIRST, second, third, fourth], now=NOW + timedelta(hours=2)
         )
     with Session(metered) as session:
-        assert estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2)) == {}
+        assert estimates_to_revisit(session, **DAY) == {}
     with transaction(metered) as session:
         store_readings(session, [reading(60, 101.25), reading(90, 101.75, 0.5)])
     with Session(metered) as session:
-        revisit = estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2))
+        revisit = estimates_to_revisit(session, **DAY)
         # 13:30-14:00 has no reading after its end yet, 11:30-12:00 none before its start (the
         # meter's first): nothing can improve them.
         assert revisit == {second: ["M1"], third: ["M1"]}
@@ -149,7 +152,7 @@ def test_estimates_are_derived_again_once_later_readings_arrive(metered):
             (Decimal("0.5"), Decimal("0.5"), False),
         ]
         assert [current[p].revision for p in (FIRST, second, third, fourth)] == [1, 2, 2, 1]
-        assert estimates_to_revisit(session, since=NOW - timedelta(hours=1), before=NOW + timedelta(hours=2)) == {}
+        assert estimates_to_revisit(session, **DAY) == {}
 
 
 def test_a_counter_reset_is_recorded_once_and_never_negative(metered):
