@@ -205,29 +205,35 @@ class GatewayThread:
         self.loop.close()
 
 
+def register_street_meters(session, *, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Meters M1..M3 for the street's households H1..H3, on one gateway (units 1 to 3)."""
+    from market.participants import register_meter
+
+    for i, home in enumerate(("H1", "H2", "H3"), start=1):
+        register_meter(
+            session,
+            meter_id=f"M{i}",
+            participant_id=home,
+            host="10.0.0.1",
+            port=502,
+            unit_id=i,
+            transport="tcp",
+            model="sdm630",
+            now=now,
+        )
+
+
 def seed_cleared_interval(engine, period, *, now: datetime) -> None:
     """The street market with meters M1..M3 for H1..H3, two crossing orders for ``period`` (H1 buys
     2 kWh at 20 p; H3 sells 3 kWh from 5 p; F2's export limit lets 2 through), and its clearing."""
     from market.clearing import clear_interval
     from market.database import transaction
     from market.orders import place_order
-    from market.participants import register_meter
     from market.rules import MarketRules
 
     with transaction(engine) as session:
         seed_market(session, now=now)
-        for i, home in enumerate(("H1", "H2", "H3"), start=1):
-            register_meter(
-                session,
-                meter_id=f"M{i}",
-                participant_id=home,
-                host="10.0.0.1",
-                port=502,
-                unit_id=i,
-                transport="tcp",
-                model="sdm630",
-                now=now,
-            )
+        register_street_meters(session, now=now)
         for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
             place_order(
                 session,

@@ -18,12 +18,11 @@ from market.database import transaction
 from market.intervals import periods_of_day, settlement_period
 from market.meter_data import store_readings
 from market.orders import place_order
-from market.participants import register_meter
 from market.rules import MarketRules
 from market.settlement import INITIAL, RECONCILE, SettlementConfig, settle_periods
 from market.statements import day_statement, day_statement_csv, statement, statement_csv
 from metering.readings import Quality, Reading
-from tests.factories import refresh_interval_energy
+from tests.factories import refresh_interval_energy, register_street_meters
 from tests.web.conftest import NOW
 from web.bill_pages import pence, signed_pounds
 
@@ -41,18 +40,7 @@ def settle_the_day(engine) -> None:  # type: ignore[no-untyped-def]
     readings for M1 and M3 only (H2's meter sent nothing), and the day's initial settlement."""
     rules = MarketRules()
     with transaction(engine) as session:
-        for i, home in enumerate(("H1", "H2", "H3"), start=1):
-            register_meter(
-                session,
-                meter_id=f"M{i}",
-                participant_id=home,
-                host="10.0.0.1",
-                port=502,
-                unit_id=i,
-                transport="tcp",
-                model="sdm630",
-                now=NOW - timedelta(days=3),
-            )
+        register_street_meters(session, now=NOW - timedelta(days=3))
         for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
             place_order(
                 session,

@@ -19,12 +19,12 @@ from market.database import create_database_engine, transaction
 from market.intervals import period_at
 from market.meter_data import store_readings
 from market.orders import place_order
-from market.participants import register_household, register_meter
+from market.participants import register_household
 from market.rules import MarketRules
 from market.settlement import INITIAL, SettlementConfig, settle
 from market.tables import AuditEventRow, LedgerLineRow, ParticipantRow, SettlementRunRow
 from metering.readings import Quality, Reading
-from tests.factories import mpan, refresh_interval_energy
+from tests.factories import mpan, refresh_interval_energy, register_street_meters
 from tests.web.conftest import NOW
 
 SIGN_IN = "/sign-in"
@@ -38,18 +38,7 @@ def _settled_interval(engine, period=EARLIER, read=("M1", "M2")) -> int:  # type
     which is cleared; M1 and M2 are read at its boundaries, M3 never (so H3 waits); the interval's
     initial settlement run, whose id is returned."""
     with transaction(engine) as session:
-        for i, home in enumerate(("H1", "H2", "H3"), start=1):
-            register_meter(
-                session,
-                meter_id=f"M{i}",
-                participant_id=home,
-                host="10.0.0.1",
-                port=502,
-                unit_id=i,
-                transport="tcp",
-                model="sdm630",
-                now=NOW,
-            )
+        register_street_meters(session, now=NOW)
         for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H3", "sell", "3", "5")):
             place_order(
                 session,
