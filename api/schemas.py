@@ -83,9 +83,23 @@ SettlementDate = Annotated[
     AfterValidator(_in_range),
     WithJsonSchema({"type": "string", "format": "date", "pattern": rf"^{_DATE}$"}),
 ]
+_DATE_TIME_RE = re.compile(rf"{_DATE}T{_TIME}", re.ASCII)
+
+
+def _date_time_text(value: object) -> object:
+    """Only the published form: ISO 8601 text with its offset (pydantic would also take a number
+    of seconds since 1970, ``"1881389745"``, which the schema does not allow)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE_TIME_RE.fullmatch(value):
+        raise ValueError("must be an ISO 8601 date and time with its UTC offset, e.g. 2026-12-06T12:00:00Z")
+    return value
+
+
 #: An instant with its UTC offset, 2000 to 2100.
 AwareDateTime = Annotated[
     datetime,
+    BeforeValidator(_date_time_text),
     AfterValidator(_aware),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": rf"^{_DATE}T{_TIME}$"}),
 ]
