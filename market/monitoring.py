@@ -19,11 +19,10 @@ from sqlmodel import Session, col, select
 from market.charges import POOL
 from market.database import chunks
 from market.errors import NotFoundError
-from market.intervals import SettlementPeriod, settlement_period
+from market.intervals import settlement_period
 from market.participants import HOUSEHOLD, Participant
 from market.settlement import SettlementRun, runs_of
 from market.tables import (
-    ClearingRunRow,
     InvitationRow,
     LedgerLineRow,
     MeterReadingRow,
@@ -38,7 +37,6 @@ __all__ = [
     "SettledLine",
     "find_households",
     "invited_participants",
-    "last_cleared_period",
     "list_settlement_runs",
     "meter_states",
     "settlement_run",
@@ -293,16 +291,3 @@ def unbalanced_runs(session: Session, *, run_ids: Sequence[int] | None = None) -
         chunk = query.where(col(LedgerLineRow.run_id).in_(list(some)))
         found.update({int(run_id): int(left) for run_id, left in session.exec(chunk)})
     return found
-
-
-def last_cleared_period(session: Session, *, length_minutes: int) -> SettlementPeriod | None:
-    """The latest interval with a current clearing run (None: nothing cleared yet)."""
-    row = session.exec(
-        select(ClearingRunRow)
-        .where(ClearingRunRow.length_minutes == length_minutes, col(ClearingRunRow.is_current))
-        .order_by(col(ClearingRunRow.interval_start_utc).desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    return settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes)

@@ -28,6 +28,7 @@ from api.deps import PlatformDep
 from api.observability import readiness_problems
 from market.access import list_audit
 from market.accounts import household_counts, participants_with_accounts
+from market.clearing import latest_cleared_period
 from market.database import transaction
 from market.errors import MarketError, NotFoundError
 from market.households import deactivate_household
@@ -35,7 +36,6 @@ from market.intervals import period_at
 from market.monitoring import (
     find_households,
     invited_participants,
-    last_cleared_period,
     list_settlement_runs,
     meter_states,
     settlement_run,
@@ -166,7 +166,7 @@ def overview_page(request: Request, platform: PlatformDep, found: OperatorPageDe
     cutoff, span = failing_cutoff(platform)
     with Session(platform.engine) as session:
         counts = household_counts(session)
-        cleared = last_cleared_period(session, length_minutes=rules.interval_minutes)
+        cleared = latest_cleared_period(session, length_minutes=rules.interval_minutes)
         failing, failing_count = meter_states(session, failing_before=cutoff, limit=FAILING_NAMED)
         last_runs, _ = list_settlement_runs(session, limit=1)
         last_run = last_runs[0] if last_runs else None

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from market.clearing import latest_cleared_period
 from market.database import transaction
 from market.errors import NotFoundError
 from market.intervals import period_at
 from market.monitoring import (
     find_households,
-    last_cleared_period,
     list_settlement_runs,
     settlement_run,
     settlement_run_ids,
@@ -52,8 +52,8 @@ def test_households_are_found_by_id_name_mpan_or_node_with_like_wildcards_taken_
 def test_a_run_balances_when_its_pool_nets_to_zero_and_its_lines_are_listed(engine):
     seed_cleared_metered_interval(engine, PERIOD, now=NOW)
     with transaction(engine) as session:
-        assert last_cleared_period(session, length_minutes=30) == PERIOD
-        assert last_cleared_period(session, length_minutes=15) is None
+        assert latest_cleared_period(session, length_minutes=30) == PERIOD
+        assert latest_cleared_period(session, length_minutes=15) is None
         assert list_settlement_runs(session) == ([], 0)
     run = settle(
         engine,
