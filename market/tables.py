@@ -167,6 +167,11 @@ class OrderRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
     idempotency_key: str | None = Field(default=None, max_length=128)
+    #: Who placed it: "manual" (the household, by the API or the web app) or "strategy" (the
+    #: platform, for the household's strategy).
+    source: str = Field(
+        default="manual", sa_column=sa.Column(sa.String(16), nullable=False, server_default="manual")
+    )
 
 
 class OrderEventRow(SQLModel, table=True):
@@ -499,3 +504,22 @@ class SignInFailureRow(SQLModel, table=True):
     name: str = Field(max_length=64)
     client: str = Field(max_length=100)
     at: datetime = Field(sa_column=_utc())
+
+
+# --- automatic trading (issue 17): each household's strategy, every version kept ----------------
+
+
+class StrategyVersionRow(SQLModel, table=True):
+    """One version of a household's strategy (:class:`planning.strategy.Strategy` as JSON): the
+    newest is in force; every change adds a version, none is ever changed, so each is audited."""
+
+    __tablename__ = "strategy_version"
+    __table_args__ = (sa.UniqueConstraint("participant_id", "version", name="uq_strategy_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: str = Field(foreign_key="participant.id", max_length=64)
+    version: int
+    document: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    paused: bool
+    created_at: datetime = Field(sa_column=_utc())
+    created_by: str = Field(max_length=64)
