@@ -310,10 +310,20 @@ def node_prices(session: Session, run_id: int) -> list[NodePrice]:
     ]
 
 
-def trades_of(session: Session, run_id: int, *, participant_id: str | None = None) -> list[Trade]:
+def trades_of(
+    session: Session,
+    run_id: int,
+    *,
+    participant_id: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[Trade]:
+    """A run's trades (one household's, with ``participant_id``) by order id; ``offset`` and
+    ``limit`` page them in the database."""
     query = select(TradeRow).where(TradeRow.run_id == run_id)
     if participant_id is not None:
         query = query.where(TradeRow.participant_id == participant_id)
+    query = query.order_by(col(TradeRow.order_id)).offset(offset).limit(limit)
     return [
         Trade(
             run_id=row.run_id,
@@ -324,8 +334,13 @@ def trades_of(session: Session, run_id: int, *, participant_id: str | None = Non
             accepted_wh=row.accepted_wh,
             price_p_per_kwh=row.price_p_per_kwh,
         )
-        for row in session.exec(query.order_by(col(TradeRow.order_id)))
+        for row in session.exec(query)
     ]
+
+
+def count_trades(session: Session, run_id: int) -> int:
+    """How many trades a run made."""
+    return session.exec(select(sa.func.count()).select_from(TradeRow).where(TradeRow.run_id == run_id)).one()
 
 
 def verify_run(engine: Engine, run_id: int, *, options: ClearingOptions | None = None) -> list[str]:

@@ -530,6 +530,41 @@ def list_orders(
     return [_order_with_outcome(*found) for found in session.exec(query)]
 
 
+@dataclass(frozen=True)
+class BookLevel:
+    """The orders of one side of an interval's book at one limit price, added together."""
+
+    side: str
+    price_p_per_kwh: Decimal
+    quantity_kwh: Decimal
+    orders: int
+
+
+def book_levels(session: Session, period: SettlementPeriod) -> list[BookLevel]:
+    """An interval's book (every order that is, or was when it cleared, in it) by side and limit
+    price, added up in the database: what the supply and demand curves are drawn from, in one
+    query whose answer grows with the prices bid, not with the households."""
+    query = (
+        sa.select(_ORDERS.c.side, _ORDERS.c.price_ticks, sa.func.sum(_ORDERS.c.quantity_wh), sa.func.count())
+        .where(
+            _ORDERS.c.interval_start_utc == period.start_utc,
+            _ORDERS.c.length_minutes == period.length_minutes,
+            _ORDERS.c.status != CANCELLED,
+        )
+        .group_by(_ORDERS.c.side, _ORDERS.c.price_ticks)
+        .order_by(_ORDERS.c.side, _ORDERS.c.price_ticks)
+    )
+    return [
+        BookLevel(
+            side=side,
+            price_p_per_kwh=Decimal(ticks) / TICKS_PER_P,
+            quantity_kwh=Decimal(int(energy_wh)) / WH_PER_KWH,
+            orders=count,
+        )
+        for side, ticks, energy_wh, count in session.connection().execute(query)
+    ]
+
+
 def order_history(session: Session, order_id: str, *, participant_id: str | None = None) -> list[OrderEvent]:
     """Every change to an order, oldest first."""
     get_order(session, order_id, participant_id=participant_id)

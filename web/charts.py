@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from market.intervals import SettlementPeriod
+from market.orders import BookLevel
 from market.prices import PeriodPrices
 from web.format import kwh, p_per_kwh, period_times
 
@@ -267,15 +268,18 @@ def _nice_energy_ticks(low: Decimal, high: Decimal) -> list[Decimal]:
 
 
 def curves_chart(
-    sells: Sequence[tuple[Decimal, Decimal]],
-    buys: Sequence[tuple[Decimal, Decimal]],
+    book: Sequence[BookLevel],
     *,
     clearing_price_p_per_kwh: Decimal | None,
     interval: str,
 ) -> CurvesChart:
-    """The curves of one interval's book: ``sells`` and ``buys`` as (limit price p/kWh, kWh) pairs;
-    ``interval`` names it in the summary."""
-    supply = sorted(_by_price(sells).items())  # one step per price, however many orders share it
+    """The curves of one interval's book, given by side and limit price
+    (:func:`market.orders.book_levels`); ``interval`` names it in the summary."""
+    sells = [(level.price_p_per_kwh, level.quantity_kwh) for level in book if level.side == "sell"]
+    buys = [(level.price_p_per_kwh, level.quantity_kwh) for level in book if level.side == "buy"]
+    sell_orders = sum(level.orders for level in book if level.side == "sell")
+    buy_orders = sum(level.orders for level in book if level.side == "buy")
+    supply = sorted(_by_price(sells).items())  # one step per price
     demand = sorted(_by_price(buys).items(), reverse=True)
     prices = [price for price, _ in (*supply, *demand)]
     if clearing_price_p_per_kwh is not None:
@@ -307,9 +311,9 @@ def curves_chart(
 
     levels = _curve_levels(supply, demand)
     said = [
-        f"{_count(len(sells), 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
+        f"{_count(sell_orders, 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
         + (f" from {p_per_kwh(supply[0][0])} to {p_per_kwh(supply[-1][0])}" if supply else ""),
-        f"{_count(len(buys), 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
+        f"{_count(buy_orders, 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
         + (f" from {p_per_kwh(demand[0][0])} down to {p_per_kwh(demand[-1][0])}" if demand else ""),
     ]
     if clearing_price_p_per_kwh is not None:

@@ -27,6 +27,7 @@ from api.deps import PlatformDep
 from market.clearing import (
     ClearingRun,
     clear_interval,
+    count_trades,
     current_run,
     get_run,
     latest_cleared_period,
@@ -44,7 +45,7 @@ from market.intervals import (
     settlement_period,
 )
 from market.network import NetworkVersion, network_in_force, network_version
-from market.orders import IN_BOOK, list_orders
+from market.orders import book_levels
 from market.rules import MarketRules
 from market.units import WH_PER_KWH
 from optimiser import SolverError
@@ -58,8 +59,6 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(refuse_nul_in_
 TRADES_PER_PAGE = 50
 #: Prices of the book listed on one page of the curves' table.
 LEVELS_PER_PAGE = 48
-#: Most orders drawn into an interval's curves (a cap on the page's work, far above a street's book).
-MAX_CURVE_ORDERS = 100_000
 #: Longest reason a run keeps (its column's width).
 MAX_REASON = 500
 _NO_PERIOD = "There is no such settlement period. Periods are named like 2026-12-06/27."
@@ -241,8 +240,10 @@ def _interval_page(
         runs = runs_of(session, period)
         run = next((r for r in runs if r.is_current), None)
         prices = node_prices(session, run.id) if run is not None else []
-        trades = trades_of(session, run.id) if run is not None else []
-        orders = list_orders(session, period=period, status=IN_BOOK, limit=MAX_CURVE_ORDERS)
+        trades_total = count_trades(session, run.id) if run is not None else 0
+        offset = _first(offset, trades_total, TRADES_PER_PAGE)
+        trades = trades_of(session, run.id, offset=offset, limit=TRADES_PER_PAGE) if run is not None else []
+        book = book_levels(session, period)
         try:
             root = (
                 network_version(session, run.network_version_id)
@@ -253,13 +254,11 @@ def _interval_page(
             root = None
     root_price = next((p.price_p_per_kwh for p in prices if p.node_id == root), None)
     chart = curves_chart(
-        [(o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "sell"],
-        [(o.price_p_per_kwh, o.quantity_kwh) for o in orders if o.side == "buy"],
+        book,
         clearing_price_p_per_kwh=root_price,
         interval=f"{period.key}",
     )
     path = _interval_path(period)
-    offset = _first(offset, len(trades), TRADES_PER_PAGE)
     levels_offset = _first(levels_offset, len(chart.levels), LEVELS_PER_PAGE)
     query = {"offset": offset, "levels": levels_offset}  # each pager keeps the other's place
     return render(
@@ -277,13 +276,15 @@ def _interval_page(
             "root": root,
             "root_price": root_price,
             "prices": prices,
-            "orders": len(orders),
+            "orders": sum(level.orders for level in book),
             "chart": chart,
-            "trades": trades[offset : offset + TRADES_PER_PAGE],
-            "trades_total": len(trades),
+            "trades": trades,
+            "trades_total": trades_total,
             "offset": offset,
             "previous_trades": _page_link(path, query, "offset", offset - TRADES_PER_PAGE, "trades"),
-            "next_trades": _page_link(path, query, "offset", offset + TRADES_PER_PAGE, "trades", len(trades)),
+            "next_trades": _page_link(
+                path, query, "offset", offset + TRADES_PER_PAGE, "trades", trades_total
+            ),
             "levels": chart.levels[levels_offset : levels_offset + LEVELS_PER_PAGE],
             "levels_offset": levels_offset,
             "previous_levels": _page_link(path, query, "levels", levels_offset - LEVELS_PER_PAGE, "book"),

@@ -12,7 +12,16 @@ from market.clearing import clear_interval, node_prices
 from market.database import transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import period_at
-from market.orders import amend_order, cancel_order, get_order, list_orders, order_history, place_order
+from market.orders import (
+    BookLevel,
+    amend_order,
+    book_levels,
+    cancel_order,
+    get_order,
+    list_orders,
+    order_history,
+    place_order,
+)
 from market.rules import MarketRules
 from market.tables import OrderEventRow, OrderRow
 from tests.factories import seed_market
@@ -226,6 +235,15 @@ def test_an_order_reports_how_it_ended_once_its_interval_is_cleared(market):
             part.id,
         }
         assert list_orders(session, status="open") == []
+        # The book the curves are drawn from: by side and price, the cancelled order left out,
+        # the same after clearing as before.
+        assert book_levels(session, NEXT) == [
+            BookLevel("buy", Decimal(1), Decimal(1), 1),
+            BookLevel("buy", Decimal(15), Decimal("0.6"), 1),
+            BookLevel("buy", Decimal(20), Decimal("0.6"), 1),
+            BookLevel("sell", Decimal(5), Decimal(1), 1),
+        ]
+        assert book_levels(session, NEXT.next()) == []
     # A filled order says so when a change is refused, not that it is "frozen".
     with transaction(market) as session, pytest.raises(ConflictError, match=r"is filled: .* cleared"):
         cancel_order(session, rules=RULES, order_id=whole.id, participant_id="H1", now=gate)
@@ -243,3 +261,16 @@ def test_households_see_only_their_own_orders(market):
         assert [o.id for o in list_orders(session, period=NEXT)] == [order.id]
     with transaction(market) as session, pytest.raises(NotFoundError):
         cancel_order(session, rules=RULES, order_id=order.id, participant_id="H2", now=NOW)
+
+
+def test_the_book_adds_up_orders_at_one_price(market):
+    place(market, participant_id="H1", quantity_kwh=Decimal("0.5"))
+    place(market, participant_id="H2", quantity_kwh=Decimal("0.25"))
+    place(
+        market, participant_id="H3", side="sell", quantity_kwh=Decimal("2"), price_p_per_kwh=Decimal("12.5")
+    )
+    with Session(market) as session:
+        assert book_levels(session, NEXT) == [
+            BookLevel("buy", Decimal("12.5"), Decimal("0.75"), 2),
+            BookLevel("sell", Decimal("12.5"), Decimal(2), 1),
+        ]

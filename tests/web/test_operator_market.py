@@ -12,7 +12,7 @@ from html import unescape
 from market.clearing import clear_interval
 from market.database import transaction
 from market.intervals import settlement_period
-from market.orders import place_order
+from market.orders import BookLevel, place_order
 from market.rules import MarketRules
 from market.tables import ClearingRunRow, NodePriceRow
 from tests.factories import count_rows
@@ -204,8 +204,11 @@ def test_reclearing_needs_a_reason_and_a_closed_gate_and_verify_shows_the_result
 
 def test_the_curves_are_exact_steps_with_a_table_equivalent():
     chart = curves_chart(
-        [(Decimal("5"), Decimal("2")), (Decimal("3"), Decimal("1"))],
-        [(Decimal("8"), Decimal("1.5"))],
+        [
+            BookLevel("sell", Decimal("5"), Decimal("2"), 3),
+            BookLevel("sell", Decimal("3"), Decimal("1"), 1),
+            BookLevel("buy", Decimal("8"), Decimal("1.5"), 1),
+        ],
         clearing_price_p_per_kwh=Decimal("5"),
         interval="2026-12-06/27",
     )
@@ -217,6 +220,7 @@ def test_the_curves_are_exact_steps_with_a_table_equivalent():
     assert (chart.supply_path.count("H"), chart.supply_path.count("V")) == (2, 1)
     assert [t.label for t in chart.x_ticks] == ["0", "1", "2", "3"]
     assert "cleared at 5p/kWh at the root" in chart.summary
+    assert "4 sell orders offer 3 kWh" in chart.summary
 
 
 def test_verify_names_what_differs_when_a_stored_run_was_changed(web, engine):
