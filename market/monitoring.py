@@ -18,10 +18,8 @@ from sqlmodel import Session, col, select
 
 from market.charges import POOL
 from market.database import chunks
-from market.errors import NotFoundError
-from market.intervals import settlement_period
+from market.intervals import SettlementPeriod, settlement_period
 from market.participants import HOUSEHOLD, Participant
-from market.settlement import SettlementRun, runs_of
 from market.tables import (
     InvitationRow,
     LedgerLineRow,
@@ -35,11 +33,11 @@ from market.units import WH_PER_KWH
 __all__ = [
     "MeterState",
     "SettledLine",
+    "SettlementRunSummary",
     "find_households",
     "invited_participants",
     "list_settlement_runs",
     "meter_states",
-    "settlement_run",
     "settlement_run_ids",
     "settlement_run_lines",
     "unbalanced_runs",
@@ -186,36 +184,53 @@ def meter_states(
     ], int(total)
 
 
+@dataclass(frozen=True)
+class SettlementRunSummary:
+    """A settlement run as a list shows it (who it left pending is on its own page)."""
+
+    id: int
+    period: SettlementPeriod
+    run_type: str
+    sequence: int
+    status: str
+    lines: int
+    created_at: datetime
+
+
 def list_settlement_runs(
     session: Session, *, settlement_date: date | None = None, limit: int = 50, offset: int = 0
-) -> tuple[list[SettlementRun], int]:
+) -> tuple[list[SettlementRunSummary], int]:
     """Settlement runs, newest first (of one settlement date, or all), one page and the count."""
-    query = select(SettlementRunRow)
-    count = select(sa.func.count()).select_from(SettlementRunRow)
+    runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
+    query = sa.select(
+        runs.id,
+        runs.settlement_date,
+        runs.period,
+        runs.length_minutes,
+        runs.run_type,
+        runs.sequence,
+        runs.status,
+        runs.lines,
+        runs.created_at,
+    )
+    count = sa.select(sa.func.count()).select_from(SettlementRunRow)
     if settlement_date is not None:
-        query = query.where(SettlementRunRow.settlement_date == settlement_date)
-        count = count.where(SettlementRunRow.settlement_date == settlement_date)
-    total = session.exec(count).one()
-    ids = [
-        row.id
-        for row in session.exec(query.order_by(col(SettlementRunRow.id).desc()).offset(offset).limit(limit))
-    ]
-    return [settlement_run(session, run_id) for run_id in ids if run_id is not None], int(total)
-
-
-def settlement_run(session: Session, run_id: int) -> SettlementRun:
-    """One stored settlement run, as :func:`market.settlement.runs_of` gives it.
-
-    Raises
-    ------
-    NotFoundError
-        No such run.
-    """
-    row = session.get(SettlementRunRow, run_id)
-    if row is None:
-        raise NotFoundError("run_id", f"{run_id} is not a settlement run")
-    period = settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes)
-    return next(run for run in runs_of(session, period) if run.id == run_id)
+        query = query.where(runs.settlement_date == settlement_date)
+        count = count.where(runs.settlement_date == settlement_date)
+    total = session.execute(count).scalar_one()
+    page = session.execute(query.order_by(runs.id.desc()).offset(offset).limit(limit))
+    return [
+        SettlementRunSummary(
+            id=row.id,
+            period=settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
+            run_type=row.run_type,
+            sequence=row.sequence,
+            status=row.status,
+            lines=row.lines,
+            created_at=row.created_at,
+        )
+        for row in page
+    ], int(total)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ May import :mod:`market`, :mod:`metering` and SQLModel.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,13 +38,14 @@ from market.charges import (
     EdgeInput,
     IntervalInputs,
     Line,
+    SettledInterval,
     SettlementTerms,
     TradeInput,
     settle_interval,
 )
 from market.clearing import current_run
-from market.database import bulk_insert, lock_for_transaction, transaction
-from market.errors import MarketError
+from market.database import bulk_insert, chunks, lock_for_transaction, transaction
+from market.errors import MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
 from market.network import network_version, tariff_version
 from market.participants import HOUSEHOLD
@@ -57,10 +57,16 @@ from market.tables import (
     NodePriceRow,
     ParticipantRow,
     SettlementRunRow,
+    SettlementStandingRow,
     TradeRow,
 )
 
 INITIAL, RECONCILE = "initial", "reconcile"
+#: How a household stands in a run it could not settle on metered energy (settlement_standing).
+AWAITING_METER_DATA = "awaiting_meter_data"  # trades settled; the imbalance waits for meter data
+ESTIMATED = "estimated"  # settled, but some of its meter energy was estimated
+#: Why a ``pending`` run settled nobody.
+NOT_CLEARED = "the interval has no clearing run yet"
 #: Line kinds posted per network edge: their memo (less its carried remainder) tells them apart.
 _NETWORK_KINDS = {"network_fee", "congestion_rent", "rounding"}
 
@@ -138,12 +144,12 @@ def settle(
         runs = _runs(session, period)
         initial = next((run for run in runs if run.run_type == INITIAL), None)
         if run_type == INITIAL and initial is not None:
-            return SettlementOutcome(_run(initial), created=False)
+            return SettlementOutcome(_stored_run(session, initial), created=False)
         if run_type == RECONCILE and initial is None:
             raise MarketError("run", f"{period.key} has no initial settlement run to reconcile")
         gathered = _gather(session, period, config)
         if run_type == RECONCILE and gathered.digest == runs[-1].inputs_digest:
-            return SettlementOutcome(_run(runs[-1]), created=False)
+            return SettlementOutcome(_stored_run(session, runs[-1]), created=False)
         settled = settle_interval(gathered.inputs) if gathered.inputs is not None else None
         lines = list(settled.lines) if settled is not None else []
         corrects = None
@@ -166,11 +172,6 @@ def settle(
             export_p_per_kwh=None if terms is None else terms.export_p_per_kwh,
             vat_rate=config.vat_rate,
             platform_fee_p_per_kwh=config.platform_fee_p_per_kwh,
-            pending_json=json.dumps(
-                {"*": "the interval has no clearing run yet"} if settled is None else dict(settled.pending),
-                sort_keys=True,
-            ),
-            estimated=",".join(sorted(settled.estimated)) if settled is not None else "",
             lines=len(lines),
             created_at=now,
             triggered_by=triggered_by,
@@ -179,7 +180,15 @@ def settle(
         session.flush()
         assert row.id is not None
         _post(session, row, lines, corrects)
-        return SettlementOutcome(_run(row), created=True)
+        standing = _standing_rows(settled) if settled is not None else []
+        bulk_insert(
+            session,
+            SettlementStandingRow.__table__,  # type: ignore[attr-defined]
+            ("participant_id", "standing", "reason"),
+            standing,
+            constants={"run_id": row.id},
+        )
+        return SettlementOutcome(_run(row, standing), created=True)
 
 
 def settle_periods(
@@ -520,11 +529,56 @@ def _runs(session: Session, period: SettlementPeriod) -> list[SettlementRunRow]:
 
 def runs_of(session: Session, period: SettlementPeriod) -> list[SettlementRun]:
     """Every settlement run of an interval, oldest first."""
-    return [_run(row) for row in _runs(session, period)]
+    rows = _runs(session, period)
+    standing = standing_in_runs(session, [row.id for row in rows if row.id is not None])
+    return [_run(row, standing.get(row.id or 0, [])) for row in rows]
 
 
-def _run(row: SettlementRunRow) -> SettlementRun:
+def get_settlement_run(session: Session, run_id: int) -> SettlementRun:
+    """One stored settlement run, with the households it could not settle on metered energy.
+
+    Raises
+    ------
+    NotFoundError
+        No such run.
+    """
+    row = session.get(SettlementRunRow, run_id)
+    if row is None:
+        raise NotFoundError("run_id", f"{run_id} is not a settlement run")
+    return _stored_run(session, row)
+
+
+def _stored_run(session: Session, row: SettlementRunRow) -> SettlementRun:
     assert row.id is not None
+    return _run(row, standing_in_runs(session, [row.id]).get(row.id, []))
+
+
+def standing_in_runs(
+    session: Session, run_ids: Sequence[int], *, participant_id: str | None = None
+) -> dict[int, list[tuple[str, str, str]]]:
+    """The households each run could not settle on metered energy, as (participant, standing,
+    reason) by run id (only ``participant_id``'s, when given: one seek a run by its index)."""
+    table = SettlementStandingRow.__table__.c  # type: ignore[attr-defined]
+    found: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+    for ids in chunks(sorted(run_ids)):
+        query = sa.select(table.run_id, table.participant_id, table.standing, table.reason).where(
+            table.run_id.in_(ids)
+        )
+        if participant_id is not None:
+            query = query.where(table.participant_id == participant_id)
+        for run_id, participant, standing, reason in session.execute(query):
+            found[run_id].append((participant, standing, reason))
+    return found
+
+
+def _standing_rows(settled: SettledInterval) -> list[tuple[str, str, str]]:
+    awaiting = [(who, AWAITING_METER_DATA, why[:500]) for who, why in sorted(settled.pending.items())]
+    return awaiting + [(who, ESTIMATED, "") for who in sorted(settled.estimated)]
+
+
+def _run(row: SettlementRunRow, standing: Sequence[tuple[str, str, str]]) -> SettlementRun:
+    assert row.id is not None
+    pending = {who: why for who, kind, why in standing if kind == AWAITING_METER_DATA}
     return SettlementRun(
         id=row.id,
         period=settlement_period(row.settlement_date, row.period, length_minutes=row.length_minutes),
@@ -532,8 +586,8 @@ def _run(row: SettlementRunRow) -> SettlementRun:
         sequence=row.sequence,
         status=row.status,
         clearing_run_id=row.clearing_run_id,
-        pending=json.loads(row.pending_json),
-        estimated=tuple(name for name in row.estimated.split(",") if name),
+        pending={"*": NOT_CLEARED} if row.status == "pending" else dict(sorted(pending.items())),
+        estimated=tuple(sorted(who for who, kind, _ in standing if kind == ESTIMATED)),
         lines=row.lines,
         created_at=row.created_at,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from market.database import chunks
 from market.errors import NotFoundError
 from market.intervals import SettlementPeriod, periods_of_day
 from market.participants import HOUSEHOLD
+from market.settlement import AWAITING_METER_DATA, ESTIMATED, NOT_CLEARED, standing_in_runs
 from market.tables import (
     LedgerLineRow,
     ParticipantRow,
@@ -35,8 +35,7 @@ from market.units import CP_PER_PENNY, money_cp, scale_cp
 
 #: How an interval stands for a household, by its latest settlement run.
 SETTLED = "settled"  # settled on the household's metered energy
-ESTIMATED = "estimated"  # settled, but some of its meter energy was estimated
-AWAITING_METER_DATA = "awaiting_meter_data"  # trades settled; the imbalance waits for meter data
+# ESTIMATED and AWAITING_METER_DATA: as the run recorded them (market.settlement)
 NOT_SETTLED = "not_settled"  # no settlement run yet (or nothing cleared to settle)
 INTERVAL_STATUSES = (SETTLED, ESTIMATED, AWAITING_METER_DATA, NOT_SETTLED)
 
@@ -142,7 +141,8 @@ def statement(
     runs = _runs_between(session, first_day, last_day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
     rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
-    return _statement(participant_id, rows, runs, first_day, length_minutes)
+    standing = _household_standing(session, participant_id, runs)
+    return _statement(participant_id, rows, runs, standing, first_day, length_minutes)
 
 
 def statements(
@@ -159,8 +159,12 @@ def statements(
     for row in _statement_lines(session, runs, lines.participant_id.is_not(None)):
         if row.participant_id in by_household:
             by_household[row.participant_id].append(row)
+    standing: dict[str, dict[int, tuple[str, str]]] = defaultdict(dict)
+    for run_id, households in standing_in_runs(session, list(runs)).items():
+        for household, kind, reason in households:
+            standing[household][run_id] = (kind, reason)
     return {
-        household: _statement(household, rows, runs, first_day, length_minutes)
+        household: _statement(household, rows, runs, standing[household], first_day, length_minutes)
         for household, rows in by_household.items()
     }
 
@@ -176,9 +180,10 @@ def day_statement(
     rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
     figures = _interval_figures(participant_id, rows, runs)
     latest = _latest_runs(runs)
+    standing = _household_standing(session, participant_id, runs)
     intervals = []
     for period in periods_of_day(day, length_minutes=length_minutes):
-        status, reason = _standing(participant_id, latest.get((day, period.period)))
+        status, reason = _standing(latest.get((day, period.period)), standing)
         interval = figures.get((day, period.period), StatementFigures())
         interval.intervals[status] += 1
         intervals.append(IntervalFigures(period, status, reason, interval))
@@ -244,24 +249,36 @@ def _latest_runs(runs: dict[int, SettlementRunRow]) -> dict[tuple[date, int], Se
     return latest
 
 
-def _standing(participant_id: str, run: SettlementRunRow | None) -> tuple[str, str]:
-    """How an interval stands for a household by its newest run, and why if it is not settled."""
+def _household_standing(
+    session: Session, participant_id: str, runs: dict[int, SettlementRunRow]
+) -> dict[int, tuple[str, str]]:
+    """How the household stands in each of ``runs`` that did not settle it on metered energy."""
+    return {
+        run_id: (kind, reason)
+        for run_id, found in standing_in_runs(session, list(runs), participant_id=participant_id).items()
+        for _, kind, reason in found
+    }
+
+
+def _standing(run: SettlementRunRow | None, standing: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """How an interval stands for a household by its newest run, and why if it is not settled
+    (``standing``: the household's, by run, from :func:`_household_standing`)."""
     if run is None:
         return NOT_SETTLED, "no settlement run yet"
-    pending: dict[str, str] = json.loads(run.pending_json)
-    if "*" in pending:
-        return NOT_SETTLED, pending["*"]
-    if participant_id in pending:
-        return AWAITING_METER_DATA, pending[participant_id]
-    if participant_id in run.estimated.split(","):
+    if run.status == "pending":
+        return NOT_SETTLED, NOT_CLEARED
+    assert run.id is not None
+    kind, reason = standing.get(run.id, (SETTLED, ""))
+    if kind == ESTIMATED:
         return ESTIMATED, "settled on estimated meter energy"
-    return SETTLED, ""
+    return kind, reason
 
 
 def _statement(
     participant_id: str,
     rows: Sequence[sa.Row[Any]],
     runs: dict[int, SettlementRunRow],
+    standing: dict[int, tuple[str, str]],
     first_day: date,
     length_minutes: int,
 ) -> Statement:
@@ -273,7 +290,7 @@ def _statement(
         for period in periods_of_day(day, length_minutes=length_minutes):
             key = (day, period.period)
             interval = by_interval.get(key, StatementFigures())
-            interval.intervals[_standing(participant_id, latest.get(key))[0]] += 1
+            interval.intervals[_standing(latest.get(key), standing)[0]] += 1
             figures.add(interval)
     total, settled = StatementFigures(), StatementFigures()
     for figures in days.values():

@@ -380,11 +380,25 @@ class SettlementRunRow(SQLModel, table=True):
     export_p_per_kwh: Decimal | None = Field(default=None, sa_column=_exact(nullable=True))
     vat_rate: Decimal = Field(sa_column=_exact())
     platform_fee_p_per_kwh: Decimal = Field(sa_column=_exact())
-    pending_json: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False))
-    estimated: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     lines: int
     created_at: datetime = Field(sa_column=_utc())
     triggered_by: str = Field(max_length=100)
+
+
+class SettlementStandingRow(SQLModel, table=True):
+    """A household a settlement run could not settle on its metered energy: its meter data is
+    awaited (``reason`` says why; its trades are settled, its imbalance waits) or was estimated.
+    A household without a row in a run was settled on metered energy, or, in a ``pending`` run
+    (nothing cleared), not at all. Indexed by household, so a statement finds a household's
+    standing in every run of a month in one seek, however many other households wait."""
+
+    __tablename__ = "settlement_standing"
+    __table_args__ = (sa.Index("ix_settlement_standing_household", "participant_id", "run_id"),)
+
+    run_id: int = Field(foreign_key="settlement_run.id", primary_key=True)
+    participant_id: str = Field(primary_key=True, max_length=64)
+    standing: str = Field(max_length=24)  # "awaiting_meter_data" or "estimated"
+    reason: str = Field(default="", max_length=500)
 
 
 class LedgerLineRow(SQLModel, table=True):

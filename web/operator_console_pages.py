@@ -38,13 +38,12 @@ from market.monitoring import (
     invited_participants,
     list_settlement_runs,
     meter_states,
-    settlement_run,
     settlement_run_ids,
     settlement_run_lines,
     unbalanced_runs,
 )
 from market.participants import HOUSEHOLD, Participant, get_participant
-from market.settlement import INITIAL, pool_balance_cp
+from market.settlement import INITIAL, get_settlement_run, pool_balance_cp
 from market.units import CP_PER_PENNY
 from web.format import duration, local_datetime, period_label
 from web.rendering import render
@@ -456,7 +455,7 @@ def settlement_run_page(
         raise missing
     with Session(platform.engine) as session:
         try:
-            run = settlement_run(session, int(run_id))
+            run = get_settlement_run(session, int(run_id))
         except NotFoundError:
             raise missing from None
         lines, total = settlement_run_lines(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -12,7 +14,7 @@ from market.database import alembic_config, head_revision, schema_revision, upgr
 
 
 def test_database_is_at_the_head_revision(engine):
-    assert schema_revision(engine) == head_revision(engine) == "0009"
+    assert schema_revision(engine) == head_revision(engine) == "0010"
 
 
 def test_migrations_match_the_table_classes(engine):
@@ -23,7 +25,7 @@ def test_migrations_match_the_table_classes(engine):
 
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
-    assert schema_revision(engine) == "0009"
+    assert schema_revision(engine) == "0010"
 
 
 def test_the_latest_migration_goes_down_and_up_again(engine):
@@ -68,3 +70,39 @@ def test_an_open_read_does_not_block_a_write(database_url):
     finally:
         reader.dispose()
         writer.dispose()
+
+
+def test_settlement_standing_moves_to_its_table_and_back_with_its_runs(engine):
+    """0010 moves each run's pending households (and their reasons) from the run's JSON text to
+    settlement_standing and back again on the way down, a run that settled nobody included."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+    from sqlmodel import Session
+
+    from market.intervals import period_at
+    from market.settlement import INITIAL, SettlementConfig, get_settlement_run, settle
+    from tests.factories import seed_cleared_interval
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    period = period_at(now + timedelta(hours=1))
+    seed_cleared_interval(engine, period, now=now)
+    runs = [
+        settle(
+            engine, period=p, run_type=INITIAL, config=SettlementConfig(), now=p.end_utc, triggered_by="t"
+        ).run
+        for p in (period, period.next())  # the second interval was not cleared: nobody settled
+    ]
+    assert set(runs[0].pending) == {"H1", "H2", "H3"}
+    assert runs[1].pending == {"*": "the interval has no clearing run yet"}
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+    with engine.connect() as connection:
+        texts = dict(connection.execute(sa.text("SELECT id, pending_json FROM settlement_run")).all())
+    assert set(json.loads(texts[runs[0].id])) == {"H1", "H2", "H3"}
+    assert json.loads(texts[runs[1].id]) == runs[1].pending
+    upgrade_database(engine)
+    with Session(engine) as session:
+        assert [get_settlement_run(session, run.id) for run in runs] == runs

@@ -14,13 +14,12 @@ from market.intervals import period_at
 from market.monitoring import (
     find_households,
     list_settlement_runs,
-    settlement_run,
     settlement_run_ids,
     settlement_run_lines,
     unbalanced_runs,
 )
 from market.participants import register_household
-from market.settlement import INITIAL, SettlementConfig, pool_balance_cp, settle
+from market.settlement import INITIAL, SettlementConfig, get_settlement_run, pool_balance_cp, settle
 from market.tables import LedgerLineRow
 from tests.factories import mpan, seed_cleared_metered_interval, seed_market
 
@@ -65,11 +64,14 @@ def test_a_run_balances_when_its_pool_nets_to_zero_and_its_lines_are_listed(engi
     ).run
     with transaction(engine) as session:
         assert settlement_run_ids(session) == [run.id]
-        assert settlement_run(session, run.id) == run
+        assert get_settlement_run(session, run.id) == run
         with pytest.raises(NotFoundError):
-            settlement_run(session, run.id + 1)
+            get_settlement_run(session, run.id + 1)
         runs, total = list_settlement_runs(session, settlement_date=PERIOD.settlement_date)
-        assert (runs, total) == ([run], 1)
+        assert total == 1
+        assert [(r.id, r.period, r.run_type, r.sequence, r.status, r.lines) for r in runs] == [
+            (run.id, run.period, run.run_type, run.sequence, run.status, run.lines)
+        ]
         assert (
             list_settlement_runs(session, settlement_date=PERIOD.settlement_date - timedelta(days=1))[1] == 0
         )
