@@ -152,7 +152,7 @@ def read_forecast_histories(
             )
         )
         if household_ids is None:
-            rows = session.execute(query).all()
+            rows = list(session.execute(query).all())
         else:
             for chunk in chunks(ids):
                 rows += session.execute(query.where(meters.c.participant_id.in_(chunk))).all()
