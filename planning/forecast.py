@@ -41,19 +41,23 @@ number, so that 07:00 is 07:00 on clock-change days (46 or 50 periods); the repe
 autumn change is averaged into its slot, the skipped hour of spring is missing. For a target
 period in slot ``s`` of local date ``D``:
 
-- the **recent** mean: demand in slots ``s-1, s, s+1`` (weights 1/4, 1/2, 1/4, rolling over
-  midnight) on the :attr:`~ForecastSettings.recent_days` days before ``D``;
-- the **same-weekday** mean: the same, on the :attr:`~ForecastSettings.same_weekday_weeks` days
-  7, 14, ... days before ``D``;
-- their blend, ``SAME_WEEKDAY_WEIGHT x same weekday + (1 - SAME_WEEKDAY_WEIGHT) x recent`` (either
+- the **recent** mean: demand in slot ``s`` on the :attr:`~ForecastSettings.recent_days` (7)
+  days before ``D`` (optionally with its neighbours ``s-1, s+1`` weighted
+  :attr:`~ForecastSettings.neighbour_slot_weight` each, rolling over midnight: off by default,
+  as smoothing raised the error on the simulated homes);
+- the **same-weekday** mean: the same, on the :attr:`~ForecastSettings.same_weekday_weeks` (4)
+  days 7, 14, 21, 28 days before ``D``;
+- their blend, ``0.5 x same weekday + 0.5 x recent`` (:attr:`~ForecastSettings.same_weekday_weight`; either
   alone when the other has no data);
 - shrunk towards the default profile scaled to the household's own level, as if the default were
-  :attr:`~ForecastSettings.prior_days` more days of history: ``(n F + n0 P) / (n + n0)`` with
-  ``n`` the days with data in slot ``s``. A household with a day of history is half default.
+  :attr:`~ForecastSettings.prior_days` (1) more days of history: ``(n F + n0 P) / (n + n0)``
+  with ``n`` the days with data in slot ``s``. A household with a day of history is half
+  default; with a month, it costs about 0.01 of nMAE, a price paid for the new households.
 
 Estimated periods (the meter's extrapolation over a gap) are treated as missing: an estimate is
-the rate before the gap, itself a forecast, and carries no shape. The windows and the weights
-are those that gave the lowest error in ``bench/forecast.py`` (see ``bench/README.md``).
+the rate before the gap, itself a forecast, and carries no shape. ``bench/forecast.py`` measures
+these choices against others (recent days or same weekday alone, 3 recent days, smoothing, no
+default blend, other cloudiness half-lives, yesterday's persistence); see ``bench/README.md``.
 
 The default household
 ---------------------
@@ -179,7 +183,7 @@ class ForecastSettings:
     recent_days: int = 7
     same_weekday_weeks: int = 4
     same_weekday_weight: float = 0.5
-    neighbour_slot_weight: float = 0.25
+    neighbour_slot_weight: float = 0.0
     prior_days: float = 1.0
     cloudiness_days: int = 3
     cloudiness_half_life_hours: float = 24.0

@@ -111,8 +111,14 @@ def test_neighbouring_half_hours_smooth_a_spike() -> None:
     day = date(2026, 5, 6)
     spike = history(days_before(day, 30), lambda s: 900 if s.astimezone(LONDON).time() == time(18) else 100)
     targets = periods(local_midnight(day) + 35 * HALF_HOUR, 3)  # 17:30, 18:00, 18:30
-    forecast = forecast_household(HouseholdHistory("h", spike), targets, settings=PLAIN)
+    smoothed = ForecastSettings(prior_days=0, neighbour_slot_weight=0.25)
+    forecast = forecast_household(HouseholdHistory("h", spike), targets, settings=smoothed)
     assert forecast.demand_wh == (300, 500, 300)
+    assert forecast_household(HouseholdHistory("h", spike), targets, settings=PLAIN).demand_wh == (
+        100,
+        900,
+        100,
+    )
 
 
 @pytest.mark.parametrize(
