@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -239,34 +239,51 @@ def ev_windows(periods: PlanPeriods, ev: ElectricVehicle, next_departure_needed_
     ``energy_needed_kwh``. A window needs at most what its charger can deliver before departure;
     what it can still receive after the horizon need not be bought in it.
     """
-    needed_later = to_wh(ev.energy_needed_kwh)
-    return _ev_windows(
-        periods, ev.plugged_in_from, ev.departure, ev.charge_kw, next_departure_needed_wh, needed_later
+    geometry = _window_geometry(periods, ev.plugged_in_from, ev.departure, ev.charge_kw)
+    within = np.bincount(
+        geometry.slot_window, weights=geometry.slot_capacity_wh, minlength=len(geometry.after_wh)
+    )
+    first = [next_departure_needed_wh] if len(geometry.after_wh) else []
+    wanted = np.array(first + [to_wh(ev.energy_needed_kwh)] * (len(geometry.after_wh) - 1), np.int64)
+    needed = np.minimum(wanted, within.astype(np.int64) + geometry.after_wh)
+    return EvWindows(
+        slot_period=geometry.slot_period,
+        slot_window=geometry.slot_window,
+        slot_capacity_wh=geometry.slot_capacity_wh,
+        needed_wh=needed,
+        lower_wh=np.maximum(0, needed - geometry.after_wh),
+        upper_wh=np.minimum(needed, within.astype(np.int64)),
+        later_capacity_wh=geometry.after_wh,
+        departures_utc=geometry.departures_utc,
     )
 
 
+@dataclass(frozen=True)
+class _WindowGeometry:
+    slot_period: IntArray
+    slot_window: IntArray
+    slot_capacity_wh: IntArray
+    after_wh: IntArray
+    departures_utc: tuple[datetime, ...]
+
+
 @lru_cache(maxsize=4096)
-def _ev_windows(
-    periods: PlanPeriods,
-    plugged_in_from: object,
-    departure: object,
-    charge_kw: Decimal,
-    first_needed_wh: int,
-    later_needed_wh: int,
-) -> EvWindows:
+def _window_geometry(
+    periods: PlanPeriods, plugged_in_from: time, departure: time, charge_kw: Decimal
+) -> _WindowGeometry:
+    """Where the windows fall on the periods and what the charger delivers in each slot and after
+    the horizon: the same for every EV with these times and this charger, so computed once."""
     zone = ZoneInfo(periods.timezone)
     start = periods.starts_utc[0]
     end = periods.end_utc
     length = periods.length
-    overnight = departure <= plugged_in_from  # type: ignore[operator]
-    first_day = start.astimezone(zone).date() - timedelta(days=1)
-    last_day = end.astimezone(zone).date()
+    overnight = departure <= plugged_in_from
     windows: list[tuple[datetime, datetime]] = []
-    day = first_day
-    while day <= last_day:
-        plug = datetime.combine(day, plugged_in_from, tzinfo=zone).astimezone(start.tzinfo)  # type: ignore[arg-type]
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    while day <= end.astimezone(zone).date():
+        plug = datetime.combine(day, plugged_in_from, tzinfo=zone).astimezone(UTC)
         leave_day = day + timedelta(days=1) if overnight else day
-        leave = datetime.combine(leave_day, departure, tzinfo=zone).astimezone(start.tzinfo)  # type: ignore[arg-type]
+        leave = datetime.combine(leave_day, departure, tzinfo=zone).astimezone(UTC)
         if leave > start and plug < end:
             windows.append((plug, leave))
         day += timedelta(days=1)
@@ -275,35 +292,20 @@ def _ev_windows(
         return int((charge_kw * Decimal(round(seconds)) * WH_PER_KWH / 3600).to_integral_value(ROUND_FLOOR))
 
     slots: list[tuple[int, int, int]] = []
-    needs: list[int] = []
-    lower: list[int] = []
-    upper: list[int] = []
-    later: list[int] = []
+    after: list[int] = []
     for k, (plug, leave) in enumerate(windows):
-        within = 0
         for t, period_start in enumerate(periods.starts_utc):
             overlap = (min(leave, period_start + length) - max(plug, period_start)).total_seconds()
             if overlap > 0:
-                capacity = energy_wh(overlap)
-                slots.append((t, k, capacity))
-                within += capacity
-        after = energy_wh(max(0.0, (leave - max(plug, end)).total_seconds()))
-        needed = min(first_needed_wh if k == 0 else later_needed_wh, within + after)
-        needs.append(needed)
-        lower.append(max(0, needed - after))
-        upper.append(min(needed, within))
-        later.append(after)
+                slots.append((t, k, energy_wh(overlap)))
+        after.append(energy_wh(max(0.0, (leave - max(plug, end)).total_seconds())))
     slots.sort()
-    return EvWindows(
-        slot_period=np.array([s[0] for s in slots], np.int64),
-        slot_window=np.array([s[1] for s in slots], np.int64),
-        slot_capacity_wh=np.array([s[2] for s in slots], np.int64),
-        needed_wh=np.array(needs, np.int64),
-        lower_wh=np.array(lower, np.int64),
-        upper_wh=np.array(upper, np.int64),
-        later_capacity_wh=np.array(later, np.int64),
-        departures_utc=tuple(leave for _, leave in windows),
-    )
+    arrays = [np.array(column, np.int64) for column in ([s[0] for s in slots], [s[1] for s in slots])]
+    arrays += [np.array([s[2] for s in slots], np.int64), np.array(after, np.int64)]
+    for array in arrays:  # shared by every household with this EV: nobody may change them
+        array.flags.writeable = False
+    period, window, capacity, after_wh = arrays
+    return _WindowGeometry(period, window, capacity, after_wh, tuple(leave for _, leave in windows))
 
 
 # --- the Pyomo model ------------------------------------------------------------------------------
