@@ -14,13 +14,17 @@ from hypothesis import strategies as st
 
 from planning.plan import (
     HouseholdPlan,
+    PlanFailure,
     PlanInputError,
     PlannedPeriod,
     PlanPeriods,
     PlanRequest,
+    PlanSolverError,
     PriceOutlook,
     Purpose,
     Side,
+    _Leg,
+    _net_orders,
     plan_household,
     plan_households,
 )
@@ -216,6 +220,72 @@ def test_a_household_never_buys_and_sells_in_one_period():
     assert orders(first) == [(Side.SELL, 500, D("5.00"), Purpose.SURPLUS)]
     assert (second.buy_wh, second.sell_wh) == (1000, 0)
     assert orders(second) == [(Side.BUY, 1000, D("24.50"), Purpose.EV_URGENT)]
+
+
+def test_ev_windows_follow_the_clock_change():
+    """29 March 2026: the clocks go forward at 01:00 UTC, so the 06:30 departure is 05:30 UTC. From
+    04:00 UTC the EV is plugged in for three half hours (3 kW: 1500 Wh each), not four; at 10 p
+    against a later price of 0 it charges only because it must."""
+    ev = ElectricVehicle(
+        charge_kw=D(3), plugged_in_from=time(22, 0), departure=time(6, 30), energy_needed_kwh=D(20)
+    )
+    start = datetime(2026, 3, 29, 4, 0, tzinfo=UTC)
+    plan = both_paths(request(["10", "10", "10", "1"], start=start, ev=ev, ev_needed="10"))
+    assert [p.ev_charge_wh for p in plan.periods] == [1500, 1500, 1500, 0]
+    assert plan.ev_later_wh == 0  # the 5.5 kWh no charger could deliver by 06:30 is not asked for
+
+
+def test_a_battery_below_its_floor_is_neither_forced_up_nor_emptied_further():
+    """A 5 kWh reserve just set on a battery holding 2 kWh: the dear periods take nothing from it."""
+    home = battery(reserve_kwh="5", round_trip_efficiency_percent="81")
+    plan = both_paths(request(["30", "30"], battery=home, soc="2", imports="40"))
+    assert [p.battery_soc_wh for p in plan.periods] == [2000, 2000]
+    assert all(p.battery_discharge_wh == 0 for p in plan.periods)
+
+
+def test_a_net_buyer_s_own_surplus_covers_its_cheapest_bid_first():
+    """1000 Wh of surplus, a battery charge of 1000 Wh bid at 12 p and 1500 Wh of urgent EV energy bid
+    at 24.5 p: the 1500 Wh net is bid as the EV's, the battery charging from the surplus."""
+    legs = [
+        _Leg(-1000, 5.0, Purpose.SURPLUS),
+        _Leg(1000, 12.0, Purpose.BATTERY),
+        _Leg(1500, 24.5, Purpose.EV_URGENT),
+    ]
+    placed = _net_orders(legs, 1500, D(5), D(30))
+    assert [(o.side, o.energy_wh, o.limit_p_per_kwh, o.purpose) for o in placed] == [
+        (Side.BUY, 1500, D("24.50"), Purpose.EV_URGENT)
+    ]
+    offers = _net_orders(
+        [
+            _Leg(-2000, 5.0, Purpose.SURPLUS),
+            _Leg(-500, 14.2, Purpose.BATTERY),
+            _Leg(700, 9.0, Purpose.EV_FLEXIBLE),
+        ],
+        -1800,
+        D(5),
+        D(30),
+    )
+    assert [(o.energy_wh, o.limit_p_per_kwh, o.purpose) for o in offers] == [
+        (1800, D("5.00"), Purpose.SURPLUS)
+    ]
+
+
+def test_a_household_whose_plan_fails_is_skipped_and_the_others_go_on(monkeypatch):
+    """The block fails, so each household is solved alone; only the failing one is a PlanFailure."""
+    poisoned = 13.37
+
+    def solve(matrices):
+        if np.any(matrices.cost == poisoned):
+            raise PlanSolverError("HiGHS stopped with status Infeasible")
+        return solve_matrices(matrices)
+
+    monkeypatch.setattr("planning.plan.solve_matrices", solve)
+    reqs = [request(["10", "20"], demand=["1", "1"]), request(["13.37", "20"], demand=["1", "1"])]
+    reqs.append(reqs[0])
+    first, failed, third = plan_households(reqs)
+    assert isinstance(failed, PlanFailure)
+    assert "Infeasible" in failed.reason
+    assert first == third == plan_household(reqs[0])
 
 
 def test_input_errors_name_their_field():
