@@ -87,6 +87,22 @@ def network_in_force(session: Session, at: datetime) -> NetworkVersion:
     return network_version(session, row.id)
 
 
+def network_root(
+    session: Session, *, version_id: int | None = None, at: datetime | None = None
+) -> str | None:
+    """The root of a network version (by id, or the one in force ``at``), without reading its
+    nodes; None when there is no such version."""
+    query = select(NetworkVersionRow.root)
+    if version_id is not None:
+        query = query.where(NetworkVersionRow.id == version_id)
+    else:
+        assert at is not None, "give version_id or at"
+        query = query.where(NetworkVersionRow.effective_from_utc <= at).order_by(
+            col(NetworkVersionRow.effective_from_utc).desc()
+        )
+    return session.exec(query.limit(1)).first()
+
+
 def node_sets_from(session: Session, at: datetime) -> list[tuple[datetime, frozenset[str]]]:
     """The nodes (root included) of the version in force at ``at`` and of every later version.
 

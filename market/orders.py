@@ -532,12 +532,21 @@ def list_orders(
 
 @dataclass(frozen=True)
 class BookLevel:
-    """The orders of one side of an interval's book at one limit price, added together."""
+    """The orders of one side of an interval's book at one limit price, added together (in the
+    book's own integer units: price ticks and Wh)."""
 
     side: str
-    price_p_per_kwh: Decimal
-    quantity_kwh: Decimal
+    price_ticks: int
+    quantity_wh: int
     orders: int
+
+    @property
+    def price_p_per_kwh(self) -> Decimal:
+        return Decimal(self.price_ticks) / TICKS_PER_P
+
+    @property
+    def quantity_kwh(self) -> Decimal:
+        return Decimal(self.quantity_wh) / WH_PER_KWH
 
 
 def book_levels(session: Session, period: SettlementPeriod) -> list[BookLevel]:
@@ -555,12 +564,7 @@ def book_levels(session: Session, period: SettlementPeriod) -> list[BookLevel]:
         .order_by(_ORDERS.c.side, _ORDERS.c.price_ticks)
     )
     return [
-        BookLevel(
-            side=side,
-            price_p_per_kwh=Decimal(ticks) / TICKS_PER_P,
-            quantity_kwh=Decimal(int(energy_wh)) / WH_PER_KWH,
-            orders=count,
-        )
+        BookLevel(side, ticks, int(energy_wh), count)
         for side, ticks, energy_wh, count in session.connection().execute(query)
     ]
 

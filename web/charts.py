@@ -14,6 +14,7 @@ from decimal import Decimal
 from market.intervals import SettlementPeriod
 from market.orders import BookLevel
 from market.prices import PeriodPrices
+from market.units import TICKS_PER_P, WH_PER_KWH
 from web.format import kwh, p_per_kwh, period_times
 
 WIDTH, HEIGHT = 720, 240
@@ -174,11 +175,24 @@ class EnergyChart:
 
 @dataclass(frozen=True)
 class CurveLevel:
-    """One price of the book with the energy offered at or below it and bid at or above it."""
+    """One price of the book with the energy offered at or below it and bid at or above it (in
+    the book's integers: price ticks and Wh)."""
 
-    price_p_per_kwh: Decimal
-    supply_kwh: Decimal
-    demand_kwh: Decimal
+    price_ticks: int
+    supply_wh: int
+    demand_wh: int
+
+    @property
+    def price_p_per_kwh(self) -> Decimal:
+        return _price(self.price_ticks)
+
+    @property
+    def supply_kwh(self) -> Decimal:
+        return _energy(self.supply_wh)
+
+    @property
+    def demand_kwh(self) -> Decimal:
+        return _energy(self.demand_wh)
 
 
 @dataclass(frozen=True)
@@ -274,21 +288,26 @@ def curves_chart(
     interval: str,
 ) -> CurvesChart:
     """The curves of one interval's book, given by side and limit price
-    (:func:`market.orders.book_levels`); ``interval`` names it in the summary."""
-    sells = [(level.price_p_per_kwh, level.quantity_kwh) for level in book if level.side == "sell"]
-    buys = [(level.price_p_per_kwh, level.quantity_kwh) for level in book if level.side == "buy"]
+    (:func:`market.orders.book_levels`); ``interval`` names it in the summary.
+
+    The running sums are the book's own integers (price ticks, Wh): exact, and fast for a book
+    of thousands of prices; only the drawing's coordinates are floats.
+    """
+    offered = _by_price([(level.price_ticks, level.quantity_wh) for level in book if level.side == "sell"])
+    bid = _by_price([(level.price_ticks, level.quantity_wh) for level in book if level.side == "buy"])
     sell_orders = sum(level.orders for level in book if level.side == "sell")
     buy_orders = sum(level.orders for level in book if level.side == "buy")
-    supply = sorted(_by_price(sells).items())  # one step per price
-    demand = sorted(_by_price(buys).items(), reverse=True)
-    prices = [price for price, _ in (*supply, *demand)]
+    supply = sorted(offered.items())  # one step per price
+    demand = sorted(bid.items(), reverse=True)
+    ticks_bid = [*offered, *bid]
+    extremes = [_price(min(ticks_bid)), _price(max(ticks_bid))] if ticks_bid else []
     if clearing_price_p_per_kwh is not None:
-        prices.append(clearing_price_p_per_kwh)
-    low = min([Decimal(0), *prices])
-    high = max([Decimal(10), *prices])
-    total_supply = sum((kwh for _, kwh in supply), Decimal(0))
-    total_demand = sum((kwh for _, kwh in demand), Decimal(0))
-    most = max(total_supply, total_demand, Decimal(1))
+        extremes.append(clearing_price_p_per_kwh)
+    low = min([Decimal(0), *extremes])
+    high = max([Decimal(10), *extremes])
+    total_supply_wh = sum(offered.values())
+    total_demand_wh = sum(bid.values())
+    most = max(_energy(total_supply_wh), _energy(total_demand_wh), Decimal(1))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x_of(energy: Decimal) -> float:
@@ -297,24 +316,38 @@ def curves_chart(
     def y_of(value: Decimal) -> float:
         return TOP + float((high - value) / (high - low)) * plot_h
 
-    def step_path(orders: Sequence[tuple[Decimal, Decimal]]) -> str:
-        if not orders:
+    def step_path(steps: Sequence[tuple[int, int]]) -> str:
+        """The step curve through ``steps`` (price ticks, Wh) in the plot's coordinates, to a
+        tenth of a pixel (the table beside it is exact), leaving out steps too small to see."""
+        if not steps:
             return ""
-        total = Decimal(0)
-        parts = [f"M{x_of(total):.1f},{y_of(orders[0][0]):.1f}"]
-        for i, (price, energy) in enumerate(orders):
-            if i:
-                parts.append(f"V{y_of(price):.1f}")
-            total += energy
-            parts.append(f"H{x_of(total):.1f}")
+        per_wh = plot_w / float(most * WH_PER_KWH)
+        hi, per_tick = float(high), plot_h / float(high - low) / float(TICKS_PER_P)
+        total_wh = 0
+        y = f"{TOP + (hi * float(TICKS_PER_P) - steps[0][0]) * per_tick:.1f}"
+        parts = [f"M{LEFT:.1f},{y}"]
+        x = ""
+        for ticks, energy_wh in steps:
+            step_y = f"{TOP + (hi * float(TICKS_PER_P) - ticks) * per_tick:.1f}"
+            if step_y != y:
+                parts.append(f"H{x}V{step_y}" if x else f"V{step_y}")
+                y, x = step_y, ""
+            total_wh += energy_wh
+            x = f"{LEFT + total_wh * per_wh:.1f}"
+        parts.append(f"H{x}")
         return "".join(parts)
 
-    levels = _curve_levels(supply, demand)
     said = [
-        f"{_count(sell_orders, 'sell order offers', 'sell orders offer')} {kwh(total_supply)}"
-        + (f" from {p_per_kwh(supply[0][0])} to {p_per_kwh(supply[-1][0])}" if supply else ""),
-        f"{_count(buy_orders, 'buy order bids', 'buy orders bid')} for {kwh(total_demand)}"
-        + (f" from {p_per_kwh(demand[0][0])} down to {p_per_kwh(demand[-1][0])}" if demand else ""),
+        f"{_count(sell_orders, 'sell order offers', 'sell orders offer')} {kwh(_energy(total_supply_wh))}"
+        + (
+            f" from {p_per_kwh(_price(supply[0][0]))} to {p_per_kwh(_price(supply[-1][0]))}" if supply else ""
+        ),
+        f"{_count(buy_orders, 'buy order bids', 'buy orders bid')} for {kwh(_energy(total_demand_wh))}"
+        + (
+            f" from {p_per_kwh(_price(demand[0][0]))} down to {p_per_kwh(_price(demand[-1][0]))}"
+            if demand
+            else ""
+        ),
     ]
     if clearing_price_p_per_kwh is not None:
         said.append(f"it cleared at {p_per_kwh(clearing_price_p_per_kwh)} at the root")
@@ -328,7 +361,7 @@ def curves_chart(
         clearing_y=None if clearing_price_p_per_kwh is None else y_of(clearing_price_p_per_kwh),
         ticks=[Tick(y_of(v), f"{v.normalize():f}p") for v in _nice_ticks(low, high)],
         x_ticks=[XTick(x_of(v), f"{v.normalize():f}") for v in _round_steps(most)],
-        levels=levels,
+        levels=_curve_levels(offered, bid),
     )
 
 
@@ -347,28 +380,33 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-def _curve_levels(
-    supply: Sequence[tuple[Decimal, Decimal]], demand: Sequence[tuple[Decimal, Decimal]]
-) -> list[CurveLevel]:
-    """At each price of the book, the energy offered at or below it and bid at or above it: running
-    sums over the sorted orders (one pass each, as a book may hold thousands of orders)."""
-    offered, bid = _by_price(supply), _by_price(demand)
+def _curve_levels(offered: dict[int, int], bid: dict[int, int]) -> list[CurveLevel]:
+    """At each price of the book (ticks), the energy offered at or below it and bid at or above it
+    (Wh): running sums in one pass each, as a book may hold thousands of prices."""
     prices = sorted({*offered, *bid})
-    supply_at, running = [], Decimal(0)
+    supply_at, running = [], 0
     for price in prices:
-        running += offered.get(price, Decimal(0))
+        running += offered.get(price, 0)
         supply_at.append(running)
-    demand_at, running = [], Decimal(0)
+    demand_at, running = [], 0
     for price in reversed(prices):
-        running += bid.get(price, Decimal(0))
+        running += bid.get(price, 0)
         demand_at.append(running)
     demand_at.reverse()
     return [CurveLevel(p, s, d) for p, s, d in zip(prices, supply_at, demand_at, strict=True)]
 
 
-def _by_price(orders: Sequence[tuple[Decimal, Decimal]]) -> dict[Decimal, Decimal]:
-    """The energy at each price, the orders at one price added together."""
-    energy_at: dict[Decimal, Decimal] = {}
+def _by_price(orders: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """The energy (Wh) at each price (ticks), the orders at one price added together."""
+    energy_at: dict[int, int] = {}
     for price, energy in orders:
-        energy_at[price] = energy_at.get(price, Decimal(0)) + energy
+        energy_at[price] = energy_at.get(price, 0) + energy
     return energy_at
+
+
+def _price(ticks: int) -> Decimal:
+    return Decimal(ticks) / TICKS_PER_P
+
+
+def _energy(energy_wh: int) -> Decimal:
+    return Decimal(energy_wh) / WH_PER_KWH

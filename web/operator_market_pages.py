@@ -44,7 +44,7 @@ from market.intervals import (
     period_at,
     settlement_period,
 )
-from market.network import NetworkVersion, network_in_force, network_version
+from market.network import NetworkVersion, network_in_force, network_root, network_version
 from market.orders import book_levels
 from market.rules import MarketRules
 from market.units import WH_PER_KWH
@@ -244,14 +244,11 @@ def _interval_page(
         offset = _first(offset, trades_total, TRADES_PER_PAGE)
         trades = trades_of(session, run.id, offset=offset, limit=TRADES_PER_PAGE) if run is not None else []
         book = book_levels(session, period)
-        try:
-            root = (
-                network_version(session, run.network_version_id)
-                if run is not None
-                else network_in_force(session, period.start_utc)
-            ).network.root
-        except MarketError:
-            root = None
+        root = (
+            network_root(session, version_id=run.network_version_id)
+            if run is not None
+            else network_root(session, at=period.start_utc)
+        )
     root_price = next((p.price_p_per_kwh for p in prices if p.node_id == root), None)
     chart = curves_chart(
         book,

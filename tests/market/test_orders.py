@@ -238,12 +238,19 @@ def test_an_order_reports_how_it_ended_once_its_interval_is_cleared(market):
         # The book the curves are drawn from: by side and price, the cancelled order left out,
         # the same after clearing as before.
         assert book_levels(session, NEXT) == [
-            BookLevel("buy", Decimal(1), Decimal(1), 1),
-            BookLevel("buy", Decimal(15), Decimal("0.6"), 1),
-            BookLevel("buy", Decimal(20), Decimal("0.6"), 1),
-            BookLevel("sell", Decimal(5), Decimal(1), 1),
+            BookLevel("buy", 100, 1000, 1),  # 1p/kWh (in 0.01 p ticks), 1 kWh
+            BookLevel("buy", 1500, 600, 1),
+            BookLevel("buy", 2000, 600, 1),
+            BookLevel("sell", 500, 1000, 1),
         ]
         assert book_levels(session, NEXT.next()) == []
+        assert (
+            book_levels(session, NEXT)[1].price_p_per_kwh,
+            book_levels(session, NEXT)[1].quantity_kwh,
+        ) == (
+            Decimal(15),
+            Decimal("0.6"),
+        )
     # A filled order says so when a change is refused, not that it is "frozen".
     with transaction(market) as session, pytest.raises(ConflictError, match=r"is filled: .* cleared"):
         cancel_order(session, rules=RULES, order_id=whole.id, participant_id="H1", now=gate)
@@ -271,6 +278,6 @@ def test_the_book_adds_up_orders_at_one_price(market):
     )
     with Session(market) as session:
         assert book_levels(session, NEXT) == [
-            BookLevel("buy", Decimal("12.5"), Decimal("0.75"), 2),
-            BookLevel("sell", Decimal("12.5"), Decimal(2), 1),
+            BookLevel("buy", 1250, 750, 2),
+            BookLevel("sell", 1250, 2000, 1),
         ]

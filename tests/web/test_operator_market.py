@@ -205,9 +205,9 @@ def test_reclearing_needs_a_reason_and_a_closed_gate_and_verify_shows_the_result
 def test_the_curves_are_exact_steps_with_a_table_equivalent():
     chart = curves_chart(
         [
-            BookLevel("sell", Decimal("5"), Decimal("2"), 3),
-            BookLevel("sell", Decimal("3"), Decimal("1"), 1),
-            BookLevel("buy", Decimal("8"), Decimal("1.5"), 1),
+            BookLevel("sell", 500, 2000, 3),  # 5p/kWh (in 0.01 p ticks), 2 kWh, 3 orders
+            BookLevel("sell", 300, 1000, 1),
+            BookLevel("buy", 800, 1500, 1),
         ],
         clearing_price_p_per_kwh=Decimal("5"),
         interval="2026-12-06/27",
