@@ -68,11 +68,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 import numpy.typing as npt
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from market.charges import IntervalInputs, SettlementTerms, TradeInput, household_account, settle_interval
 from market.forecasts import read_forecast_histories
-from market.intervals import LONDON
+from market.intervals import LONDON, SettlementPeriod
+from market.tables import SettlementRunRow
 from market.units import money_cp, scale_cp
 from planning.forecast import ForecastError, forecast_error, forecast_households
 from planning.plan import HouseholdPlan, PlanFailure, PlanPeriods, PlanRequest, PriceOutlook, plan_households
@@ -90,6 +91,7 @@ __all__ = [
     "oracle_bill_cp",
     "oracle_requests",
     "platform_forecast_errors",
+    "read_comparison",
     "reference_cp",
     "strategy_for",
     "tariff_bill_cp",
@@ -535,3 +537,70 @@ def platform_forecast_errors(
         forecast_error(np.where(filled, forecast["generation"], 0.0), actual["generation"]),
         forecast_error(np.where(filled, net_forecast, 0.0), net_actual),
     )
+
+
+def read_comparison(
+    session: Session,
+    simulation: Simulation,
+    *,
+    household_ids: Sequence[str],
+    periods: Sequence[SettlementPeriod],
+    strategies: Mapping[str, Strategy],
+    devices: Mapping[str, PlatformDevices],
+    bills_cp: Mapping[str, int],
+    node_prices: Sequence[Mapping[str, Decimal]],
+    late_periods: int = 0,
+    unplanned_periods: int = 0,
+) -> Comparison | None:
+    """A run's comparison, from its database: every platform home whose twin ran too (None when
+    the run had none). ``node_prices`` is each period's realised price per node."""
+    kept = set(household_ids)
+    rows = {home.id: index for index, home in enumerate(simulation.households)}
+    twins = {home.twin_of: home for home in simulation.households if home.twin_of and home.id in kept}
+    pairs = [
+        (home, twins[home.id])
+        for home in simulation.households
+        if home.id in kept and home.id in twins and home.id in devices and home.id in strategies
+    ]
+    if not pairs or not periods:
+        return None
+    vat = session.exec(
+        select(SettlementRunRow.vat_rate).where(SettlementRunRow.interval_start_utc == periods[0].start_utc)
+    ).first()
+    scenario = simulation.scenario
+    terms = SettlementTerms(
+        Decimal(scenario.tariff.import_p_per_kwh),
+        Decimal(scenario.tariff.export_p_per_kwh),
+        Decimal("0.05") if vat is None else Decimal(vat),
+        Decimal(scenario.fees.platform_p_per_kwh),
+    )
+    middle = (terms.import_p_per_kwh + terms.export_p_per_kwh) / 2
+    prices = {
+        home.id: [Decimal(prices.get(home.feeder, middle)) for prices in node_prices] for home, _ in pairs
+    }
+    starts = [period.start_utc for period in periods]
+    length = Decimal(periods[0].length_minutes) / 60
+    comparison = compare(
+        pairs,
+        strategies=strategies,
+        simulation_rows=rows,
+        simulation=simulation,
+        node_prices=prices,
+        bills_cp=bills_cp,
+        devices=devices,
+        terms=terms,
+        starts_utc=starts,
+        length_hours=length,
+    )
+    comparison.late_periods = late_periods
+    comparison.unplanned_periods = unplanned_periods
+    comparison.demand_error, comparison.generation_error, comparison.net_error = platform_forecast_errors(
+        session,
+        [home for home, _ in pairs],
+        strategies=strategies,
+        simulation=simulation,
+        simulation_rows=rows,
+        starts_utc=starts,
+        length_hours=length,
+    )
+    return comparison
