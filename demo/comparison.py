@@ -68,7 +68,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 import numpy.typing as npt
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from market.charges import IntervalInputs, SettlementTerms, TradeInput, household_account, settle_interval
 from market.forecasts import read_forecast_histories
@@ -565,7 +565,9 @@ def read_comparison(
     if not pairs or not periods:
         return None
     vat = session.exec(
-        select(SettlementRunRow.vat_rate).where(SettlementRunRow.interval_start_utc == periods[0].start_utc)
+        select(col(SettlementRunRow.vat_rate)).where(
+            col(SettlementRunRow.interval_start_utc) == periods[0].start_utc
+        )
     ).first()
     scenario = simulation.scenario
     terms = SettlementTerms(
