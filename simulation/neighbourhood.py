@@ -26,6 +26,13 @@ morning and needs its ``kwh_per_day`` by then. The simulation starts with every 
 needing its day's energy by the first morning's departure; the last evening's session runs past the
 end, and is planned over its whole window, of which the simulated part is realised.
 
+Trading through the platform: a group's ``trading`` (:mod:`simulation.scenario`) makes its homes
+state a strategy and let the platform bid for them (issue 17's automatic trading). Such a home
+has no orders here and its series holds no battery or EV power: the scenario runner drives those
+from the platform's plan during the day (:mod:`demo.scenario_run`). A ``both`` group also has,
+right after each of its homes, an identical twin ``<id>-agents`` that trades through the agents,
+so that the report compares the two ways of trading for the same home on the same day.
+
 May import numpy, pandas and :mod:`simulation`, :mod:`market.intervals`.
 """
 
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import NamedTuple
@@ -102,6 +109,16 @@ class Household:
         0 without the asset.
     forecast_error : float
         Relative std of its demand and PV forecast error.
+    trading : str
+        ``agents`` (its orders come from the simulation's agents, :mod:`simulation.strategies`)
+        or ``platform`` (it states a strategy and the platform bids for it: it has no orders
+        here, and its battery and EV follow the platform's plan, so its series holds neither).
+    twin_of : str or None
+        For the agents' twin of a ``both`` group's home: the id of the home it copies.
+    battery_round_trip_efficiency, battery_initial_soc : float
+        The battery's energy out over in, and its stored share at the start (0 without one).
+    ev_arrival_hour, ev_departure_hour, ev_charger_kw : float
+        When the EV is plugged in and leaves (local hours) and its charger's power (0 without).
     """
 
     id: str
@@ -120,6 +137,13 @@ class Household:
     ev_kwh_per_day: float = 0.0
     heat_pump_kwh_per_day: float = 0.0
     forecast_error: float = 0.0
+    trading: str = "agents"
+    twin_of: str | None = None
+    battery_round_trip_efficiency: float = 0.0
+    battery_initial_soc: float = 0.0
+    ev_arrival_hour: float = 0.0
+    ev_departure_hour: float = 0.0
+    ev_charger_kw: float = 0.0
 
 
 class Period(NamedTuple):
@@ -283,6 +307,16 @@ def _draw_households(scenario: Scenario) -> _Homes:
                     ev_kwh_per_day=float(ev_kwh[i]) if assets["ev"] else 0.0,
                     heat_pump_kwh_per_day=float(hp_kwh[i]) if assets["heat_pump"] else 0.0,
                     forecast_error=group.forecast_error,
+                    trading="agents" if group.trading == "agents" else "platform",
+                    battery_round_trip_efficiency=(
+                        group.battery.round_trip_efficiency if group.battery and assets["battery"] else 0.0
+                    ),
+                    battery_initial_soc=group.battery.initial_soc
+                    if group.battery and assets["battery"]
+                    else 0.0,
+                    ev_arrival_hour=float(arrival[i]) if assets["ev"] else 0.0,
+                    ev_departure_hour=float(departure[i]) if assets["ev"] else 0.0,
+                    ev_charger_kw=group.ev.charger_kw if group.ev and assets["ev"] else 0.0,
                 )
             )
             columns["eff"].append(group.battery.round_trip_efficiency if group.battery else 1.0)
@@ -489,7 +523,6 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
     to_power = 1000.0 / period_h
     battery_w = np.repeat(battery_kwh * to_power, steps_per_period, axis=1)
     ev_w = np.repeat(ev_kwh * to_power, steps_per_period, axis=1)
-    net_w = demand_w + heat_w + ev_w + battery_w - pv_w
     components = {"demand": demand_w, "pv": pv_w, "battery": battery_w, "ev": ev_w, "heat_pump": heat_w}
 
     orders = _plan_orders(
@@ -502,6 +535,16 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
         battery_kwh=battery_kwh,
         ev_urgent_kwh=ev_urgent,
         ev_flexible_kwh=np.clip(ev_kwh - ev_urgent, 0.0, None),
+    )
+    households, components, soc_kwh, orders = _platform_trading(
+        scenario, households, components, soc_kwh, orders
+    )
+    net_w = (
+        components["demand"]
+        + components["heat_pump"]
+        + components["ev"]
+        + components["battery"]
+        - components["pv"]
     )
     for array in (net_w, soc_kwh, *components.values()):
         array.setflags(write=False)
@@ -517,6 +560,52 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
         periods=periods,
         battery_soc_kwh=soc_kwh,
     )
+
+
+def _platform_trading(
+    scenario: Scenario,
+    households: Sequence[Household],
+    components: dict[str, FloatArray],
+    soc_kwh: FloatArray,
+    orders: tuple[PlannedOrder, ...],
+) -> tuple[list[Household], dict[str, FloatArray], FloatArray, tuple[PlannedOrder, ...]]:
+    """The homes that trade through the platform, and the agents' twins of a ``both`` group's.
+
+    Every home was simulated as the agents run it. A platform home keeps its demand, PV and heat
+    pump but loses its agent's orders and its battery and EV series (the platform's plan drives
+    those during the run); in a ``both`` group a twin follows it, ``<id>-agents``, the same home
+    with the agent's orders and devices.
+    """
+    rows: list[int] = []
+    kept: list[Household] = []
+    twin_of: dict[str, str] = {}
+    for index, home in enumerate(households):
+        rows.append(index)
+        kept.append(home)
+        if home.trading == "platform" and scenario.households[home.group].trading == "both":
+            twin = replace(
+                home, id=f"{home.id}-agents", name=f"{home.name} (agents)", trading="agents", twin_of=home.id
+            )
+            rows.append(index)
+            kept.append(twin)
+            twin_of[home.id] = twin.id
+    if len(rows) == len(households) and not any(home.trading == "platform" for home in households):
+        return list(households), components, soc_kwh, orders
+    platform = np.array([home.trading == "platform" for home in kept])
+    taken = {name: array[rows] for name, array in components.items()}
+    taken["battery"][platform] = 0.0
+    taken["ev"][platform] = 0.0
+    soc = soc_kwh[rows]
+    soc[platform] = 0.0
+    trading = {home.id: home.trading for home in households}
+    moved = tuple(
+        order
+        if trading[order.household_id] == "agents"
+        else replace(order, household_id=twin_of[order.household_id])
+        for order in orders
+        if trading[order.household_id] == "agents" or order.household_id in twin_of
+    )
+    return kept, taken, soc, moved
 
 
 def _period_kwh(power_w: FloatArray, steps_per_period: int, step_s: int) -> FloatArray:

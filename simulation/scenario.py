@@ -55,7 +55,11 @@ and ``export_capacity_kwh`` (decimal >= 0 kWh per settlement interval) and ``fee
     ``strategy`` (``auto``, ``consumer``, ``pv``, ``battery``, ``ev``; default ``auto``: battery, else
     ev, else pv, else consumer by the home's assets), ``strategy_params`` (a table of that strategy's
     parameters, see :mod:`simulation.strategies`), ``forecast_error`` (relative std of the
-    home's demand and PV forecast error, default 0.1).
+    home's demand and PV forecast error, default 0.1), ``trading`` (``agents``, the default: the
+    simulation's agents bid for the homes; ``platform``: each home states a strategy through the
+    API and the platform bids for it, its battery and EV following the platform's plan; ``both``:
+    as ``platform``, and each home also has an identical twin trading through the agents, for the
+    report's comparison).
     Assets, each a table with ``share`` (0-1) or ``count`` (not both) of the group's homes:
     ``[households.pv]`` ``kwp`` (range); ``[households.battery]`` ``kwh``, ``kw`` (ranges),
     ``round_trip_efficiency`` (default 0.9), ``initial_soc`` (fraction, default 0.3);
@@ -300,6 +304,7 @@ class HouseholdGroup(_Strict):
     strategy: Literal["auto", "consumer", "pv", "battery", "ev"] = "auto"
     strategy_params: dict[str, float] = Field(default_factory=dict)
     forecast_error: Annotated[float, Field(ge=0, le=1)] = 0.1
+    trading: Literal["agents", "platform", "both"] = "agents"
     pv: PvSpec | None = None
     battery: BatterySpec | None = None
     ev: EvSpec | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -362,6 +363,20 @@ class SeriesProfile:
         import_kwh = imported[step] + (partial_kwh if net > 0 else 0.0)
         export_kwh = exported[step] + (partial_kwh if net < 0 else 0.0)
         return self.import_kwh_at_start + import_kwh, self.export_kwh_at_start + export_kwh
+
+    def set_power_w(self, first_step: int, values: Sequence[float]) -> None:
+        """Replace the series from ``first_step`` on with ``values`` (a device whose use is only
+        decided as the day goes on: a scenario's battery following a plan); the counters follow.
+
+        Only steps not yet begun may change, or the counters would move back: the caller's rule.
+        Not thread-safe: call it where the meter is read (the gateways' event loop).
+        """
+        if first_step < 0 or first_step + len(values) > len(self.net_power_w):
+            raise ValueError("the values must fall within the series")
+        if not all(math.isfinite(value) for value in values):
+            raise ValueError("net power must be finite")
+        self.net_power_w[first_step : first_step + len(values)] = array("d", values)
+        self.__dict__.pop("_cumulative", None)  # the cached integral, recomputed on the next read
 
     def net_power_w_at(self, at: datetime) -> float:
         """Net power at ``at``: positive imports, negative exports, zero outside the series."""
