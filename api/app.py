@@ -27,6 +27,7 @@ from api.routes.households import router as households_router
 from api.routes.market import router as market_router
 from api.routes.operator import router as operator_router
 from api.routes.orders import router as orders_router
+from api.routes.strategies import router as strategies_router
 
 
 def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | None = None) -> list:
@@ -127,6 +128,7 @@ def create_app(platform: Platform) -> FastAPI:
 
     app.include_router(market_router, prefix="/v1")
     app.include_router(orders_router, prefix="/v1")
+    app.include_router(strategies_router, prefix="/v1")
     app.include_router(households_router, prefix="/v1")
     app.include_router(operator_router, prefix="/v1")
     app.include_router(observability_router)

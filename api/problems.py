@@ -57,12 +57,14 @@ class ApiProblemError(Exception):
         *,
         errors: list[FieldProblem] | None = None,
         headers: dict[str, str] | None = None,
+        type_: str = "about:blank",
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors or []
         self.headers = headers or {}
+        self.type = type_
 
 
 def problem_response(
@@ -98,7 +100,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblemError)
     async def api_problem(request: Request, error: ApiProblemError) -> JSONResponse:
         headers = {**error.headers, **({"WWW-Authenticate": "Bearer"} if error.status == 401 else {})}
-        return problem_response(request, error.status, error.detail, error.errors, headers or None)
+        return problem_response(
+            request, error.status, error.detail, error.errors, headers or None, type_=error.type
+        )
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> JSONResponse:

@@ -280,6 +280,10 @@ class OrderPublic(BaseModel):
     priority_at: datetime
     created_at: datetime
     updated_at: datetime
+    source: Literal["manual", "strategy"] = Field(
+        description="Who placed it: manual (the household) or strategy (the platform, for the "
+        "household's strategy). An order of the strategy's that the household amends becomes manual."
+    )
 
 
 class OrderEventPublic(BaseModel):
@@ -289,7 +293,10 @@ class OrderEventPublic(BaseModel):
     price_p_per_kwh: DecimalText
     status: str
     at: datetime
-    actor: str
+    actor: str = Field(
+        description="Who made the change: the household's id, 'strategy' (the platform, for its "
+        "strategy), or the operator's (a deactivation, a paused strategy)."
+    )
 
 
 class OrderBatchCreate(BaseModel):
@@ -669,3 +676,106 @@ def page(items: list, limit: int, offset: int) -> Page:
     """A page from ``limit + 1`` items fetched: the extra one says there is a next page."""
     more = len(items) > limit
     return Page(items=items[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+
+
+#: A wall-clock time of day in Europe/London, ``HH:MM``.
+LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+LocalTime = Annotated[str, Field(pattern=LOCAL_TIME, examples=["18:00"])]
+
+
+class PvArrayUpdate(BaseModel):
+    """The household's PV array (defaults: 35° tilt, facing south, central Birmingham)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kwp: DecimalInput = Field(description="Peak power, kWp (more than 0, at most 100).")
+    tilt_deg: DecimalInput = Field(Decimal(35), description="Tilt from horizontal, degrees (0 to 90).")
+    azimuth_deg: DecimalInput = Field(
+        Decimal(180), description="Direction faced, degrees clockwise from north (0 to under 360)."
+    )
+    latitude: DecimalInput = Field(Decimal("52.4862"), description="Degrees north.")
+    longitude: DecimalInput = Field(Decimal("-1.8904"), description="Degrees east.")
+
+
+class HomeBatteryUpdate(BaseModel):
+    """A home battery: what it holds and how fast, the charge it keeps within, and a reserve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capacity_kwh: DecimalInput = Field(description="Usable capacity, kWh.")
+    charge_kw: DecimalInput = Field(description="Most power it charges at, kW.")
+    discharge_kw: DecimalInput = Field(description="Most power it discharges at, kW.")
+    min_soc_percent: DecimalInput = Field(Decimal(10), description="Lowest state of charge, %.")
+    max_soc_percent: DecimalInput = Field(Decimal(100), description="Highest state of charge, %.")
+    round_trip_efficiency_percent: DecimalInput = Field(Decimal(90), description="Round trip, %.")
+    reserve_kwh: DecimalInput = Field(Decimal(0), description="Kept for the household's own use, kWh.")
+
+
+class ElectricVehicleUpdate(BaseModel):
+    """An EV charged at home, plugged in from ``plugged_in_from`` until ``departure`` each day."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    charge_kw: DecimalInput = Field(description="The charger's power, kW.")
+    plugged_in_from: LocalTime = Field(description="When it is plugged in, HH:MM Europe/London.")
+    departure: LocalTime = Field(description="When it leaves, charged, HH:MM Europe/London.")
+    energy_needed_kwh: DecimalInput = Field(description="Energy to add by departure, kWh.")
+
+
+class StrategyUpdate(BaseModel):
+    """What the household wants the platform to trade for it: the least it sells at, the most it
+    buys at, and its devices (null or left out: none). Whether it is paused is kept: pause and
+    resume have routes of their own. Bounds the schema cannot state (a kWp above 100, a maximum
+    charge below the minimum, an EV needing more than its charger delivers in its hours, a price
+    outside the market's range or off its 0.01 p tick) are refused 422 naming the field, as
+    ``battery.max_soc_percent``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sell_floor_p_per_kwh: DecimalInput = Field(description="Least price it sells at, p/kWh.")
+    buy_ceiling_p_per_kwh: DecimalInput = Field(description="Most price it buys at, p/kWh.")
+    pv: PvArrayUpdate | None = None
+    battery: HomeBatteryUpdate | None = None
+    ev: ElectricVehicleUpdate | None = None
+
+
+class PvArrayPublic(BaseModel):
+    kwp: DecimalText
+    tilt_deg: DecimalText
+    azimuth_deg: DecimalText
+    latitude: DecimalText
+    longitude: DecimalText
+
+
+class HomeBatteryPublic(BaseModel):
+    capacity_kwh: DecimalText
+    charge_kw: DecimalText
+    discharge_kw: DecimalText
+    min_soc_percent: DecimalText
+    max_soc_percent: DecimalText
+    round_trip_efficiency_percent: DecimalText
+    reserve_kwh: DecimalText
+
+
+class ElectricVehiclePublic(BaseModel):
+    charge_kw: DecimalText
+    plugged_in_from: str = Field(description="HH:MM, Europe/London.")
+    departure: str = Field(description="HH:MM, Europe/London.")
+    energy_needed_kwh: DecimalText
+
+
+class StrategyPublic(BaseModel):
+    """One version of a household's strategy. Every change is a new version (``created_by`` made
+    it); a version that removed the strategy has ``removed`` true and no prices or devices."""
+
+    participant_id: str
+    version: int
+    paused: bool = Field(description="Paused: the platform places no orders for it.")
+    removed: bool
+    sell_floor_p_per_kwh: DecimalText | None
+    buy_ceiling_p_per_kwh: DecimalText | None
+    pv: PvArrayPublic | None
+    battery: HomeBatteryPublic | None
+    ev: ElectricVehiclePublic | None
+    created_at: datetime
+    created_by: str

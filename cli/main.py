@@ -27,6 +27,7 @@ from cli.participants import participant_app, token_app
 from cli.scenarios import SCENARIOS, demo, scenario_app
 from cli.serve import serve
 from cli.settlement import settle_command, statement_command
+from cli.strategies import strategy_app
 from optimiser import ClearingResult, SolverError
 
 app = typer.Typer(
@@ -67,6 +68,7 @@ app.command("serve")(serve)
 app.add_typer(participant_app, name="participant")
 participant_app.command("invite")(participant_invite)  # the web app's invitations (issue 16)
 app.add_typer(token_app, name="token")
+app.add_typer(strategy_app, name="strategy")
 app.command("statement")(statement_command)
 app.command("demo")(demo)
 app.add_typer(scenario_app, name="scenario")

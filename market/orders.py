@@ -56,6 +56,10 @@ from market.tables import (
 from market.units import TICKS_PER_P, WH_PER_KWH
 
 BUY, SELL = "buy", "sell"
+#: Who placed an order (:attr:`MarketOrder.source`): the household itself (by the API, the web app
+#: or a program with its token), or the platform for the household's strategy (:mod:`market.strategies`).
+MANUAL, STRATEGY = "manual", "strategy"
+ORDER_SOURCES = (MANUAL, STRATEGY)
 #: What a stored order row holds: in the book, or withdrawn before its gate closed.
 OPEN, CANCELLED = "open", "cancelled"
 #: How an order in the book ended, once its interval has been cleared.
@@ -89,6 +93,8 @@ class MarketOrder:
     filled_kwh: Decimal | None = None
     #: The node's price the filled energy traded at; None unless some energy was filled.
     fill_price_p_per_kwh: Decimal | None = None
+    #: Who placed it: :data:`MANUAL` or :data:`STRATEGY`.
+    source: str = MANUAL
 
 
 @dataclass(frozen=True)
@@ -336,6 +342,7 @@ def place_orders(
     now: datetime,
     actor: str | None = None,
     idempotency_key: str | None = None,
+    source: str = MANUAL,
 ) -> tuple[list[MarketOrder], bool]:
     """Place a household's batch of orders (its day, or one period) all together, or none of them.
 
@@ -350,6 +357,9 @@ def place_orders(
         The orders, 1 to :data:`MAX_BATCH_ORDERS`, for any intervals.
     actor:
         Who is recorded on the orders' events; the household by default.
+    source:
+        Who placed the orders: :data:`MANUAL` (the household) or :data:`STRATEGY` (the platform,
+        for the household's strategy).
     idempotency_key:
         Names the batch: a retry with the same key and the same orders returns the orders
         already placed (``created`` is ``False``) and stores nothing.
@@ -368,6 +378,8 @@ def place_orders(
     ConflictError
         If ``idempotency_key`` was used for a different batch or for a single order.
     """
+    if source not in ORDER_SOURCES:
+        raise ValueError(f"an order's source is one of {ORDER_SOURCES}, not {source!r}")
     if not requests:
         raise MarketError("orders", "a batch needs at least one order")
     if len(requests) > MAX_BATCH_ORDERS:
@@ -434,6 +446,7 @@ def place_orders(
             "priority_at": now,
             "created_at": now,
             "updated_at": now,
+            "source": source,
         },
     )
     bulk_insert(
@@ -443,7 +456,10 @@ def place_orders(
         [(row["id"], row["quantity_wh"], row["price_ticks"]) for row in rows],
         constants={"version": 1, "kind": "placed", "status": OPEN, "at": now, "actor": recorded_by},
     )
-    return [_stored_order(row, request.period) for row, request in zip(rows, requests, strict=True)], True
+    return [
+        _stored_order({**row, "source": source}, request.period)
+        for row, request in zip(rows, requests, strict=True)
+    ], True
 
 
 def amend_order(
@@ -455,8 +471,18 @@ def amend_order(
     now: datetime,
     quantity_kwh: Decimal | None = None,
     price_p_per_kwh: Decimal | None = None,
+    actor: str | None = None,
+    source: str = MANUAL,
 ) -> MarketOrder:
-    """Change an open order's quantity or price before its gate closes."""
+    """Change an open order's quantity or price before its gate closes.
+
+    ``actor`` (default: the household) is who the order's history says amended it, and ``source``
+    who the order belongs to afterwards: an order of the household's strategy that the household
+    amends by hand becomes its own (:data:`MANUAL`), so that the strategy, which gives way to
+    manual orders, leaves that period alone rather than undoing the change.
+    """
+    if source not in ORDER_SOURCES:
+        raise ValueError(f"an order's source is one of {ORDER_SOURCES}, not {source!r}")
     row = _own_open_order(session, rules, order_id, participant_id, now)
     quantity_wh = row.quantity_wh if quantity_kwh is None else _quantity_wh(rules, quantity_kwh)
     price_ticks = row.price_ticks if price_p_per_kwh is None else _price_ticks(rules, price_p_per_kwh)
@@ -464,13 +490,14 @@ def amend_order(
         return _order(row)
     keeps_priority = price_ticks == row.price_ticks and quantity_wh < row.quantity_wh
     row.quantity_wh, row.price_ticks = quantity_wh, price_ticks
+    row.source = source
     row.version += 1
     row.updated_at = now
     if not keeps_priority:
         row.priority_at = now
     session.add(row)
     session.flush()
-    _record(session, row, "amended", now, participant_id)
+    _record(session, row, "amended", now, actor or participant_id)
     return _order(row)
 
 
@@ -887,6 +914,7 @@ def _new_order(
         "created_at": now,
         "updated_at": now,
         "idempotency_key": idempotency_key,
+        "source": MANUAL,
     }
 
 
@@ -919,6 +947,7 @@ def _stored_order(row: dict[str, Any], period: SettlementPeriod) -> MarketOrder:
         priority_at=row["priority_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        source=row["source"],
     )
 
 
@@ -967,4 +996,5 @@ def _order(row: OrderRow | sa.Row[Any]) -> MarketOrder:
         priority_at=row.priority_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        source=row.source,
     )

@@ -73,6 +73,7 @@ def order_public(order: MarketOrder, rules: MarketRules) -> OrderPublic:
         priority_at=order.priority_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
+        source=order.source,
     )
 
 

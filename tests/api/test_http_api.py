@@ -19,6 +19,7 @@ from tests.factories import api_client, auth, count_rows, mpan
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NEXT = period_at(NOW + timedelta(hours=1))
 ORDER = {"interval": NEXT.key, "side": "buy", "quantity_kwh": "1.5", "price_p_per_kwh": "12.50"}
+STRATEGY = {"sell_floor_p_per_kwh": "5", "buy_ceiling_p_per_kwh": "25"}
 
 
 @pytest.fixture
@@ -293,6 +294,18 @@ ROUTES = [
     ("post", "/v1/settlement/runs", {"interval": NEXT.key}, "operator"),
     ("get", "/v1/settlement/export?date=2026-11-21", None, "operator"),
     ("get", "/v1/audit", None, "operator"),
+    ("get", "/v1/strategy", None, "household"),
+    ("put", "/v1/strategy", STRATEGY, "household"),
+    ("post", "/v1/strategy/pause", None, "household"),
+    ("post", "/v1/strategy/resume", None, "household"),
+    ("get", "/v1/strategy/history", None, "household"),
+    ("delete", "/v1/strategy", None, "household"),
+    ("get", "/v1/participants/H1/strategy", None, "operator"),
+    ("put", "/v1/participants/H1/strategy", STRATEGY, "operator"),
+    ("post", "/v1/participants/H1/strategy/pause", None, "operator"),
+    ("post", "/v1/participants/H1/strategy/resume", None, "operator"),
+    ("get", "/v1/participants/H1/strategy/history", None, "operator"),
+    ("delete", "/v1/participants/H1/strategy", None, "operator"),
 ]
 
 
