@@ -33,10 +33,10 @@ from api.routes.strategies import router as strategies_router
 def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | None = None) -> list:
     """The platform's jobs, in this order: clearing at gate closure (``MarketScheduler``), meter
     polling and meter energy (``MeterPolling``, telling ``on_polled`` of each cycle), settlement
-    (``SettlementJobs``)."""
+    (``SettlementJobs``), automatic trading (``StrategyPlanning``)."""
     from datetime import timedelta
 
-    from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs
+    from api.scheduler import MarketScheduler, MeterPolling, SettlementJobs, StrategyPlanning
 
     settings = platform.settings
     rules = settings.market_rules()
@@ -59,6 +59,7 @@ def build_jobs(platform: Platform, *, on_polled: Callable[[list, int], None] | N
             config=settings.settlement_config(),
             delay=timedelta(minutes=settings.settlement_delay_minutes),
         ),
+        StrategyPlanning(platform.engine, rules, platform.clock),
     ]
 
 

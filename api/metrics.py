@@ -99,11 +99,23 @@ SETTLEMENT_UNBALANCED = Counter(
     "every run balances.",
 )
 JOB_FAILURES = Counter("smartbrum_job_failures", "Job runs that failed, by job.", ["job"])
+PLANNING_RUNS = Counter("smartbrum_planning_runs", "Automatic trading's planning runs.")
+PLANNED_HOUSEHOLDS = Counter(
+    "smartbrum_planned_households",
+    "Households the planning runs bid for, by result: planned (orders made as planned), failed "
+    "(skipped: its plan or orders failed) or not_reached (the gate came too close).",
+    ["result"],
+)
+PLANNING_SECONDS = Histogram(
+    "smartbrum_planning_seconds", "Seconds a planning run took.", buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120)
+)
 
 for _result in ("read", "failed", "skipped"):
     METER_POLLS.labels(result=_result)
-for _job in ("clearing", "polling", "energy", "settlement"):
+for _job in ("clearing", "polling", "energy", "settlement", "planning"):
     JOB_FAILURES.labels(job=_job)
+for _result in ("planned", "failed", "not_reached"):
+    PLANNED_HOUSEHOLDS.labels(result=_result)
 for _run_type in ("initial", "reconcile"):
     SETTLEMENT_RUNS.labels(run_type=_run_type)
 
@@ -132,8 +144,17 @@ def record_settlement(*, run_type: str, balanced: bool) -> None:
         SETTLEMENT_UNBALANCED.inc()
 
 
+def record_planning(*, seconds: float, planned: int, failed: int, not_reached: int) -> None:
+    """Count one planning run and what came of its households."""
+    PLANNING_RUNS.inc()
+    PLANNING_SECONDS.observe(seconds)
+    PLANNED_HOUSEHOLDS.labels(result="planned").inc(planned)
+    PLANNED_HOUSEHOLDS.labels(result="failed").inc(failed)
+    PLANNED_HOUSEHOLDS.labels(result="not_reached").inc(not_reached)
+
+
 def record_job_failure(job: str) -> None:
-    """Count one failed run of ``job`` (clearing, polling, energy, settlement)."""
+    """Count one failed run of ``job`` (clearing, polling, energy, settlement, planning)."""
     JOB_FAILURES.labels(job=job).inc()
 
 

@@ -1,6 +1,7 @@
 """The jobs that run the platform on a clock: clearing at each gate closure (with catch-up at
-start), polling the meters on a cadence, deriving each period's meter energy, and settling each
-interval when its data is due (reconciling when it changes).
+start), polling the meters on a cadence, deriving each period's meter energy, settling each
+interval when its data is due (reconciling when it changes), and bidding for the households whose
+strategy trades (automatic trading: planning after each gate closure).
 
 One APScheduler 3.x date job per interval fires at its gate closure and clears every due interval
 (normally just that one); each job schedules the next interval's. On start, intervals whose gate
@@ -24,7 +25,8 @@ from sqlmodel import Session
 
 from api.clock import Clock
 from api.logs import log_event
-from api.metrics import record_clearing, record_job_failure, record_poll, record_settlement
+from api.metrics import record_clearing, record_job_failure, record_planning, record_poll, record_settlement
+from market.autotrading import PlanningReport, plan_strategies
 from market.clearing import ClearingOutcome, clear_due, node_prices
 from market.database import transaction
 from market.intervals import SettlementPeriod, period_at
@@ -54,6 +56,8 @@ log = logging.getLogger("smartbrum.scheduler")
 LOGGED_NODE_PRICES = 100
 #: A polling cycle's log names the meters that failed, up to this many.
 LOGGED_FAILING_METERS = 20
+#: How long after a gate closure automatic trading plans again (clearing goes first).
+PLANNING_AFTER_GATE = timedelta(seconds=20)
 #: How far back the energy job looks for estimates that a reading since can improve.
 REVISIT_ESTIMATES = timedelta(hours=24)
 
@@ -526,3 +530,100 @@ class SettlementJobs:
         finally:
             if self.scheduler.running:
                 self._schedule(period.next())
+
+
+class StrategyPlanning:
+    """Automatic trading: plans every household whose strategy trades and makes its orders (see
+    :mod:`market.autotrading`), on start and then :data:`PLANNING_AFTER_GATE` after each gate
+    closure, so that the periods ahead always hold the strategies' latest bids. Its own thread:
+    clearing never waits for it, and a run stops by itself before the next gate closes.
+    """
+
+    def __init__(self, engine: Engine, rules: MarketRules, clock: Clock) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.clock = clock
+        self.busy_s = 0.0
+        """Seconds spent planning so far."""
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+
+    def start(self) -> PlanningReport | None:
+        """Plan now, then after each gate closure. Returns the first run's report (None if it failed)."""
+        report = self._run()
+        self.scheduler.start()
+        self._schedule_next()
+        return report
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+    def plan_now(self) -> PlanningReport:
+        """One planning run at the clock's time (raises what it raises)."""
+        started = time.perf_counter()
+        try:
+            report = plan_strategies(
+                self.engine, rules=self.rules, now=self.clock.now(), clock=self.clock.now
+            )
+        finally:
+            self.busy_s += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        record_planning(
+            seconds=seconds,
+            planned=report.planned,
+            failed=len(report.failed),
+            not_reached=report.not_reached,
+        )
+        if report.periods:
+            log_event(
+                log,
+                "planning_run",
+                f"planned {report.planned} of {report.households} households with a strategy for "
+                f"{report.periods[0].key} to {report.periods[-1].key}: {report.placed} orders placed, "
+                f"{report.amended} amended, {report.cancelled} cancelled"
+                + (f"; {len(report.failed)} skipped" if report.failed else "")
+                + (f"; {report.not_reached} not reached before the gate" if report.not_reached else ""),
+                level=logging.WARNING if report.failed or report.not_reached else logging.INFO,
+                job="planning",
+                first=report.periods[0].key,
+                last=report.periods[-1].key,
+                households=report.households,
+                planned=report.planned,
+                placed=report.placed,
+                amended=report.amended,
+                cancelled=report.cancelled,
+                failed=dict(list(report.failed.items())[:LOGGED_FAILING_METERS]),
+                not_reached=report.not_reached,
+                seconds=round(seconds, 3),
+            )
+        return report
+
+    def _run(self) -> PlanningReport | None:
+        try:
+            return self.plan_now()
+        except Exception:
+            _job_failed("planning", "planning failed; the next gate closure tries again")
+            return None
+
+    def _schedule_next(self) -> None:
+        now = self.clock.now()
+        period = period_at(now, length_minutes=self.rules.interval_minutes)
+        while self.rules.gate_closure_utc(period) + PLANNING_AFTER_GATE <= now:
+            period = period.next()
+        due = self.rules.gate_closure_utc(period) + PLANNING_AFTER_GATE
+        self.scheduler.add_job(
+            self._job,
+            "date",
+            run_date=datetime.now(UTC) + timedelta(seconds=max(0.0, self.clock.real_seconds_until(due))),
+            id="plan",
+            replace_existing=True,
+        )
+
+    def _job(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.scheduler.running:
+                self._schedule_next()

@@ -472,12 +472,12 @@ def _serve_platform(spec: _PlatformSpec, inbox: Any, outbox: Any) -> None:
         server = thread = None
         platform = Platform(engine=engine, settings=settings, clock=spec.clock)
         # The jobs `smartbrum serve` runs, split between the two roles.
-        market, polling, settlement = build_jobs(platform, on_polled=on_polled)
+        market, polling, settlement, planning = build_jobs(platform, on_polled=on_polled)
         if spec.role == "metering":
             jobs = [polling]
             outbox.put(("port", None))
         else:
-            jobs = [market, settlement]
+            jobs = [market, settlement, planning]
             config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
             thread = threading.Thread(target=server.run, name="api", daemon=True)

@@ -52,6 +52,21 @@ def node_prices_over(
             )
         ).all()
     )
+    tariffs = tariffs_over(session, periods)
+    return [
+        PeriodPrices(period, local.get(period.start_utc), *tariff)
+        for period, tariff in zip(periods, tariffs, strict=True)
+    ]
+
+
+def tariffs_over(
+    session: Session, periods: Sequence[SettlementPeriod]
+) -> list[tuple[Decimal | None, Decimal | None]]:
+    """The backstop's (import, export) tariffs, p/kWh, in force at each of ``periods`` (oldest
+    first); (None, None) before any tariff. One query, whatever the span."""
+    if not periods:
+        return []
+    first, last = periods[0].start_utc, periods[-1].start_utc
     # The tariff in force at the first period, and every later one starting within the span.
     in_force = (
         sa.select(col(TariffRow.effective_from_utc))
@@ -77,5 +92,5 @@ def node_prices_over(
         while upcoming and upcoming[0][0] <= period.start_utc:
             current = (upcoming[0][1], upcoming[0][2])
             upcoming.pop(0)
-        found.append(PeriodPrices(period, local.get(period.start_utc), *current))
+        found.append(current)
     return found

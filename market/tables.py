@@ -537,3 +537,20 @@ class StrategyVersionRow(SQLModel, table=True):
     paused: bool
     created_at: datetime = Field(sa_column=_utc())
     created_by: str = Field(max_length=64)
+
+
+class StrategyPlanRow(SQLModel, table=True):
+    """The platform's latest plan for a household's strategy: when it was made, the periods it
+    covers with the battery's state of charge and the EV's charging it planned in each (a JSON
+    list), and what it expects to cost. The platform cannot see a battery or an EV: it assumes
+    they follow its plan, so the next plan starts from where this one leaves them."""
+
+    __tablename__ = "strategy_plan"
+
+    participant_id: str = Field(foreign_key="participant.id", primary_key=True, max_length=64)
+    planned_at: datetime = Field(sa_column=_utc())
+    first_start_utc: datetime = Field(sa_column=_utc())
+    battery_soc_wh: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    ev_needed_wh: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    periods_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    expected_cost_p: Decimal = Field(sa_column=_exact())

@@ -63,7 +63,7 @@ def test_db_upgrade_creates_the_schema(cli, tmp_path):
     assert "run 'smartbrum db upgrade'" in refused.stderr
     upgraded = cli(url, "db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
-    assert "at revision 0010" in upgraded.stdout
+    assert "at revision 0011" in upgraded.stdout
     assert cli(url, "market", "clear-due").exit_code == 0
 
 

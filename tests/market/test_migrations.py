@@ -14,7 +14,7 @@ from market.database import alembic_config, head_revision, schema_revision, upgr
 
 
 def test_database_is_at_the_head_revision(engine):
-    assert schema_revision(engine) == head_revision(engine) == "0010"
+    assert schema_revision(engine) == head_revision(engine) == "0011"
 
 
 def test_migrations_match_the_table_classes(engine):
@@ -25,7 +25,7 @@ def test_migrations_match_the_table_classes(engine):
 
 def test_upgrading_again_is_harmless(engine):
     upgrade_database(engine)
-    assert schema_revision(engine) == "0010"
+    assert schema_revision(engine) == "0011"
 
 
 def test_the_latest_migration_goes_down_and_up_again(engine):

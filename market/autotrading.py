@@ -1,0 +1,396 @@
+"""Automatic trading: before each gate closure the platform bids for every household whose
+strategy trades, from forecasts of its own meter data (issue 17).
+
+A planning run (:func:`plan_strategies`, the job leader's ``planning`` job after each clearing):
+
+1. **The periods**: the first whose gate closes at least :data:`LEAD` after now, and the next
+   ``horizon - 1`` (12 half-hours by default).
+2. **The households**: each active household's strategy that is neither paused nor removed
+   (:func:`market.strategies.households_with_strategies`), with its node.
+3. **Forecasts** of each one's demand and generation from its metered interval energy and its
+   declared PV (:func:`market.forecasts.read_forecast_histories`, one query for all of them;
+   :func:`planning.forecast.forecast_households`).
+4. **The price outlook** at each node (:func:`price_outlook`): per period, the mean of the local
+   prices the node had at the same Europe/London half-hour over the last :data:`OUTLOOK_DAYS`
+   days of cleared intervals, or, where none cleared, the middle of the tariffs; beside the
+   backstop's tariffs in force.
+5. **The devices' state**: the platform cannot see a battery or an EV, so it assumes they
+   follow its plans (the household's own controller, evcc or Home Assistant, carries them out).
+   A plan starts from where the household's last plan left its battery (its floor before any
+   plan, or when the last plan no longer reaches) and from the energy its EV still needed.
+6. **The plans**: one LP per household, many solved together (:func:`planning.plan.plan_households`).
+7. **The orders**: each household's strategy orders are made what its plan wants
+   (:func:`market.strategies.apply_strategy_orders`: amended or cancelled, never duplicated;
+   its own manual orders for a period take precedence), and its plan stored, in one
+   transaction of its own. A household whose plan or orders fail is skipped, logged and counted;
+   the others go on. Before each household the run checks the clock: once the first period's
+   gate is within :data:`LEAD` of closing, it stops, and the households not reached keep their
+   orders. Clearing never waits for planning.
+
+May import :mod:`market`, :mod:`planning` and SQLModel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from market.database import chunks, transaction
+from market.forecasts import read_forecast_histories
+from market.intervals import SettlementPeriod, period_at
+from market.prices import tariffs_over
+from market.rules import MarketRules
+from market.strategies import StoredStrategy, StrategyOrder, apply_strategy_orders, households_with_strategies
+from market.tables import ClearingRunRow, NodePriceRow, ParticipantRow, StrategyPlanRow
+from market.units import WH_PER_KWH
+from planning.forecast import forecast_households
+from planning.plan import HouseholdPlan, PlanFailure, plan_households
+from planning.plan_inputs import PlanInputError, PlanPeriods, PlanRequest, PriceOutlook
+from planning.strategy import ElectricVehicle, Strategy
+
+log = logging.getLogger("smartbrum.autotrading")
+
+#: Periods planned ahead (12 half-hours: six hours).
+HORIZON = 12
+#: The least time before a period's gate closure that the platform still bids in it, and the time
+#: before the first period's gate closure at which a run stops (the clearing job is never delayed).
+LEAD = timedelta(minutes=2)
+#: Days of cleared prices the outlook averages, at the same local half-hour.
+OUTLOOK_DAYS = 7
+_LONDON = ZoneInfo("Europe/London")
+_TICK = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class NodeOutlook:
+    """The prices a node's households plan against, per period (p/kWh)."""
+
+    expected_p_per_kwh: tuple[Decimal, ...]
+    import_p_per_kwh: tuple[Decimal, ...]
+    export_p_per_kwh: tuple[Decimal, ...]
+    #: How many of the periods had a cleared price to average (the others: the tariffs' middle).
+    from_history: int
+
+
+@dataclass
+class PlanningReport:
+    """What a planning run did."""
+
+    periods: tuple[SettlementPeriod, ...] = ()
+    households: int = 0
+    planned: int = 0
+    placed: int = 0
+    amended: int = 0
+    cancelled: int = 0
+    #: Households skipped, with why (their plan or their orders failed).
+    failed: dict[str, str] = field(default_factory=dict)
+    #: Households not reached before the first period's gate came too close.
+    not_reached: int = 0
+
+
+def planning_periods(rules: MarketRules, now: datetime, *, horizon: int = HORIZON) -> list[SettlementPeriod]:
+    """The periods a run at ``now`` plans: the first whose gate closes at least :data:`LEAD`
+    after ``now``, and the ``horizon - 1`` after it."""
+    period = period_at(now, length_minutes=rules.interval_minutes)
+    while rules.gate_closure_utc(period) < now + LEAD:
+        period = period.next()
+    periods = [period]
+    while len(periods) < horizon:
+        periods.append(periods[-1].next())
+    return periods
+
+
+def plan_strategies(
+    engine: Engine,
+    *,
+    rules: MarketRules,
+    now: datetime,
+    clock: Callable[[], datetime] | None = None,
+    horizon: int = HORIZON,
+) -> PlanningReport:
+    """Plan every household whose strategy trades and make its orders what its plan wants; see
+    the module docstring. ``clock`` tells the time between households (by default ``now``
+    throughout: a run that never stops early)."""
+    clock = clock or (lambda: now)
+    periods = planning_periods(rules, now, horizon=horizon)
+    report = PlanningReport(periods=tuple(periods))
+    deadline = rules.gate_closure_utc(periods[0]) - LEAD
+    starts = [period.start_utc for period in periods]
+    with Session(engine) as session:
+        strategies = [stored for stored in households_with_strategies(session) if stored.strategy is not None]
+        report.households = len(strategies)
+        if not strategies:
+            return report
+        ids = [stored.participant_id for stored in strategies]
+        nodes = _nodes_of(session, ids)
+        histories = read_forecast_histories(
+            session,
+            period_starts_utc=starts,
+            pv_by_household={s.participant_id: s.strategy.pv for s in strategies if s.strategy is not None},
+            household_ids=ids,
+        )
+        outlooks = price_outlook(session, sorted(set(nodes.values())), periods)
+        previous = _previous_plans(session, ids)
+    forecasts = {f.household_id: f for f in forecast_households(histories, starts)}
+    plan_periods = PlanPeriods(tuple(starts), Decimal(rules.interval_minutes) / 60)
+    requests: list[tuple[StoredStrategy, PlanRequest]] = []
+    for stored in strategies:
+        strategy = stored.strategy
+        assert strategy is not None
+        outlook = outlooks[nodes[stored.participant_id]]
+        forecast = forecasts[stored.participant_id]
+        try:
+            requests.append(
+                (
+                    stored,
+                    PlanRequest(
+                        periods=plan_periods,
+                        prices=PriceOutlook(
+                            outlook.expected_p_per_kwh, outlook.import_p_per_kwh, outlook.export_p_per_kwh
+                        ),
+                        strategy=strategy,
+                        demand_kwh=forecast.demand_kwh,
+                        generation_kwh=forecast.generation_kwh,
+                        battery_soc_kwh=_battery_state(
+                            strategy, previous.get(stored.participant_id), starts[0]
+                        ),
+                        ev_energy_needed_kwh=_ev_state(
+                            strategy.ev, previous.get(stored.participant_id), starts[0], plan_periods.length
+                        ),
+                    ),
+                )
+            )
+        except PlanInputError as error:
+            report.failed[stored.participant_id] = f"its plan could not be made: {error}"
+    plans = plan_households([request for _, request in requests])
+    for index, ((stored, request), plan) in enumerate(zip(requests, plans, strict=True)):
+        household = stored.participant_id
+        if clock() >= deadline:
+            report.not_reached = len(requests) - index
+            log.warning(
+                "planning stopped: the gate of %s closes at %s; %d households keep their orders",
+                periods[0].key,
+                rules.gate_closure_utc(periods[0]).isoformat(),
+                report.not_reached,
+            )
+            break
+        if isinstance(plan, PlanFailure):
+            report.failed[household] = f"its plan could not be made: {plan.reason}"
+            continue
+        try:
+            with transaction(engine) as session:
+                applied = apply_strategy_orders(
+                    session,
+                    rules=rules,
+                    participant_id=household,
+                    desired=_desired_orders(periods, plan),
+                    now=clock(),
+                )
+                _store_plan(session, household, request, plan, planned_at=clock())
+        except Exception as error:  # one household never stops the others
+            log.exception("planning %s failed", household)
+            report.failed[household] = f"its orders could not be made: {type(error).__name__}: {error}"
+            continue
+        report.planned += 1
+        report.placed += len(applied.placed)
+        report.amended += len(applied.amended)
+        report.cancelled += len(applied.cancelled)
+    return report
+
+
+def price_outlook(
+    session: Session, node_ids: Sequence[str], periods: Sequence[SettlementPeriod]
+) -> dict[str, NodeOutlook]:
+    """Each node's expected local price for ``periods``: the mean of its cleared prices at the
+    same Europe/London half-hour over the :data:`OUTLOOK_DAYS` days before the first period
+    (half to even on the 0.01 p tick), else the middle of the tariffs; with the tariffs in force.
+
+    A period before any tariff is planned on the first tariff there is (a platform without one
+    cannot clear anyway).
+    """
+    tariffs = tariffs_over(session, periods)
+    known = [t for t in tariffs if t[0] is not None and t[1] is not None]
+    if not known:
+        raise LookupError("no tariff is in force: nothing can be planned")
+    filled = [t if t[0] is not None and t[1] is not None else known[0] for t in tariffs]
+    imports = tuple(Decimal(t[0]) for t in filled)  # type: ignore[arg-type]
+    exports = tuple(Decimal(t[1]) for t in filled)  # type: ignore[arg-type]
+    since = periods[0].start_utc - timedelta(days=OUTLOOK_DAYS)
+    seen: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    for ids in chunks(list(node_ids)):
+        rows = session.execute(
+            sa.select(
+                col(ClearingRunRow.interval_start_utc),
+                col(NodePriceRow.node_id),
+                col(NodePriceRow.price_p_per_kwh),
+            )
+            .join(NodePriceRow, col(NodePriceRow.run_id) == col(ClearingRunRow.id))
+            .where(
+                col(ClearingRunRow.is_current).is_(True),
+                col(ClearingRunRow.length_minutes) == periods[0].length_minutes,
+                col(ClearingRunRow.interval_start_utc) >= since,
+                col(ClearingRunRow.interval_start_utc) < periods[0].start_utc,
+                col(NodePriceRow.node_id).in_(ids),
+            )
+        )
+        for start, node, price in rows:
+            seen[(node, _slot(start))].append(Decimal(price))
+    outlooks = {}
+    for node in node_ids:
+        expected, from_history = [], 0
+        for period, imported, exported in zip(periods, imports, exports, strict=True):
+            prices = seen.get((node, _slot(period.start_utc)))
+            if prices:
+                from_history += 1
+                mean = sum(prices, Decimal(0)) / len(prices)
+            else:
+                mean = (imported + exported) / 2
+            expected.append(mean.quantize(_TICK, rounding=ROUND_HALF_EVEN))
+        outlooks[node] = NodeOutlook(tuple(expected), imports, exports, from_history)
+    return outlooks
+
+
+def latest_plan(session: Session, participant_id: str) -> StrategyPlanRow | None:
+    """The platform's latest plan for a household (None before its first)."""
+    return session.get(StrategyPlanRow, participant_id)
+
+
+def planned_periods(row: StrategyPlanRow) -> list[tuple[datetime, int | None, int]]:
+    """A stored plan's periods: (start, battery state of charge at its end in Wh or None without
+    a battery, EV charging in Wh)."""
+    return [(datetime.fromisoformat(start), soc, ev) for start, soc, ev in json.loads(row.periods_json)]
+
+
+# --- inside a run -------------------------------------------------------------------------------
+
+
+def _slot(start: datetime) -> str:
+    """A period's Europe/London wall-clock start (a day's half-hour, the clock change's twice)."""
+    return start.astimezone(_LONDON).strftime("%H:%M")
+
+
+def _nodes_of(session: Session, participant_ids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for ids in chunks(list(participant_ids)):
+        found.update(
+            session.execute(
+                sa.select(col(ParticipantRow.id), col(ParticipantRow.node_id)).where(
+                    col(ParticipantRow.id).in_(ids)
+                )
+            ).all()
+        )
+    return found
+
+
+def _previous_plans(session: Session, participant_ids: Sequence[str]) -> dict[str, StrategyPlanRow]:
+    found: dict[str, StrategyPlanRow] = {}
+    for ids in chunks(list(participant_ids)):
+        for row in session.exec(select(StrategyPlanRow).where(col(StrategyPlanRow.participant_id).in_(ids))):
+            found[row.participant_id] = row
+    return found
+
+
+def _battery_state(strategy: Strategy, previous: StrategyPlanRow | None, start: datetime) -> Decimal | None:
+    """The battery's state of charge the plan starts from, kWh: where the previous plan left it by
+    ``start`` (idle after its horizon), within the battery's capacity; its floor before any plan."""
+    battery = strategy.battery
+    if battery is None:
+        return None
+    soc_wh: int | None = None
+    if previous is not None:
+        if previous.first_start_utc == start:
+            soc_wh = previous.battery_soc_wh
+        else:
+            for period_start, soc, _ in planned_periods(previous):
+                if period_start < start:
+                    soc_wh = soc  # the state at the end of the last planned period before start
+    if soc_wh is None:
+        return battery.floor_kwh
+    return min(max(Decimal(soc_wh) / WH_PER_KWH, Decimal(0)), battery.capacity_kwh)
+
+
+def _ev_state(
+    ev: ElectricVehicle | None, previous: StrategyPlanRow | None, start: datetime, length: timedelta
+) -> Decimal | None:
+    """The EV's energy still needed by the departure of the window ``start`` is in, kWh; None
+    outside a window (the next window needs the strategy's whole ``energy_needed_kwh``)."""
+    if ev is None:
+        return None
+    opened = _window_start(ev, start)
+    if opened is None:
+        return None
+    needed_wh = int(ev.energy_needed_kwh * WH_PER_KWH)
+    if previous is not None and previous.first_start_utc <= start:
+        if previous.first_start_utc >= opened and previous.ev_needed_wh is not None:
+            needed_wh, counted_from = previous.ev_needed_wh, previous.first_start_utc
+        else:
+            counted_from = opened
+        for period_start, _, ev_wh in planned_periods(previous):
+            if counted_from <= period_start < start:
+                needed_wh -= ev_wh
+    return Decimal(max(needed_wh, 0)) / WH_PER_KWH
+
+
+def _window_start(ev: ElectricVehicle, moment: datetime) -> datetime | None:
+    """When the EV's plugged-in window that holds ``moment`` opened (UTC), or None outside one."""
+    local = moment.astimezone(_LONDON)
+    hours = ev.window_hours()
+    for days_back in (0, 1):
+        day = local.date() - timedelta(days=days_back)
+        opened = datetime.combine(day, ev.plugged_in_from, _LONDON)
+        closes = opened.astimezone(_LONDON) + timedelta(hours=float(hours))
+        if opened <= local < closes:
+            return opened.astimezone(moment.tzinfo)
+    return None
+
+
+def _desired_orders(
+    periods: Sequence[SettlementPeriod], plan: HouseholdPlan
+) -> dict[SettlementPeriod, list[StrategyOrder]]:
+    return {
+        period: [
+            StrategyOrder(str(order.side), order.energy_wh, order.limit_p_per_kwh) for order in planned.orders
+        ]
+        for period, planned in zip(periods, plan.periods, strict=True)
+    }
+
+
+def _store_plan(
+    session: Session, participant_id: str, request: PlanRequest, plan: HouseholdPlan, *, planned_at: datetime
+) -> None:
+    battery = request.strategy.battery is not None
+    values: dict[str, Any] = {
+        "planned_at": planned_at,
+        "first_start_utc": request.periods.starts_utc[0],
+        "battery_soc_wh": None
+        if request.battery_soc_kwh is None
+        else int(request.battery_soc_kwh * WH_PER_KWH),
+        "ev_needed_wh": (
+            None if request.ev_energy_needed_kwh is None else int(request.ev_energy_needed_kwh * WH_PER_KWH)
+        ),
+        "periods_json": json.dumps(
+            [
+                [p.start_utc.isoformat(), p.battery_soc_wh if battery else None, p.ev_charge_wh]
+                for p in plan.periods
+            ]
+        ),
+        "expected_cost_p": plan.expected_cost_p.quantize(_TICK, rounding=ROUND_HALF_EVEN),
+    }
+    row = session.get(StrategyPlanRow, participant_id)
+    if row is None:
+        row = StrategyPlanRow(participant_id=participant_id, **values)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    session.add(row)

@@ -1,0 +1,246 @@
+"""Automatic trading's planning runs (market.autotrading), on SQLite and PostgreSQL: the price
+outlook, the devices' assumed state, orders made from plans without duplicates, manual orders
+first, a failing household that stops nobody, and a run that stops before the gate."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import Session
+
+import market.autotrading as autotrading
+from market.autotrading import (
+    LEAD,
+    _battery_state,
+    _ev_state,
+    latest_plan,
+    plan_strategies,
+    planning_periods,
+    price_outlook,
+)
+from market.clearing import clear_interval
+from market.database import transaction
+from market.intervals import period_at, settlement_period
+from market.orders import list_orders, place_order
+from market.rules import MarketRules
+from market.strategies import pause_strategy, set_strategy
+from market.tables import StrategyPlanRow
+from planning.strategy import ElectricVehicle, HomeBattery, Strategy
+from tests.factories import seed_market
+
+NOW = datetime(2026, 12, 7, 9, 1, tzinfo=UTC)  # a Monday in winter: London is on UTC
+RULES = MarketRules()
+BATTERY = {"capacity_kwh": "10", "charge_kw": "2", "discharge_kw": "2", "min_soc_percent": "10"}
+
+
+@pytest.fixture
+def market(engine):
+    with transaction(engine) as session:
+        seed_market(session, now=NOW - timedelta(days=10))
+    return engine
+
+
+def state(engine, household: str, **fields) -> None:
+    document = {"sell_floor_p_per_kwh": "5", "buy_ceiling_p_per_kwh": "30", **fields}
+    with transaction(engine) as session:
+        set_strategy(
+            session, participant_id=household, strategy=document, rules=RULES, now=NOW, actor=household
+        )
+
+
+def open_orders(engine, household: str) -> list:
+    with Session(engine) as session:
+        return list_orders(session, participant_id=household, status="open", limit=1000)
+
+
+def test_the_periods_start_at_the_first_gate_still_open_with_room_to_spare():
+    periods = planning_periods(RULES, NOW)
+    assert len(periods) == 12
+    assert RULES.gate_closure_utc(periods[0]) >= NOW + LEAD
+    assert RULES.gate_closure_utc(periods[0]) - RULES.gate_closure_utc(periods[0].previous()) == timedelta(
+        minutes=30
+    )
+    assert RULES.gate_closure_utc(periods[0].previous()) < NOW + LEAD
+    assert all(b.start_utc - a.start_utc == timedelta(minutes=30) for a, b in itertools.pairwise(periods))
+
+
+def test_the_outlook_averages_the_nodes_prices_at_the_same_half_hour_else_the_tariffs_middle(market):
+    """Two earlier days cleared at the first period's half-hour: F1 saw their mean; a period never
+    cleared is expected at the middle of the tariffs (24.5 and 4.1: 14.3p)."""
+    periods = planning_periods(RULES, NOW)
+    for days in (1, 2):
+        earlier = periods[0].start_utc - timedelta(days=days)
+        period = period_at(earlier)
+        with transaction(market) as session:
+            for home, side, price in (("H1", "buy", 20 + days), ("H2", "sell", 5)):
+                place_order(
+                    session,
+                    rules=RULES,
+                    participant_id=home,
+                    period=period,
+                    side=side,
+                    quantity_kwh=Decimal("0.5"),
+                    price_p_per_kwh=Decimal(price),
+                    now=earlier - timedelta(hours=1),
+                )
+        clear_interval(
+            market, period=period, rules=RULES, now=RULES.gate_closure_utc(period), triggered_by="t"
+        )
+    with Session(market) as session:
+        outlook = price_outlook(session, ["F1"], periods)["F1"]
+        from market.clearing import current_run, node_prices
+
+        cleared = [
+            next(
+                p.price_p_per_kwh
+                for p in node_prices(
+                    session, current_run(session, period_at(periods[0].start_utc - timedelta(days=d))).id
+                )
+                if p.node_id == "F1"
+            )
+            for d in (1, 2)
+        ]
+    assert outlook.expected_p_per_kwh[0] == (sum(cleared) / 2).quantize(Decimal("0.01"))
+    assert outlook.expected_p_per_kwh[1:] == (Decimal("14.30"),) * 11
+    assert outlook.import_p_per_kwh == (Decimal("24.5"),) * 12
+    assert outlook.export_p_per_kwh == (Decimal("4.1"),) * 12
+    assert outlook.from_history == 1
+
+
+def test_the_battery_starts_where_the_last_plan_left_it_else_at_its_floor():
+    strategy = Strategy(sell_floor_p_per_kwh=5, buy_ceiling_p_per_kwh=30, battery=HomeBattery(**BATTERY))
+    start = NOW.replace(minute=0)
+    assert _battery_state(strategy, None, start) == Decimal(1)  # 10% of 10 kWh
+    previous = StrategyPlanRow(
+        participant_id="H1",
+        planned_at=start,
+        first_start_utc=start,
+        battery_soc_wh=3000,
+        periods_json='[["2026-12-07T09:00:00+00:00", 4000, 0], ["2026-12-07T09:30:00+00:00", 5000, 0]]',
+        expected_cost_p=Decimal(0),
+    )
+    assert _battery_state(strategy, previous, start) == Decimal(3)
+    assert _battery_state(strategy, previous, start + timedelta(minutes=30)) == Decimal(4)
+    assert _battery_state(strategy, previous, start + timedelta(hours=3)) == Decimal(5)  # idle after
+    assert _battery_state(Strategy(sell_floor_p_per_kwh=5, buy_ceiling_p_per_kwh=30), previous, start) is None
+
+
+def test_the_ev_needs_what_its_window_has_not_yet_been_planned_to_receive():
+    ev = ElectricVehicle(energy_needed_kwh=10, charge_kw=7, plugged_in_from=time(18), departure=time(7))
+    evening = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    half = timedelta(minutes=30)
+    assert _ev_state(ev, None, evening - half, half) is None  # not plugged in yet
+    assert _ev_state(ev, None, evening, half) == Decimal(10)
+    previous = StrategyPlanRow(
+        participant_id="H1",
+        planned_at=evening,
+        first_start_utc=evening - half,  # planned from before the window opened
+        ev_needed_wh=None,
+        periods_json=(
+            '[["2026-12-07T17:30:00+00:00", null, 0], ["2026-12-07T18:00:00+00:00", null, 3500],'
+            ' ["2026-12-07T18:30:00+00:00", null, 2000]]'
+        ),
+        expected_cost_p=Decimal(0),
+    )
+    assert _ev_state(ev, previous, evening + 2 * half, half) == Decimal("4.5")
+    after_midnight = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)  # the same window, across midnight
+    assert _ev_state(ev, previous, after_midnight, half) == Decimal("4.5")
+    assert _ev_state(ev, previous, datetime(2026, 12, 8, 8, 0, tzinfo=UTC), half) is None  # departed
+
+
+def test_a_run_places_the_plans_orders_and_a_second_run_changes_nothing(market):
+    state(market, "H1", battery=BATTERY)
+    state(market, "H3", pv={"kwp": "4"})
+    first = plan_strategies(market, rules=RULES, now=NOW)
+    assert (first.households, first.planned, first.failed, first.not_reached) == (2, 2, {}, 0)
+    orders = open_orders(market, "H1")
+    assert orders, "a household with demand always bids"
+    assert {o.source for o in orders} == {"strategy"}
+    assert first.placed == len(orders) + len(open_orders(market, "H3"))
+    assert all(Decimal(5) <= o.price_p_per_kwh <= Decimal(30) for o in orders)
+    keys = {o.period.key for o in orders}
+    assert keys <= {p.key for p in first.periods}
+    with Session(market) as session:
+        plan = latest_plan(session, "H1")
+        assert plan is not None
+        assert plan.first_start_utc == first.periods[0].start_utc
+        assert plan.battery_soc_wh == 1000  # its floor: no plan before
+    again = plan_strategies(market, rules=RULES, now=NOW)
+    assert (again.placed, again.amended, again.cancelled) == (0, 0, 0)
+    assert sorted(o.id for o in open_orders(market, "H1")) == sorted(o.id for o in orders)
+    assert open_orders(market, "H2") == []  # no strategy, no orders
+
+
+def test_a_households_manual_order_for_a_period_takes_precedence(market):
+    state(market, "H1")
+    periods = planning_periods(RULES, NOW)
+    with transaction(market) as session:
+        manual, _ = place_order(
+            session,
+            rules=RULES,
+            participant_id="H1",
+            period=periods[2],
+            side="buy",
+            quantity_kwh=Decimal("2"),
+            price_p_per_kwh=Decimal("12"),
+            now=NOW,
+        )
+    plan_strategies(market, rules=RULES, now=NOW)
+    in_that_period = [o for o in open_orders(market, "H1") if o.period == periods[2]]
+    assert [(o.id, o.source) for o in in_that_period] == [(manual.id, "manual")]
+    assert {o.period for o in open_orders(market, "H1") if o.source == "strategy"} == set(periods) - {
+        periods[2]
+    }
+
+
+def test_a_household_whose_orders_fail_is_skipped_and_the_others_go_on(market, monkeypatch):
+    state(market, "H1")
+    state(market, "H3")
+    real = autotrading.apply_strategy_orders
+
+    def failing_for_h1(session, **arguments):  # a fault injected for one household
+        if arguments["participant_id"] == "H1":
+            raise RuntimeError("the book is unreachable")
+        return real(session, **arguments)
+
+    monkeypatch.setattr(autotrading, "apply_strategy_orders", failing_for_h1)
+    report = plan_strategies(market, rules=RULES, now=NOW)
+    assert report.planned == 1
+    assert set(report.failed) == {"H1"}
+    assert "the book is unreachable" in report.failed["H1"]
+    assert open_orders(market, "H1") == []
+    assert open_orders(market, "H3")
+    with Session(market) as session:
+        assert latest_plan(session, "H1") is None  # its plan and its orders: one transaction
+
+
+def test_a_run_stops_before_the_first_periods_gate_and_leaves_the_rest(market):
+    state(market, "H1")
+    state(market, "H3")
+    periods = planning_periods(RULES, NOW)
+    late = RULES.gate_closure_utc(periods[0]) - LEAD
+    report = plan_strategies(market, rules=RULES, now=NOW, clock=lambda: late)
+    assert (report.planned, report.not_reached) == (0, 2)
+    assert open_orders(market, "H1") == open_orders(market, "H3") == []
+
+
+def test_a_paused_strategy_is_not_planned_and_its_orders_go(market):
+    state(market, "H1")
+    assert plan_strategies(market, rules=RULES, now=NOW).planned == 1
+    with transaction(market) as session:
+        pause_strategy(session, participant_id="H1", rules=RULES, now=NOW, actor="H1")
+    report = plan_strategies(market, rules=RULES, now=NOW)
+    assert (report.households, report.planned) == (0, 0)
+    assert open_orders(market, "H1") == []
+
+
+def test_the_period_after_a_clock_change_is_planned_in_local_time():
+    """On 25 October 2026 London's clocks go back: the day has 50 periods, and the planning
+    periods follow one another in UTC across the change."""
+    night = settlement_period(datetime(2026, 10, 25).date(), 3)
+    periods = planning_periods(RULES, night.start_utc - timedelta(minutes=30))
+    assert all(b.start_utc - a.start_utc == timedelta(minutes=30) for a, b in itertools.pairwise(periods))
+    assert [p.period for p in periods[:4]] == [3, 4, 5, 6]
