@@ -27,6 +27,8 @@ which network limits bind, when, and the price separation they make (:func:`feed
 from __future__ import annotations
 
 import html
+import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session, col, func, select
 
+from demo.comparison import TARGET_SHARE, Comparison, read_comparison
 from demo.scenario_run import RunResult
 from market.clearing import node_prices, runs_of, trades_of
 from market.database import create_database_engine
@@ -46,7 +49,7 @@ from market.orders import IN_BOOK, list_orders
 from market.settlement import account_balances
 from market.settlement import runs_of as settlement_runs_of
 from market.statements import StatementFigures, statements
-from market.tables import LedgerLineRow
+from market.tables import LedgerLineRow, OrderRow
 from market.units import WH_PER_KWH
 from optimiser import Network
 
@@ -111,6 +114,10 @@ class Summary:
     feeders: dict[str, str] = field(default_factory=dict)
     network: Network | None = None
     """The network the day was cleared on (the last period's clearing run's version)."""
+    comparison: Comparison | None = None
+    """The platform's strategies against the agents and the oracle (homes of ``both`` groups)."""
+    strategy_orders: int = 0
+    """Orders the platform placed for the homes trading through it (source ``strategy``)."""
 
     @property
     def congestion(self) -> list[Congestion]:
@@ -159,7 +166,11 @@ class Summary:
                 f"{sum(1 for p in self.periods if p.cleared_runs)} of {len(self.periods)}"
                 + (" (each exactly once)" if self.all_cleared_once else " (NOT each exactly once)"),
             ),
-            ("orders placed", f"{self.orders_placed} ({self.orders_missed} missed their gate)"),
+            (
+                "orders placed",
+                f"{self.orders_placed} ({self.orders_missed} missed their gate)"
+                + (f"; {self.strategy_orders} by the platform's strategies" if self.strategy_orders else ""),
+            ),
             ("energy traded locally", f"{self.local_kwh:.1f} kWh"),
         ]
         if self.self_consumption is not None:
@@ -206,6 +217,7 @@ class Summary:
                     f"{limit.max_separation_p_per_kwh} p/kWh from {limit.parent_id}",
                 )
             )
+        rows += comparison_lines(self.comparison)
         if not self.all_settled:
             settlement = "INCOMPLETE"
         elif self.estimated_periods:
@@ -218,6 +230,41 @@ class Summary:
             settlement = "every interval settled on metered data, every household"
         rows.append(("settlement", settlement))
         return rows
+
+
+def comparison_lines(comparison: Comparison | None) -> list[tuple[str, str]]:
+    """The comparison's summary rows (none without one; :mod:`demo.comparison`)."""
+    if comparison is None or not comparison.homes:
+        return []
+    homes = len(comparison.homes)
+    share = comparison.platform_share
+    rows = [
+        (
+            "platform strategies",
+            f"£{pounds(comparison.total_cp('platform'))} saved by {homes} homes trading through the "
+            f"platform; £{pounds(comparison.total_cp('agents'))} by their twins with the agents; "
+            f"£{pounds(comparison.total_cp('oracle'))} by the oracle (perfect foresight)",
+        ),
+        (
+            "platform / oracle",
+            ("-" if share is None else f"{share:.0%}")
+            + f" of the oracle's saving (target {TARGET_SHARE:.0%})",
+        ),
+    ]
+    if comparison.net_error:
+        nmae = ", ".join(
+            f"{e.periods_ahead}: {'-' if e.count == 0 else f'{e.nmae:.2f}'}" for e in comparison.net_error
+        )
+        rows.append(("forecast error (net nMAE)", f"by periods ahead {nmae}"))
+    if comparison.late_periods or comparison.unplanned_periods or comparison.oracle_failures:
+        rows.append(
+            (
+                "platform devices",
+                f"{comparison.unplanned_periods} home-periods without a plan, {comparison.late_periods} "
+                f"planned too late (idle); {len(comparison.oracle_failures)} oracle plans failed",
+            )
+        )
+    return rows
 
 
 def pounds(cp: int) -> str:
@@ -244,6 +291,21 @@ def summarise(result: RunResult) -> Summary:
             feeders = {h.id: h.feeder for h in result.simulation.households[: len(homes)]}
             last = next((run for run in runs_of(session, result.periods[-1]) if run.is_current), None)
             network = None if last is None else network_version(session, last.network_version_id).network
+            comparison = read_comparison(
+                session,
+                result.simulation,
+                household_ids=homes,
+                periods=result.periods,
+                strategies=result.strategies,
+                devices=result.platform_devices,
+                bills_cp={home: totals[home].total_cp for home in homes},
+                node_prices=[p.prices for p in periods],
+                late_periods=result.late_periods,
+                unplanned_periods=result.unplanned_periods,
+            )
+            strategy_orders = session.exec(
+                select(func.count()).select_from(OrderRow).where(col(OrderRow.source) == "strategy")
+            ).one()
     finally:
         engine.dispose()
     pv_kwh, exported_kwh = _pv_figures(result)
@@ -269,6 +331,8 @@ def summarise(result: RunResult) -> Summary:
         orders_missed=result.orders_missed,
         feeders=feeders,
         network=network,
+        comparison=comparison,
+        strategy_orders=int(strategy_orders),
     )
 
 
@@ -673,6 +737,19 @@ def write_report(result: RunResult, summary: Summary, folder: Path) -> Path:
             lambda path: _bills_chart(summary, path),
         ),
     ]
+    if summary.comparison is not None and summary.comparison.homes:
+        comparison = summary.comparison
+        charts.append(
+            (
+                "comparison.png",
+                "Each compared home's saving trading through the platform, with the agents and with "
+                "the perfect-foresight oracle, against the same reference (the table below gives them)",
+                lambda path: _comparison_chart(comparison, path),
+            )
+        )
+        (folder / "comparison.json").write_text(
+            json.dumps(comparison_document(comparison), indent=1), encoding="utf-8"
+        )
     drawn = []
     for name, caption, draw in charts:
         draw(folder / name)
@@ -680,6 +757,54 @@ def write_report(result: RunResult, summary: Summary, folder: Path) -> Path:
     page = folder / "index.html"
     page.write_text(_page(summary, drawn, result), encoding="utf-8")
     return page
+
+
+def comparison_document(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON: per home and in total, pounds as decimal strings."""
+
+    def money(cp: int) -> str:
+        return str((Decimal(cp) / CP_PER_POUND).quantize(Decimal("0.0001")))
+
+    ways = ("platform", "agents", "oracle")
+    share = comparison.platform_share
+    return {
+        "homes": [
+            {
+                "household": home.home_id,
+                "twin": home.twin_id,
+                "name": home.name,
+                "assets": home.assets,
+                "reference_gbp": money(home.reference_cp),
+                **{f"{way}_bill_gbp": money(getattr(home, f"{way}_bill_cp")) for way in ways},
+                **{f"{way}_saving_gbp": money(home.saving_cp(way)) for way in ways},
+                "later_price_p_per_kwh": str(home.later_price_p_per_kwh),
+            }
+            for home in comparison.homes
+        ],
+        "total": {f"{way}_saving_gbp": money(comparison.total_cp(way)) for way in ways},
+        "platform_share_of_oracle": None if share is None else round(share, 4),
+        "target_share": TARGET_SHARE,
+        "forecast_error": [
+            {
+                "periods_ahead": net.periods_ahead,
+                "count": net.count,
+                "demand_nmae": _finite(demand.nmae),
+                "generation_nmae": _finite(generation.nmae),
+                "net_nmae": _finite(net.nmae),
+                "net_mae_kwh": _finite(net.mae_kwh),
+            }
+            for demand, generation, net in zip(
+                comparison.demand_error, comparison.generation_error, comparison.net_error, strict=True
+            )
+        ],
+        "late_periods": comparison.late_periods,
+        "unplanned_periods": comparison.unplanned_periods,
+        "oracle_failures": comparison.oracle_failures,
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)
 
 
 def busiest(summary: Summary) -> PeriodFigures:
@@ -952,6 +1077,67 @@ def _bills_chart(summary: Summary, path: Path) -> None:
     _save(fig, path)
 
 
+def _comparison_chart(comparison: Comparison, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    homes = comparison.homes
+    x = np.arange(len(homes))
+    fig, ax = plt.subplots(figsize=(max(7.0, len(homes) * 0.9), 5))
+    for offset, way, label in (
+        (-0.27, "platform", "platform strategy"),
+        (0.0, "agents", "simulation's agents"),
+        (0.27, "oracle", "oracle"),
+    ):
+        ax.bar(x + offset, [home.saving_cp(way) / 10_000 for home in homes], width=0.27, label=label)
+    ax.set_xticks(x, [home.home_id for home in homes], rotation=45, ha="right")
+    ax.axhline(0, color="gray", linewidth=0.5)
+    ax.set_ylabel("saving against the reference, £")
+    ax.set_title("The same homes, three ways of trading")
+    ax.grid(alpha=0.3, axis="y")
+    _legend_outside(ax)
+    _save(fig, path)
+
+
+def _comparison_section(summary: Summary) -> str:
+    comparison = summary.comparison
+    if comparison is None or not comparison.homes:
+        return ""
+    esc = html.escape
+    ways = ("platform", "agents", "oracle")
+    rows = "\n".join(
+        f"<tr><td>{esc(home.home_id)}</td><td>{esc(home.assets)}</td><td>{pounds(home.reference_cp)}</td>"
+        + "".join(f"<td>{pounds(getattr(home, f'{way}_bill_cp'))}</td>" for way in ways)
+        + "".join(f"<td>{pounds(home.saving_cp(way))}</td>" for way in ways)
+        + "</tr>"
+        for home in comparison.homes
+    )
+    total = "".join(f"<td>{pounds(comparison.total_cp(way))}</td>" for way in ways)
+    errors = "\n".join(
+        f"<tr><td>{net.periods_ahead}</td><td>{net.count}</td><td>{demand.nmae:.2f}</td>"
+        f"<td>{generation.nmae:.2f}</td><td>{net.nmae:.2f}</td><td>{net.mae_kwh:.3f}</td></tr>"
+        for demand, generation, net in zip(
+            comparison.demand_error, comparison.generation_error, comparison.net_error, strict=True
+        )
+    )
+    share = comparison.platform_share
+    return f"""<h2>Automatic trading against the agents and the oracle</h2>
+<p>Each home below trades through the platform's strategy; its twin, the same home, through the
+simulation's agents, in the same market; the oracle is the platform's own optimisation given the
+true demand, generation and local prices. The platform reaches
+{"-" if share is None else f"{share:.0%}"} of the oracle's saving (target {TARGET_SHARE:.0%}).
+Savings are against one reference per home (no market, battery idle, EV charged as soon as it is
+plugged in), each bill adjusted by what it leaves for tomorrow (see demo/comparison.py).</p>
+<table><tr><th>home</th><th>assets</th><th>reference £</th><th>platform bill £</th><th>agents bill £</th>
+<th>oracle bill £</th><th>platform saving £</th><th>agents saving £</th><th>oracle saving £</th></tr>
+{rows}
+<tr><th>total</th><td></td><td></td><td></td><td></td><td></td>{total}</tr></table>
+<h3>The platform's forecast error per period ahead</h3>
+<table><tr><th>periods ahead</th><th>forecasts</th><th>demand nMAE</th><th>PV nMAE</th><th>net nMAE</th>
+<th>net MAE kWh</th></tr>
+{errors}</table>
+"""
+
+
 def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) -> str:
     esc = html.escape
     rows = "\n".join(
@@ -974,7 +1160,7 @@ def _page(summary: Summary, charts: list[tuple[str, str]], result: RunResult) ->
     )
     times = result.times
     scenario = result.simulation.scenario
-    sections = _clock_section(summary) + _congestion_section(summary)
+    sections = _clock_section(summary) + _congestion_section(summary) + _comparison_section(summary)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>smartbrum: {esc(scenario.name)}</title>
 <style>

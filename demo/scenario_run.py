@@ -74,7 +74,9 @@ from api.clock import AcceleratedClock
 from api.deps import Platform
 from api.logs import JsonFormatter
 from api.settings import Settings
+from demo.comparison import PlatformDevices, battery_grid_wh, strategy_for
 from market.access import issue_tokens
+from market.autotrading import latest_plan, planned_periods
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, period_at
 from market.meter_data import derive_energy_of_meters, store_energy_of_meters
@@ -90,13 +92,16 @@ from market.participants import (
     register_operator,
 )
 from market.settlement import INITIAL, runs_of
-from market.tables import ClearingRunRow, MeterReadingRow, MeterRow
+from market.tables import ClearingRunRow, MeterReadingRow, MeterRow, StrategyPlanRow
+from planning.strategy import Strategy
 from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
 from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
 
 log = logging.getLogger("smartbrum.scenario")
 
 OPERATOR_ID = "OPS"
+FOLLOW_EVERY_S = 0.05
+"""Real seconds between looks at the platform's plans (a period is 0.625 s at a day in 30 s)."""
 METERS_PER_GATEWAY = 25
 """Meters behind one emulated gateway: one RS485 segment's worth, polled one request at a time."""
 _MP = multiprocessing.get_context("spawn")
@@ -182,6 +187,14 @@ class RunResult:
     #: The platform's log of the day, one JSON event a line (as ``smartbrum serve --log-format
     #: json`` writes it): every clearing run, polling cycle, energy derivation and settlement run.
     service_log: Path | None = None
+    #: The strategy each home trading through the platform stated (by id).
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    #: What each such home's battery and EV did, driven by the platform's plans.
+    platform_devices: dict[str, PlatformDevices] = field(default_factory=dict)
+    #: Home-periods whose plan reached the meter after the period began (it ran idle), and those
+    #: the platform never planned (idle too).
+    late_periods: int = 0
+    unplanned_periods: int = 0
 
 
 ProgressHook = Callable[[str, int], None]
@@ -232,7 +245,9 @@ def run_scenario(
         clock = AcceleratedClock(clock_start, speed=86_400.0 / options.day_seconds, held=True)
         settings = _settings(url, scenario, options.poll_minutes)
         fleet = _fleet(simulation, keep)
-        with _meters(fleet, clock) as ports:
+        updates: Any = _MP.Queue()
+        follower = _PlanFollower(engine, result, clock, updates, settings.interval_minutes)
+        with _meters(fleet, clock, updates) as ports:
             tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
             result.times.setup_s = time.perf_counter() - simulated
             specs = [
@@ -242,10 +257,13 @@ def run_scenario(
                 for role in ("market", "metering")
             ]
             market, metering = _Platform(specs[0]), _Platform(specs[1])
-            with market as base_url, metering:
+            with market as base_url, metering, follower:
                 _run_day(
                     result, engine, (market, metering), base_url, clock, settings, tokens, options, progress
                 )
+        result.platform_devices = follower.devices()
+        result.late_periods = follower.late
+        result.unplanned_periods = follower.unplanned
     finally:
         engine.dispose()
     result.times.total_s = time.perf_counter() - started
@@ -337,12 +355,17 @@ def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
 
 
 @contextmanager
-def _meters(fleet: MeterFleet, clock: AcceleratedClock) -> Iterator[list[int]]:
+def _meters(fleet: MeterFleet, clock: AcceleratedClock, updates: Any) -> Iterator[list[int]]:
     """The fleet served on loopback by a process of its own, as meters are devices of their own
-    (and so that answering them does not take the platform's CPU); yields the gateways' ports."""
+    (and so that answering them does not take the platform's CPU); yields the gateways' ports.
+
+    ``updates`` carries ``(meter index, first step, net power values)``: a platform home's new
+    series from a step on, once its battery and EV have their plan (:class:`_PlanFollower`)."""
     ports: Any = _MP.Queue()
     stop = _MP.Event()
-    process = _MP.Process(target=_serve_meters, args=(fleet, clock, ports, stop), name="scenario-meters")
+    process = _MP.Process(
+        target=_serve_meters, args=(fleet, clock, ports, stop, updates), name="scenario-meters"
+    )
     process.start()
     try:
         answer = ports.get(timeout=120)
@@ -357,17 +380,32 @@ def _meters(fleet: MeterFleet, clock: AcceleratedClock) -> Iterator[list[int]]:
             process.join()
 
 
-def _serve_meters(fleet: MeterFleet, clock: AcceleratedClock, ports: Any, stop: Any) -> None:
-    """The meters' process: serve every gateway until ``stop`` is set."""
+def _serve_meters(fleet: MeterFleet, clock: AcceleratedClock, ports: Any, stop: Any, updates: Any) -> None:
+    """The meters' process: serve every gateway until ``stop`` is set, applying ``updates`` to the
+    meters' series in the gateways' event loop (where they are read)."""
 
     async def serve() -> None:
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
+        gateways = fleet.build_gateways(clock=clock.now)
+        profiles = [meter.profile for gateway in gateways for meter in gateway.meters]
+
+        def apply_updates() -> None:
+            while not stop.is_set():
+                try:
+                    index, first_step, values = updates.get(timeout=0.2)
+                except Exception:  # queue.Empty: look at stop again
+                    continue
+                profile = profiles[index]
+                if isinstance(profile, SeriesProfile):
+                    loop.call_soon_threadsafe(profile.set_power_w, first_step, values)
+
         threading.Thread(
             target=lambda: (stop.wait(), loop.call_soon_threadsafe(done.set)), daemon=True
         ).start()
+        threading.Thread(target=apply_updates, daemon=True).start()
         await serve_fleet(
-            fleet.build_gateways(clock=clock.now),
+            gateways,
             ready=lambda live: ports.put([g.port for g in live]),
             stop=done,
         )
@@ -582,6 +620,7 @@ def _run_day(
         base_url=base_url, timeout=120.0, limits=httpx2.Limits(max_connections=options.agent_threads)
     ) as client:
         agents = _Agents(client, tokens, result, options.agent_threads, progress)
+        _state_strategies(client, tokens, result, settings.platform_fee_p_per_kwh)
         _, first_orders = rounds[0]
         agents.bid([o for o in first_orders if o.household_id in keep])
         clock.release()
@@ -733,6 +772,146 @@ class _Agents:
         if response.status_code == 201:
             return len(orders), None
         return 0, f"{home}: HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _state_strategies(
+    client: httpx2.Client, tokens: dict[str, str], result: RunResult, platform_fee_p_per_kwh: Decimal
+) -> None:
+    """Each home trading through the platform states its strategy, with its own token, as a
+    household would (``PUT /v1/strategy``): what it has and the band it trades in
+    (:func:`demo.comparison.strategy_for`)."""
+    kept = set(result.household_ids)
+    for home in result.simulation.households:
+        if home.id not in kept or home.trading != "platform":
+            continue
+        strategy = strategy_for(
+            home, result.simulation, platform_fee_p_per_kwh=Decimal(platform_fee_p_per_kwh)
+        )
+        response = client.put(
+            "/v1/strategy",
+            json=strategy.model_dump(mode="json", exclude_none=True),
+            headers={"Authorization": f"Bearer {tokens[home.id]}"},
+        )
+        if response.status_code not in (200, 201):
+            raise RuntimeError(
+                f"{home.id} could not state its strategy: HTTP {response.status_code}: {response.text[:300]}"
+            )
+        result.strategies[home.id] = strategy
+
+
+class _PlanFollower:
+    """The platform homes' batteries and EVs, following the platform's plans.
+
+    The platform cannot see a battery or an EV; it assumes they follow its plan (a home's own
+    controller would carry it out) and keeps each home's latest plan (``strategy_plan``,
+    :func:`market.autotrading.planned_periods`). A thread of this process reads the plans every
+    :data:`FOLLOW_EVERY_S` real seconds; for each new plan, every period of it not yet begun gets
+    the plan's battery charge or discharge (from its state of charge, with the losses as the plan
+    counts them: :func:`demo.comparison.battery_grid_wh`) and EV charging, and the home's meter
+    its new series from that period on. A later plan for a period not yet begun replaces an
+    earlier one, so each period runs on the last plan made before it, the one whose orders were
+    in the market at its gate closure. A period no plan reached before it began runs idle.
+    """
+
+    def __init__(
+        self, engine: Engine, result: RunResult, clock: AcceleratedClock, updates: Any, interval_minutes: int
+    ) -> None:
+        self.engine = engine
+        self.result = result
+        self.clock = clock
+        self.updates = updates
+        self.length = timedelta(minutes=interval_minutes)
+        simulation = result.simulation
+        self.steps_per_period = interval_minutes * 60 // simulation.step_s
+        kept = set(result.household_ids)
+        self.rows = {
+            home.id: index
+            for index, home in enumerate(simulation.households)
+            if home.id in kept and home.trading == "platform"
+        }
+        self.efficiency = {home.id: home.battery_round_trip_efficiency for home in simulation.households}
+        self.index = {period.start_utc: i for i, period in enumerate(result.periods)}
+        #: (home, period index) -> (battery Wh, EV Wh, state of charge at its end in Wh or None)
+        self.driven: dict[tuple[str, int], tuple[int, int, int | None]] = {}
+        self.seen: dict[str, datetime] = {}
+        self.late = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="plan-follower", daemon=True)
+
+    def __enter__(self) -> _PlanFollower:
+        if self.rows:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    @property
+    def unplanned(self) -> int:
+        return len(self.rows) * len(self.result.periods) - len(self.driven)
+
+    def devices(self) -> dict[str, PlatformDevices]:
+        """What each platform home's battery and EV did, period by period."""
+        count = len(self.result.periods)
+        found = {}
+        for home in self.rows:
+            cells = [self.driven.get((home, t), (0, 0, None)) for t in range(count)]
+            found[home] = PlatformDevices(
+                tuple(c[0] for c in cells), tuple(c[1] for c in cells), tuple(c[2] for c in cells)
+            )
+        return found
+
+    def _follow(self) -> None:
+        while not self._stop.wait(FOLLOW_EVERY_S):
+            try:
+                self.follow_once()
+            except Exception:  # a locked database now and then: the next look tries again
+                log.exception("following the platform's plans failed once")
+
+    def follow_once(self) -> None:
+        """Read the plans once and drive what is new."""
+        with Session(self.engine) as session:
+            plans = [latest_plan(session, home) for home in self.rows]
+        for plan in plans:
+            if plan is None or self.seen.get(plan.participant_id) == plan.planned_at:
+                continue
+            self.seen[plan.participant_id] = plan.planned_at
+            self._drive(plan)
+
+    def _drive(self, plan: StrategyPlanRow) -> None:
+        home = plan.participant_id
+        row = self.rows[home]
+        now = self.clock.now()
+        soc = plan.battery_soc_wh
+        changed_from: int | None = None
+        for start, soc_after, ev_wh in planned_periods(plan):
+            t = self.index.get(start)
+            battery_wh = 0
+            if soc is not None and soc_after is not None:
+                battery_wh = battery_grid_wh(soc, soc_after, self.efficiency[home])
+            soc = soc_after
+            if t is None:
+                continue
+            if start <= now:
+                if (home, t) not in self.driven:
+                    self.late += 1
+                continue
+            self.driven[(home, t)] = (battery_wh, ev_wh, soc_after)
+            changed_from = t if changed_from is None else min(changed_from, t)
+        if changed_from is None:
+            return
+        simulation = self.result.simulation
+        base = simulation.net_power_w[row]
+        to_w = 3_600_000.0 / (self.length.total_seconds())  # Wh in a period -> W over it
+        values: list[float] = []
+        for t in range(changed_from, len(self.result.periods)):
+            battery_wh, ev_wh, _ = self.driven.get((home, t), (0, 0, None))
+            device_w = (battery_wh + ev_wh) * to_w / 1000.0
+            first = t * self.steps_per_period
+            values.extend(float(w) + device_w for w in base[first : first + self.steps_per_period])
+        self.updates.put((row, changed_from * self.steps_per_period, values))
 
 
 def _wait_until(clock: AcceleratedClock, moment: datetime, tick: Callable[[], None]) -> None:
