@@ -93,8 +93,8 @@ from market.participants import (
 )
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow, MeterReadingRow, MeterRow, StrategyPlanRow
-from planning.strategy import Strategy
 from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
+from planning.strategy import Strategy
 from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
 
 log = logging.getLogger("smartbrum.scenario")
