@@ -485,7 +485,12 @@ async def time_pages(
     households = [who for who in seeded.sessions if who != harness.OPERATOR_ID]
     results = []
     transport = httpx2.ASGITransport(app=timer)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    # The service's start and stop around the requests, as uvicorn runs them (the transport alone
+    # would skip them).
+    async with (
+        app.router.lifespan_context(app),
+        httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
         for page in PAGES:
             timed = Timed(page)
             whose = households if page.role == "household" else [harness.OPERATOR_ID]
@@ -543,7 +548,7 @@ def run_backend(backend: str, homes: Homes, args: argparse.Namespace) -> WebRun:
             settings=Settings(database_url=database.url),
             clock=StoppedClock(NOW),
         )
-        app = create_service(platform)
+        app = create_service(platform, freeze_heap=True)  # as `smartbrum serve` builds it
         log.info(f"{backend}: timing {len(PAGES)} pages, {args.requests} requests each")
         with inline_threadpool(args.profile is not None):
             timed, problems = asyncio.run(time_pages(app, seeded, args, backend))

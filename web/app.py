@@ -61,9 +61,10 @@ class PageSecurityPolicy:
         await self.app(scope, receive, send_with_policy)
 
 
-def create_service(platform: Platform) -> FastAPI:
-    """The API over ``platform`` with the web app's pages at ``/``."""
-    return add_pages(create_app(platform))
+def create_service(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
+    """The API over ``platform`` with the web app's pages at ``/`` (``freeze_heap``: as
+    :func:`api.app.create_app`)."""
+    return add_pages(create_app(platform, freeze_heap=freeze_heap))
 
 
 def service_from_settings() -> FastAPI:
