@@ -238,6 +238,8 @@ PAGES = [
     "/bill",
     "/bill/days/2026-12-06",
     "/settings",
+    "/settings/strategy-refused",
+    "/settings/strategy-saved",
     "/settings/issued",
 ]
 
@@ -330,6 +332,15 @@ def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
             elif path == "/sign-in":
                 page = visitor
                 page.goto(f"{site.url}/sign-in")
+            elif path.startswith("/settings/strategy-"):  # the strategy's form refused, then saved
+                page = household
+                page.goto(f"{site.url}/settings")
+                saved = path.endswith("saved")
+                page.get_by_label("Lowest price you sell at (p/kWh)").fill("5" if saved else "five")
+                page.get_by_label("Highest price you buy at (p/kWh)").fill("25")
+                page.get_by_label("Peak power (kWp)").fill("4" if saved else "0")
+                page.get_by_role("button", name="Save my strategy").click()
+                assert ("strategy is saved" in page.content()) == saved
             elif path == "/settings/issued":  # a new token, shown once
                 page = household
                 page.goto(f"{site.url}/settings")
