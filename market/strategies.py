@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from market.database import lock_for_transaction
+from market.database import ADVISORY_LOCK_KEY, chunks
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod
 from market.orders import (
@@ -131,6 +131,29 @@ class StrategyOrdersApplied:
     def changed(self) -> bool:
         """Whether any order was placed, amended or cancelled."""
         return bool(self.placed or self.amended or self.cancelled)
+
+
+@dataclass(frozen=True)
+class StrategyBooks:
+    """What :func:`apply_strategy_orders` reads of each household before changing its book, read
+    for many households at once by :func:`read_strategy_books` in the transaction that applies
+    their plans (a planning run's batch), so that each household costs its writes only.
+
+    Attributes
+    ----------
+    periods:
+        The periods read, whose books' locks the transaction holds.
+    trading:
+        Each household locked and read: whether its newest strategy version trades. A household
+        absent (unknown, not a household, inactive) is read and refused by
+        :func:`apply_strategy_orders` itself.
+    open_orders:
+        Each household's open orders in ``periods``, by the period's start.
+    """
+
+    periods: frozenset[SettlementPeriod]
+    trading: Mapping[str, bool]
+    open_orders: Mapping[str, Mapping[datetime, list[OrderRow]]]
 
 
 # --- the strategy --------------------------------------------------------------------------------
@@ -347,6 +370,7 @@ def apply_strategy_orders(
     desired: Mapping[SettlementPeriod, Sequence[StrategyOrder]],
     now: datetime,
     actor: str = STRATEGY_ACTOR,
+    books: StrategyBooks | None = None,
 ) -> StrategyOrdersApplied:
     """Make the household's strategy orders in the book what its plan wants, without duplicates.
 
@@ -371,6 +395,10 @@ def apply_strategy_orders(
         Per period, the orders the plan wants (an empty list: none).
     actor:
         Who the orders' history names for these changes.
+    books:
+        What :func:`read_strategy_books` read of this household and others earlier in this
+        transaction (its lock held, its strategy and its open orders): used instead of reading
+        them again when it holds the household and every open period of ``desired``.
 
     Raises
     ------
@@ -378,9 +406,13 @@ def apply_strategy_orders(
         A wanted order the market refuses, named ``desired[2026-12-06/27][1].price_p_per_kwh``;
         an unknown or inactive household (``participant_id``).
     """
-    _lock_household(session, participant_id, active=True)
-    current = _newest(session, participant_id)
-    trading = current is not None and current.trading
+    read = books is not None and participant_id in books.trading
+    if books is not None and read:
+        trading = books.trading[participant_id]
+    else:
+        _lock_household(session, participant_id, active=True)
+        current = _newest(session, participant_id)
+        trading = current is not None and current.trading
     for period in desired:
         if period.length_minutes != rules.interval_minutes:
             raise MarketError(
@@ -392,16 +424,18 @@ def apply_strategy_orders(
     wanted = {p: list(desired[p]) if trading else [] for p in open_periods}
     for period, orders in wanted.items():
         _check_wanted(rules, period, orders)
-    for period in open_periods:  # in time order, as placing takes them
-        lock_for_transaction(session, *book_lock(period), shared=True)
-    books = _open_orders(session, participant_id, open_periods)
+    if books is not None and read and books.periods.issuperset(open_periods):
+        own_books = books.open_orders.get(participant_id, {})
+    else:
+        _lock_books(session, open_periods)
+        own_books = _open_orders(session, participant_id, open_periods)
     placed_requests: list[OrderRequest] = []
     amended: list[str] = []
     cancelled: list[str] = []
     manual: list[str] = []
     unchanged = 0
     for period in open_periods:
-        own = books.get(period.start_utc, [])
+        own = own_books.get(period.start_utc, [])
         mine = [row for row in own if row.source == STRATEGY]
         if len(mine) < len(own):
             manual.append(period.key)
@@ -452,6 +486,76 @@ def apply_strategy_orders(
         manual_periods=tuple(manual),
         closed_periods=tuple(p.key for p in sorted(closed, key=lambda p: p.start_utc)),
     )
+
+
+def read_strategy_books(
+    session: Session,
+    *,
+    rules: MarketRules,
+    participant_ids: Collection[str],
+    periods: Collection[SettlementPeriod],
+    now: datetime,
+) -> StrategyBooks:
+    """Lock many households and read what :func:`apply_strategy_orders` needs of each, in a few
+    queries however many they are: their rows locked (in id order, as one household at a time
+    would take them), the books of ``periods`` whose gate is open locked (shared, in time order,
+    in one statement), their newest strategy versions and their open orders in those periods.
+
+    Run it in the transaction that then applies their plans: the locks hold until it ends, so
+    what it read stays true but for the household's own changes in that transaction.
+    """
+    open_periods = sorted((p for p in periods if rules.gate_closure_utc(p) > now), key=lambda p: p.start_utc)
+    ids = sorted(set(participant_ids))
+    trading: dict[str, bool] = {}
+    open_orders: dict[str, dict[datetime, list[OrderRow]]] = {}
+    for chunk in chunks(ids):
+        locked = session.exec(
+            select(ParticipantRow.id)
+            .where(
+                col(ParticipantRow.id).in_(chunk),
+                ParticipantRow.kind == HOUSEHOLD,
+                col(ParticipantRow.active).is_(True),
+            )
+            .order_by(col(ParticipantRow.id))
+            .with_for_update()
+        ).all()
+        trading.update(dict.fromkeys(locked, False))
+    _lock_books(session, open_periods)
+    starts = [p.start_utc for p in open_periods]
+    for chunk in chunks(list(trading)):
+        newest = (
+            sa.select(
+                col(StrategyVersionRow.participant_id).label("participant_id"),
+                sa.func.max(col(StrategyVersionRow.version)).label("version"),
+            )
+            .where(col(StrategyVersionRow.participant_id).in_(chunk))
+            .group_by(col(StrategyVersionRow.participant_id))
+            .subquery()
+        )
+        for row in session.exec(
+            select(StrategyVersionRow).join(
+                newest,
+                sa.and_(
+                    col(StrategyVersionRow.participant_id) == newest.c.participant_id,
+                    col(StrategyVersionRow.version) == newest.c.version,
+                ),
+            )
+        ):
+            trading[row.participant_id] = not row.paused and row.document != REMOVED_DOCUMENT
+        if not starts:
+            continue
+        for order in session.exec(
+            select(OrderRow).where(
+                col(OrderRow.participant_id).in_(chunk),
+                col(OrderRow.interval_start_utc).in_(starts),
+                OrderRow.length_minutes == rules.interval_minutes,
+                OrderRow.status == OPEN,
+            )
+        ):
+            open_orders.setdefault(order.participant_id, {}).setdefault(order.interval_start_utc, []).append(
+                order
+            )
+    return StrategyBooks(frozenset(open_periods), trading, open_orders)
 
 
 def cancel_strategy_orders(
@@ -556,6 +660,20 @@ def _check_wanted(rules: MarketRules, period: SettlementPeriod, orders: Sequence
 
 def _ticks(price_p_per_kwh: Decimal) -> int:
     return int(price_p_per_kwh * TICKS_PER_P)
+
+
+def _lock_books(session: Session, periods: Sequence[SettlementPeriod]) -> None:
+    """Take the books' shared locks of ``periods`` (in the order given: time order, as placing
+    takes them) in one statement rather than one each: what
+    :func:`market.database.lock_for_transaction` does for one, for a plan's twelve periods."""
+    if not periods or session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: the transaction's write lock already serialises everything
+    calls = ", ".join(
+        f"pg_advisory_xact_lock_shared({ADVISORY_LOCK_KEY.replace(':name', f':name{i}')})"
+        for i in range(len(periods))
+    )
+    names = {f"name{i}": "\x1f".join(str(part) for part in book_lock(p)) for i, p in enumerate(periods)}
+    session.execute(sa.text(f"SELECT {calls}"), names)
 
 
 def _open_orders(

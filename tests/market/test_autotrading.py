@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session
 
 import market.autotrading as autotrading
@@ -24,7 +25,7 @@ from market.autotrading import (
 from market.clearing import clear_interval
 from market.database import transaction
 from market.intervals import period_at, settlement_period
-from market.orders import list_orders, place_order
+from market.orders import cancel_order, list_orders, place_order
 from market.rules import MarketRules
 from market.strategies import pause_strategy, set_strategy
 from market.tables import StrategyPlanRow
@@ -244,3 +245,74 @@ def test_the_period_after_a_clock_change_is_planned_in_local_time():
     periods = planning_periods(RULES, night.start_utc - timedelta(minutes=30))
     assert all(b.start_utc - a.start_utc == timedelta(minutes=30) for a, b in itertools.pairwise(periods))
     assert [p.period for p in periods[:4]] == [3, 4, 5, 6]
+
+
+def test_households_planned_in_batches_of_one_get_the_same_orders(market, monkeypatch):
+    state(market, "H1", battery=BATTERY)
+    state(market, "H3", pv={"kwp": "4"})
+    together = plan_strategies(market, rules=RULES, now=NOW)
+    orders = {
+        home: sorted(
+            (o.period.key, o.side, o.quantity_kwh, o.price_p_per_kwh) for o in open_orders(market, home)
+        )
+        for home in ("H1", "H3")
+    }
+    with transaction(market) as session:  # start again: no orders, no plans
+        for home in ("H1", "H3"):
+            for order in open_orders(market, home):
+                cancel_order(session, rules=RULES, order_id=order.id, participant_id=home, now=NOW)
+        session.execute(sa.delete(StrategyPlanRow))
+    monkeypatch.setattr(autotrading, "BATCH_HOUSEHOLDS", 1)
+    alone = plan_strategies(market, rules=RULES, now=NOW)
+    assert (alone.planned, alone.placed, alone.failed) == (together.planned, together.placed, {})
+    assert {
+        home: sorted(
+            (o.period.key, o.side, o.quantity_kwh, o.price_p_per_kwh) for o in open_orders(market, home)
+        )
+        for home in ("H1", "H3")
+    } == orders
+
+
+def test_a_batch_whose_transaction_fails_counts_its_households_and_the_next_batch_goes_on(
+    market, monkeypatch
+):
+    state(market, "H1")
+    state(market, "H3")
+    real = autotrading.read_strategy_books
+
+    def failing_for_h1(session, **arguments):  # the first batch's reads fail
+        if "H1" in arguments["participant_ids"]:
+            raise RuntimeError("the database went away")
+        return real(session, **arguments)
+
+    monkeypatch.setattr(autotrading, "BATCH_HOUSEHOLDS", 1)
+    monkeypatch.setattr(autotrading, "read_strategy_books", failing_for_h1)
+    report = plan_strategies(market, rules=RULES, now=NOW)
+    assert (report.planned, set(report.failed), report.not_reached) == (1, {"H1"}, 0)
+    assert "the database went away" in report.failed["H1"]
+    assert open_orders(market, "H1") == []
+    assert open_orders(market, "H3")
+
+
+def test_a_run_that_reaches_its_deadline_within_a_batch_keeps_what_it_did(market, monkeypatch):
+    state(market, "H1")
+    state(market, "H3")
+    periods = planning_periods(RULES, NOW)
+    deadline = RULES.gate_closure_utc(periods[0]) - LEAD
+    applied: list[str] = []
+    real = autotrading.apply_strategy_orders
+
+    def recorded(session, **arguments):
+        applied.append(arguments["participant_id"])
+        return real(session, **arguments)
+
+    def clock():  # the deadline passes once H1's orders are made, before H3's (one batch)
+        return deadline if applied else NOW
+
+    monkeypatch.setattr(autotrading, "apply_strategy_orders", recorded)
+    report = plan_strategies(market, rules=RULES, now=NOW, clock=clock)
+    assert (report.planned, report.not_reached, applied) == (1, 1, ["H1"])
+    assert open_orders(market, "H1")
+    assert open_orders(market, "H3") == []
+    with Session(market) as session:
+        assert latest_plan(session, "H1") is not None

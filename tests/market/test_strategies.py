@@ -24,6 +24,7 @@ from market.strategies import (
     households_with_strategies,
     parse_strategy,
     pause_strategy,
+    read_strategy_books,
     remove_strategy,
     resume_strategy,
     set_strategy,
@@ -403,3 +404,64 @@ def test_a_refused_plan_changes_nothing_and_names_the_order(market):
         deactivate_household(session, participant_id="H1", rules=RULES, now=NOW, actor="OPS")
     with pytest.raises(MarketError, match="participant_id: household 'H1' is not active"):
         apply(market, {P1: [buy("1", "20")]})
+
+
+def test_books_read_for_many_households_apply_as_each_read_alone_and_are_not_read_again(market, engine):
+    import sqlalchemy as sa
+
+    set_for(market, participant_id="H1")
+    set_for(market, participant_id="H2")
+    apply(market, {P1: [buy("1", "20")]}, participant_id="H1")
+    apply(market, {P1: [sell("1", "8")]}, participant_id="H2")
+    with transaction(market) as session:
+        place_order(
+            session,
+            rules=RULES,
+            participant_id="H1",
+            period=P2,
+            side="sell",
+            quantity_kwh=Decimal(2),
+            price_p_per_kwh=Decimal(9),
+            now=NOW,
+        )
+        pause_strategy(session, participant_id="H2", rules=RULES, now=NOW, actor="H2")
+    statements: list[str] = []
+    with transaction(market) as session:
+        books = read_strategy_books(
+            session,
+            rules=RULES,
+            participant_ids=["H3", "H1", "H2", "NOPE"],
+            periods=[P2, P1, PAST_GATE],
+            now=NOW,
+        )
+        assert books.trading == {"H1": True, "H2": False, "H3": False}  # NOPE is no participant
+        assert books.periods == {P1, P2}  # PAST_GATE's book is the market's now
+        assert {start: [o.side for o in rows] for start, rows in books.open_orders["H1"].items()} == {
+            P1.start_utc: ["buy"],
+            P2.start_utc: ["sell"],
+        }
+        sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        h1 = apply_strategy_orders(
+            session,
+            rules=RULES,
+            participant_id="H1",
+            desired={P1: [buy("1", "21")], P2: [buy("1", "20")]},
+            now=NOW,
+            books=books,
+        )
+        h2 = apply_strategy_orders(
+            session, rules=RULES, participant_id="H2", desired={P1: [sell("1", "8")]}, now=NOW, books=books
+        )
+        # What apply_strategy_orders reads itself (amending an order locks its household and book).
+        read_again = [s for s in statements if "strategy_version" in s or "name1" in s]
+        with pytest.raises(NotFoundError):
+            apply_strategy_orders(
+                session, rules=RULES, participant_id="NOPE", desired={P1: []}, now=NOW, books=books
+            )
+    assert read_again == []  # the households' strategies and books were read once, above
+    assert (len(h1.amended), h1.placed, h1.manual_periods) == (1, (), (P2.key,))
+    assert not h2.changed  # paused: nothing placed
+    assert {(o.period, o.source, o.price_p_per_kwh) for o in open_orders(market)} == {
+        (P1, "strategy", Decimal(21)),
+        (P2, "manual", Decimal(9)),
+    }
