@@ -39,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from market.database import bulk_insert, lock_for_transaction
+from market.database import bulk_insert, lock_all_for_transaction, lock_for_transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
 from market.participants import HOUSEHOLD
@@ -387,8 +387,7 @@ def place_orders(
     connection = _connection(session)
     home_node = _lock_household(connection, participant_id)
     periods = sorted({request.period for request in requests}, key=lambda p: (p.start_utc, p.length_minutes))
-    for period in periods:
-        lock_for_transaction(session, *book_lock(period), shared=True)
+    lock_all_for_transaction(session, [book_lock(period) for period in periods], shared=True)
     starts = [period.start_utc for period in periods]
     cleared = {(start, length) for start, length in connection.execute(_CLEARED, {"starts": starts})}
     for i, request in enumerate(requests):

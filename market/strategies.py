@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from market.database import ADVISORY_LOCK_KEY, chunks
+from market.database import chunks, lock_all_for_transaction
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod
 from market.orders import (
@@ -427,7 +427,7 @@ def apply_strategy_orders(
     if books is not None and read and books.periods.issuperset(open_periods):
         own_books = books.open_orders.get(participant_id, {})
     else:
-        _lock_books(session, open_periods)
+        lock_all_for_transaction(session, [book_lock(p) for p in open_periods], shared=True)
         own_books = _open_orders(session, participant_id, open_periods)
     placed_requests: list[OrderRequest] = []
     amended: list[str] = []
@@ -520,7 +520,7 @@ def read_strategy_books(
             .with_for_update()
         ).all()
         trading.update(dict.fromkeys(locked, False))
-    _lock_books(session, open_periods)
+    lock_all_for_transaction(session, [book_lock(p) for p in open_periods], shared=True)
     starts = [p.start_utc for p in open_periods]
     for chunk in chunks(list(trading)):
         newest = (
@@ -660,20 +660,6 @@ def _check_wanted(rules: MarketRules, period: SettlementPeriod, orders: Sequence
 
 def _ticks(price_p_per_kwh: Decimal) -> int:
     return int(price_p_per_kwh * TICKS_PER_P)
-
-
-def _lock_books(session: Session, periods: Sequence[SettlementPeriod]) -> None:
-    """Take the books' shared locks of ``periods`` (in the order given: time order, as placing
-    takes them) in one statement rather than one each: what
-    :func:`market.database.lock_for_transaction` does for one, for a plan's twelve periods."""
-    if not periods or session.get_bind().dialect.name != "postgresql":
-        return  # SQLite: the transaction's write lock already serialises everything
-    calls = ", ".join(
-        f"pg_advisory_xact_lock_shared({ADVISORY_LOCK_KEY.replace(':name', f':name{i}')})"
-        for i in range(len(periods))
-    )
-    names = {f"name{i}": "\x1f".join(str(part) for part in book_lock(p)) for i, p in enumerate(periods)}
-    session.execute(sa.text(f"SELECT {calls}"), names)
 
 
 def _open_orders(

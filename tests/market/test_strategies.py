@@ -453,7 +453,7 @@ def test_books_read_for_many_households_apply_as_each_read_alone_and_are_not_rea
             session, rules=RULES, participant_id="H2", desired={P1: [sell("1", "8")]}, now=NOW, books=books
         )
         # What apply_strategy_orders reads itself (amending an order locks its household and book).
-        read_again = [s for s in statements if "strategy_version" in s or "name1" in s]
+        read_again = [s for s in statements if "strategy_version" in s or "name_1" in s]
         with pytest.raises(NotFoundError):
             apply_strategy_orders(
                 session, rules=RULES, participant_id="NOPE", desired={P1: []}, now=NOW, books=books
