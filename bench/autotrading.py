@@ -34,10 +34,12 @@ afterwards), built by the Alembic migrations:
    stages by thin wrappers around the functions it calls, in :mod:`market.autotrading`'s
    namespace (the code measured is the platform's own, unchanged): reading the strategies,
    the households' nodes and previous plans, the histories, the forecasts, the price outlook,
-   building the plan requests (the gap before planning), planning (the LP), and the
-   per-household loop (a transaction each): applying the orders, storing the plan, beginning and
-   committing, and the rest. Then a **second run** right after, with nothing changed: every order
-   is already as its plan wants, the idempotent path.
+   building the plan requests (the gap before planning), planning (the LP), and the orders and
+   plans (a transaction per batch of households, a savepoint each): reading each batch's
+   households (:func:`market.strategies.read_strategy_books` and their stored plans), applying the
+   orders, storing the plans, beginning and committing the transactions, and the rest (the
+   savepoints, the clock). Then a **second run** right after, with nothing changed: every order is
+   already as its plan wants, the idempotent path.
 
 The runs are checked afterwards: every household planned, none failed or left unreached, the open
 strategy orders as many as the first run placed, and the second run placing, amending and
