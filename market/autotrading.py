@@ -22,9 +22,10 @@ A planning run (:func:`plan_strategies`, the job leader's ``planning`` job after
 7. **The orders**: each household's strategy orders are made what its plan wants
    (:func:`market.strategies.apply_strategy_orders`: amended or cancelled, never duplicated;
    its own manual orders for a period take precedence), and its plan stored, all or nothing:
-   in a savepoint of its own, in a transaction of :data:`BATCH_HOUSEHOLDS` households that
-   reads their strategies and open orders together first
-   (:func:`market.strategies.read_strategy_books`). A transaction per household cost a commit
+   its orders in a savepoint of its own, in a transaction of :data:`BATCH_HOUSEHOLDS` households
+   that reads their strategies and open orders together first
+   (:func:`market.strategies.read_strategy_books`) and writes the plans of those whose orders
+   were made together last. A transaction per household cost a commit
    (a WAL flush on PostgreSQL) and a dozen reads and locks each: most of a 10,000-household run
    (``bench/autotrading.py``). A household whose plan or orders fail is rolled back to its
    savepoint, skipped, logged and counted; the others go on (a batch whose commit fails counts
@@ -288,6 +289,7 @@ def _apply_batch(
     a savepoint of its own, counted on ``report``. Returns None, or the index in ``batch`` of the
     first household not reached before the deadline (it and those after keep their orders)."""
     done: list[StrategyOrdersApplied] = []
+    plans_made: list[tuple[str, PlanRequest, HouseholdPlan, datetime]] = []
     reached = 0
     stopped_at: int | None = None
     try:
@@ -316,14 +318,6 @@ def _apply_batch(
                             now=clock(),
                             books=books,
                         )
-                        _store_plan(
-                            session,
-                            household,
-                            request,
-                            plan,
-                            planned_at=clock(),
-                            row=stored_plans.get(household),
-                        )
                 except Exception as error:  # one household never stops the others
                     log.exception("planning %s failed", household)
                     report.failed[household] = (
@@ -331,6 +325,13 @@ def _apply_batch(
                     )
                     continue
                 done.append(applied)
+                plans_made.append((household, request, plan, clock()))
+            # The plans of the households whose orders were made, written together at the end:
+            # the batch's transaction keeps them with their orders.
+            for household, request, plan, planned_at in plans_made:
+                _store_plan(
+                    session, household, request, plan, planned_at=planned_at, row=stored_plans.get(household)
+                )
     except Exception as error:  # the batch's transaction failed: none of its work was kept
         log.exception("planning a batch of %d households failed", len(batch))
         for (stored, _), _plan in batch if stopped_at is None else batch[:stopped_at]:
