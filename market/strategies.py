@@ -522,6 +522,7 @@ def read_strategy_books(
         trading.update(dict.fromkeys(locked, False))
     lock_all_for_transaction(session, [book_lock(p) for p in open_periods], shared=True)
     starts = [p.start_utc for p in open_periods]
+    wanted_starts = set(starts)
     for chunk in chunks(list(trading)):
         newest = (
             sa.select(
@@ -544,17 +545,21 @@ def read_strategy_books(
             trading[row.participant_id] = not row.paused and row.document != REMOVED_DOCUMENT
         if not starts:
             continue
+        # A span rather than the list of starts: PostgreSQL then reads the households' index, where
+        # with the list of starts (periods to come, beyond the statistics' histogram) it estimated
+        # one row and scanned every household's orders of those periods, for every batch.
         for order in session.exec(
             select(OrderRow).where(
                 col(OrderRow.participant_id).in_(chunk),
-                col(OrderRow.interval_start_utc).in_(starts),
-                OrderRow.length_minutes == rules.interval_minutes,
+                col(OrderRow.interval_start_utc) >= starts[0],
+                col(OrderRow.interval_start_utc) <= starts[-1],
                 OrderRow.status == OPEN,
             )
         ):
-            open_orders.setdefault(order.participant_id, {}).setdefault(order.interval_start_utc, []).append(
-                order
-            )
+            if order.length_minutes == rules.interval_minutes and order.interval_start_utc in wanted_starts:
+                open_orders.setdefault(order.participant_id, {}).setdefault(
+                    order.interval_start_utc, []
+                ).append(order)
     return StrategyBooks(frozenset(open_periods), trading, open_orders)
 
 
