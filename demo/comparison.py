@@ -14,8 +14,19 @@ The strategy a home states
 :func:`strategy_for`: its PV array as simulated (kWp, the scenario's tilt, azimuth and location),
 its battery (capacity, the same power both ways, the whole capacity usable, its round-trip
 efficiency), its EV (charger power, plugged in from its arrival to its departure, the day's
-energy), a sell floor of the export tariff plus the platform fee and a buy ceiling of the import
-tariff less the fee: it trades locally whenever that beats the energy company after the fee.
+energy), and the band it trades in (:func:`trading_band`): a buy ceiling and a sell floor at
+which a local trade, after every charge the household pays on it, is exactly as good as the
+energy company's tariff, so that any fill inside the band beats the tariff.
+
+What a local trade costs the household (:mod:`market.charges`): it pays, or is paid, its own
+node's clearing price; the network fees between nodes are inside the node prices (the pool pays
+the network the price steps across edges), so a limit price, which is a price at the household's
+node, already includes them; the platform fee ``f`` per kWh traded, on either side; VAT at ``v``
+on what it is charged (purchases, the platform fee, imports from the backstop), none on what it
+is paid. So a kWh bought locally at ``p`` costs ``(p + f)(1 + v)`` against ``i (1 + v)`` from the
+backstop, and a kWh sold at ``p`` earns ``p - f (1 + v)`` against the export tariff ``e``:
+
+``ceiling = i - f`` (rounded down to the 0.01 p tick), ``floor = e + f (1 + v)`` (rounded up).
 
 How each is priced
 ------------------
@@ -64,7 +75,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -95,6 +106,7 @@ __all__ = [
     "reference_cp",
     "strategy_for",
     "tariff_bill_cp",
+    "trading_band",
 ]
 
 WH_PER_KWH = 1000
@@ -113,11 +125,28 @@ def _wall_clock(hour: float) -> time:
     return time(minutes // 60, minutes % 60)
 
 
+def trading_band(
+    import_p_per_kwh: Decimal, export_p_per_kwh: Decimal, platform_fee_p_per_kwh: Decimal, vat_rate: Decimal
+) -> tuple[Decimal, Decimal]:
+    """The (buy ceiling, sell floor) at which a local trade is as good as the tariffs after the
+    platform fee and VAT (module docstring), on the 0.01 p tick: the ceiling rounded down, the
+    floor up, so a fill at either never loses to the tariff."""
+    ceiling = (import_p_per_kwh - platform_fee_p_per_kwh).quantize(_TICK, rounding=ROUND_FLOOR)
+    floor = (export_p_per_kwh + platform_fee_p_per_kwh * (1 + vat_rate)).quantize(
+        _TICK, rounding=ROUND_CEILING
+    )
+    return ceiling, floor
+
+
 def strategy_for(
-    home: Household, simulation: Simulation, *, platform_fee_p_per_kwh: Decimal = Decimal(0)
+    home: Household,
+    simulation: Simulation,
+    *,
+    platform_fee_p_per_kwh: Decimal = Decimal(0),
+    vat_rate: Decimal = Decimal(0),
 ) -> Strategy:
-    """The strategy ``home`` states: its simulated assets and a band from the tariffs (module
-    docstring)."""
+    """The strategy ``home`` states: its simulated assets and the band of :func:`trading_band`
+    (module docstring)."""
     scenario = simulation.scenario
     tariff = scenario.tariff
     pv = battery = ev = None
@@ -145,9 +174,12 @@ def strategy_for(
             departure=_wall_clock(home.ev_departure_hour),
             energy_needed_kwh=_decimal(home.ev_kwh_per_day),
         )
+    ceiling, floor = trading_band(
+        Decimal(tariff.import_p_per_kwh), Decimal(tariff.export_p_per_kwh), platform_fee_p_per_kwh, vat_rate
+    )
     return Strategy(
-        sell_floor_p_per_kwh=(Decimal(tariff.export_p_per_kwh) + platform_fee_p_per_kwh).quantize(_TICK),
-        buy_ceiling_p_per_kwh=(Decimal(tariff.import_p_per_kwh) - platform_fee_p_per_kwh).quantize(_TICK),
+        sell_floor_p_per_kwh=floor,
+        buy_ceiling_p_per_kwh=ceiling,
         pv=pv,
         battery=battery,
         ev=ev,

@@ -79,7 +79,7 @@ from market.access import issue_tokens
 from market.autotrading import latest_plan, planned_periods
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, period_at
-from market.meter_data import derive_energy_of_meters, store_energy_of_meters
+from market.meter_data import DerivedEnergy, derive_energy_of_meters, store_energy_of_meters
 from market.network import publish_network, set_tariff
 from market.orders import MAX_BATCH_ORDERS
 from market.participants import (
@@ -94,8 +94,17 @@ from market.participants import (
 from market.settlement import INITIAL, runs_of
 from market.tables import ClearingRunRow, MeterReadingRow, MeterRow, StrategyPlanRow
 from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
+from metering.energy import IntervalEnergy
 from planning.strategy import Strategy
-from simulation import PlannedOrder, Simulation, build_network, load_scenario, simulate
+from simulation import (
+    PlannedOrder,
+    Simulation,
+    build_network,
+    load_scenario,
+    metered_period_wh,
+    simulate,
+    simulate_history,
+)
 
 log = logging.getLogger("smartbrum.scenario")
 
@@ -195,6 +204,8 @@ class RunResult:
     #: the platform never planned (idle too).
     late_periods: int = 0
     unplanned_periods: int = 0
+    #: Interval energy rows stored as the homes' meter history before the day (``history_days``).
+    history_rows: int = 0
 
 
 ProgressHook = Callable[[str, int], None]
@@ -217,6 +228,7 @@ def run_scenario(
     started = time.perf_counter()
     scenario = load_scenario(path)
     simulation = simulate(scenario, days=options.days)
+    history = simulate_history(scenario)
     simulated = time.perf_counter()
     keep = len(simulation.households) if options.households is None else options.households
     households = simulation.households[:keep]
@@ -249,6 +261,8 @@ def run_scenario(
         follower = _PlanFollower(engine, result, clock, updates, settings.interval_minutes)
         with _meters(fleet, clock, updates) as ports:
             tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
+            if history is not None:
+                result.history_rows = _store_history(engine, simulation, history, keep, now=clock_start)
             result.times.setup_s = time.perf_counter() - simulated
             specs = [
                 _PlatformSpec(
@@ -332,6 +346,38 @@ def _set_up(
             now=now,
         )
     return tokens
+
+
+def _store_history(
+    engine: Engine, simulation: Simulation, history: Simulation, keep: int, *, now: datetime
+) -> int:
+    """Each kept home's meter history: the interval energy of the days before the run
+    (:func:`simulation.simulate_history`), stored as metered (not estimated) through the market's
+    own store, in one transaction; returns the rows stored.
+
+    A twin ``<id>-agents`` has the history of the home it copies. A home trading through the
+    platform has its own demand, heat pump and PV in its history, not its battery and EV: the
+    platform drove those devices and knows what it told them, so the history it forecasts from is
+    the household's own use (the platform's forecast models demand and PV only,
+    :mod:`planning.forecast`); an agents' home has its devices as its agent ran them.
+    """
+    rows = {home.id: index for index, home in enumerate(history.households)}
+    periods = tuple(
+        period_at(p.start_utc, length_minutes=history.scenario.interval_minutes) for p in history.periods
+    )
+    derived = []
+    for home in simulation.households[:keep]:
+        imported, exported = metered_period_wh(
+            history, rows[home.twin_of or home.id], with_devices=home.trading != "platform"
+        )
+        energy = tuple(
+            IntervalEnergy(p.start_utc, p.end_utc, int(i), int(e), False)
+            for p, i, e in zip(periods, imported, exported, strict=True)
+        )
+        derived.append(DerivedEnergy(f"M-{home.id}", periods, energy, ()))
+    with transaction(engine) as session:
+        stored = store_energy_of_meters(session, derived, now=now)
+    return sum(len(rows) for rows in stored.values())
 
 
 def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
@@ -620,7 +666,7 @@ def _run_day(
         base_url=base_url, timeout=120.0, limits=httpx2.Limits(max_connections=options.agent_threads)
     ) as client:
         agents = _Agents(client, tokens, result, options.agent_threads, progress)
-        _state_strategies(client, tokens, result, settings.platform_fee_p_per_kwh)
+        _state_strategies(client, tokens, result, settings.platform_fee_p_per_kwh, settings.vat_rate)
         _, first_orders = rounds[0]
         agents.bid([o for o in first_orders if o.household_id in keep])
         clock.release()
@@ -775,7 +821,11 @@ class _Agents:
 
 
 def _state_strategies(
-    client: httpx2.Client, tokens: dict[str, str], result: RunResult, platform_fee_p_per_kwh: Decimal
+    client: httpx2.Client,
+    tokens: dict[str, str],
+    result: RunResult,
+    platform_fee_p_per_kwh: Decimal,
+    vat_rate: Decimal,
 ) -> None:
     """Each home trading through the platform states its strategy, with its own token, as a
     household would (``PUT /v1/strategy``): what it has and the band it trades in
@@ -785,11 +835,14 @@ def _state_strategies(
         if home.id not in kept or home.trading != "platform":
             continue
         strategy = strategy_for(
-            home, result.simulation, platform_fee_p_per_kwh=Decimal(platform_fee_p_per_kwh)
+            home,
+            result.simulation,
+            platform_fee_p_per_kwh=Decimal(platform_fee_p_per_kwh),
+            vat_rate=Decimal(vat_rate),
         )
         response = client.put(
             "/v1/strategy",
-            json=strategy.model_dump(mode="json", exclude_none=True),
+            json=strategy_body(strategy),
             headers={"Authorization": f"Bearer {tokens[home.id]}"},
         )
         if response.status_code not in (200, 201):
@@ -797,6 +850,18 @@ def _state_strategies(
                 f"{home.id} could not state its strategy: HTTP {response.status_code}: {response.text[:300]}"
             )
         result.strategies[home.id] = strategy
+
+
+def strategy_body(strategy: Strategy) -> dict[str, Any]:
+    """The body of ``PUT /v1/strategy`` stating ``strategy`` (:class:`api.schemas.StrategyUpdate`):
+    what the household wants, its EV's times as HH:MM; whether it is paused is left out (pause and
+    resume are requests of their own)."""
+    body: dict[str, Any] = strategy.model_dump(mode="json", exclude_none=True, exclude={"paused"})
+    ev = strategy.ev
+    if ev is not None:
+        body["ev"]["plugged_in_from"] = ev.plugged_in_from.strftime("%H:%M")
+        body["ev"]["departure"] = ev.departure.strftime("%H:%M")
+    return body
 
 
 class _PlanFollower:

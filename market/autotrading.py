@@ -8,12 +8,15 @@ A planning run (:func:`plan_strategies`, the job leader's ``planning`` job after
 2. **The households**: each active household's strategy that is neither paused nor removed
    (:func:`market.strategies.households_with_strategies`), with its node.
 3. **Forecasts** of each one's demand and generation from its metered interval energy and its
-   declared PV (:func:`market.forecasts.read_forecast_histories`, one query for all of them;
-   :func:`planning.forecast.forecast_households`).
+   declared PV (:func:`market.forecasts.read_forecast_histories`, one query for every active
+   household, as the outlook reads all of them; :func:`planning.forecast.forecast_households`
+   for those with a strategy).
 4. **The price outlook** at each node (:func:`price_outlook`): per period, the mean of the local
    prices the node had at the same Europe/London half-hour over the last :data:`OUTLOOK_DAYS`
-   days of cleared intervals, or, where none cleared, the middle of the tariffs; beside the
-   backstop's tariffs in force.
+   days of cleared intervals, blended (by how many of those days cleared) with an estimate from
+   the node's local market's forecast net position (:func:`forecast_positions`,
+   :func:`estimated_price`): near the export tariff where its households are forecast to export,
+   near the import tariff where they import; beside the backstop's tariffs in force.
 5. **The devices' state**: the platform cannot see a battery or an EV, so it assumes they
    follow its plans (the household's own controller, evcc or Home Assistant, carries them out).
    A plan starts from where the household's last plan left its battery (its floor before any
@@ -41,14 +44,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -56,6 +61,8 @@ from sqlmodel import Session, col, select
 from market.database import chunks, transaction
 from market.forecasts import read_forecast_histories
 from market.intervals import SettlementPeriod, period_at
+from market.network import network_in_force
+from market.participants import HOUSEHOLD
 from market.prices import tariffs_over
 from market.rules import MarketRules
 from market.strategies import (
@@ -68,7 +75,8 @@ from market.strategies import (
 )
 from market.tables import ClearingRunRow, NodePriceRow, ParticipantRow, StrategyPlanRow
 from market.units import WH_PER_KWH
-from planning.forecast import forecast_households
+from optimiser import Network
+from planning.forecast import HouseholdHistory, MeterHistory, forecast_households
 from planning.plan import HouseholdPlan, PlanFailure, plan_households
 from planning.plan_inputs import PlanInputError, PlanPeriods, PlanRequest, PriceOutlook
 from planning.strategy import ElectricVehicle, Strategy
@@ -80,11 +88,19 @@ HORIZON = 12
 #: The least time before a period's gate closure that the platform still bids in it, and the time
 #: before the first period's gate closure at which a run stops (the clearing job is never delayed).
 LEAD = timedelta(minutes=2)
-#: Days of cleared prices the outlook averages, at the same local half-hour.
+#: Days of cleared prices the outlook averages, at the same local half-hour; also the days of metered
+#: net energy its estimate averages, and the days of cleared prices at which the estimate's weight
+#: has gone (with ``n`` such days the expected price is ``n/7`` their mean and ``1 - n/7`` the estimate).
 OUTLOOK_DAYS = 7
 #: Households whose orders and plans one transaction makes (each in a savepoint of its own): few
 #: enough that the household and book locks it holds are held well under a second.
 BATCH_HOUSEHOLDS = 100
+#: Width of the estimate's logistic on the local market's net-import ratio ``r`` (see
+#: :func:`estimated_price`): at ``r = +-2 x 0.1`` the price is 88% of the way to a tariff, at
+#: ``+-0.3`` 95%. Narrow because a market's price is nearly a step, at the import side when its
+#: households import on balance, at the export side when they export; wide enough that a period
+#: forecast close to balance (where the forecast's error may flip the sign) is planned near the middle.
+OUTLOOK_WIDTH = 0.1
 _LONDON = ZoneInfo("Europe/London")
 _TICK = Decimal("0.01")
 
@@ -96,8 +112,17 @@ class NodeOutlook:
     expected_p_per_kwh: tuple[Decimal, ...]
     import_p_per_kwh: tuple[Decimal, ...]
     export_p_per_kwh: tuple[Decimal, ...]
-    #: How many of the periods had a cleared price to average (the others: the tariffs' middle).
+    #: How many of the periods had a cleared price to average (the others: the estimate alone).
     from_history: int
+
+
+@dataclass(frozen=True)
+class NetPosition:
+    """What the households of a part of the tree are forecast to import and to export in each
+    period, Wh: each household's forecast net import counted on its side, then summed."""
+
+    import_wh: tuple[float, ...]
+    export_wh: tuple[float, ...]
 
 
 @dataclass
@@ -151,15 +176,31 @@ def plan_strategies(
             return report
         ids = [stored.participant_id for stored in strategies]
         nodes = _nodes_of(session, ids)
-        histories = read_forecast_histories(
+        pv = {s.participant_id: s.strategy.pv for s in strategies if s.strategy is not None}
+        # Every active household's history (one query): the strategies' forecasts and the outlook's.
+        histories = {
+            history.household_id: history
+            for history in read_forecast_histories(session, period_starts_utc=starts, pv_by_household=pv)
+        }
+        markets = local_markets(network_in_force(session, starts[0]).network)
+        market_of = {
+            household: markets.get(node, node) for household, node in _household_nodes(session).items()
+        }
+        positions = forecast_positions(list(histories.values()), market_of, starts)
+        planned_nodes = sorted(set(nodes.values()))
+        outlooks = price_outlook(
             session,
-            period_starts_utc=starts,
-            pv_by_household={s.participant_id: s.strategy.pv for s in strategies if s.strategy is not None},
-            household_ids=ids,
+            planned_nodes,
+            periods,
+            positions={
+                node: positions[markets.get(node, node)]
+                for node in planned_nodes
+                if markets.get(node, node) in positions
+            },
         )
-        outlooks = price_outlook(session, sorted(set(nodes.values())), periods)
         previous = _stored_plans(session, ids)
-    forecasts = {f.household_id: f for f in forecast_households(histories, starts)}
+    own = [histories.get(i) or HouseholdHistory(i, MeterHistory.empty(), pv.get(i)) for i in ids]
+    forecasts = {f.household_id: f for f in forecast_households(own, starts)}
     plan_periods = PlanPeriods(tuple(starts), Decimal(rules.interval_minutes) / 60)
     requests: list[tuple[StoredStrategy, PlanRequest]] = []
     for stored in strategies:
@@ -206,15 +247,28 @@ def plan_strategies(
 
 
 def price_outlook(
-    session: Session, node_ids: Sequence[str], periods: Sequence[SettlementPeriod]
+    session: Session,
+    node_ids: Sequence[str],
+    periods: Sequence[SettlementPeriod],
+    *,
+    positions: Mapping[str, NetPosition] | None = None,
 ) -> dict[str, NodeOutlook]:
-    """Each node's expected local price for ``periods``: the mean of its cleared prices at the
-    same Europe/London half-hour over the :data:`OUTLOOK_DAYS` days before the first period
-    (half to even on the 0.01 p tick), else the middle of the tariffs; with the tariffs in force.
+    """Each node's expected local price for ``periods``, with the tariffs in force.
+
+    Per period, with ``m`` the mean of the node's cleared prices at the same Europe/London
+    half-hour on the ``n`` of the :data:`OUTLOOK_DAYS` days before the first period that cleared
+    it, and ``e`` the :func:`estimated_price` from the node's forecast net position in
+    ``positions`` (the tariffs' middle for a node without one)::
+
+        expected = (n m + (OUTLOOK_DAYS - n) e) / OUTLOOK_DAYS
+
+    half to even on the 0.01 p tick: a week of cleared prices is the outlook alone, none is the
+    estimate alone.
 
     A period before any tariff is planned on the first tariff there is (a platform without one
     cannot clear anyway).
     """
+    positions = positions or {}
     tariffs = tariffs_over(session, periods)
     known = [t for t in tariffs if t[0] is not None and t[1] is not None]
     if not known:
@@ -244,17 +298,135 @@ def price_outlook(
             seen[(node, _slot(start))].append(Decimal(price))
     outlooks = {}
     for node in node_ids:
+        position = positions.get(node)
         expected, from_history = [], 0
-        for period, imported, exported in zip(periods, imports, exports, strict=True):
-            prices = seen.get((node, _slot(period.start_utc)))
+        for index, (period, imported, exported) in enumerate(zip(periods, imports, exports, strict=True)):
+            if position is None:
+                estimate = (imported + exported) / 2
+            else:
+                estimate = estimated_price(
+                    position.import_wh[index], position.export_wh[index], imported, exported
+                )
+            prices = seen.get((node, _slot(period.start_utc)), [])
+            days = min(len(prices), OUTLOOK_DAYS)
             if prices:
                 from_history += 1
                 mean = sum(prices, Decimal(0)) / len(prices)
+                price = (days * mean + (OUTLOOK_DAYS - days) * estimate) / OUTLOOK_DAYS
             else:
-                mean = (imported + exported) / 2
-            expected.append(mean.quantize(_TICK, rounding=ROUND_HALF_EVEN))
+                price = estimate
+            expected.append(price.quantize(_TICK, rounding=ROUND_HALF_EVEN))
         outlooks[node] = NodeOutlook(tuple(expected), imports, exports, from_history)
     return outlooks
+
+
+def estimated_price(
+    import_wh: float, export_wh: float, import_p_per_kwh: Decimal, export_p_per_kwh: Decimal
+) -> Decimal:
+    r"""A local price estimated from a market's forecast imports and exports in a period.
+
+    A local market clears near the import tariff when its households import on balance (the
+    backstop or the dearest buyers set the price) and near the export tariff when they export (the
+    cheapest sellers or the backstop's purchase). With the net-import ratio
+    ``r = (import - export) / (import + export)`` (from -1, all export, to 1, all import; 0 when
+    nothing is forecast) the estimate is a logistic position between the tariffs::
+
+        price = export_tariff + (import_tariff - export_tariff) / (1 + exp(-r / OUTLOOK_WIDTH))
+
+    so a balanced market (and one with no forecast at all) is expected at the tariffs' middle.
+    Congestion is not modelled: a binding edge shows in the node's cleared prices once it has some.
+
+    Parameters
+    ----------
+    import_wh, export_wh : float
+        The market's forecast imports and exports in the period (:class:`NetPosition`), >= 0.
+    import_p_per_kwh, export_p_per_kwh : Decimal
+        The tariffs in force.
+
+    Returns
+    -------
+    Decimal
+        The estimate, p/kWh, within the tariffs (not yet on the tick).
+    """
+    gross = import_wh + export_wh
+    ratio = (import_wh - export_wh) / gross if gross > 0 else 0.0
+    share = 1.0 / (1.0 + math.exp(-ratio / OUTLOOK_WIDTH))
+    return export_p_per_kwh + (import_p_per_kwh - export_p_per_kwh) * Decimal(f"{share:.6f}")
+
+
+def local_markets(network: Network) -> dict[str, str]:
+    """Each node's local market: the subtree of its ancestor just below the root (itself if it is
+    that node; the root for the root), the part of the tree whose households trade with each other
+    before the backstop at the root. Edge limits are left out, as in :func:`estimated_price`."""
+    parent = {node.id: node.parent for node in network.nodes}
+    markets = {network.root: network.root}
+    for node_id in parent:
+        top = node_id
+        while parent[top] != network.root:
+            top = parent[top]
+        markets[node_id] = top
+    return markets
+
+
+def forecast_positions(
+    histories: Sequence[HouseholdHistory], market_of: Mapping[str, str], starts_utc: Sequence[datetime]
+) -> dict[str, NetPosition]:
+    """Each local market's forecast imports and exports in the periods starting ``starts_utc``.
+
+    A household's forecast net import in a period is the mean of its metered ``import - export``
+    at the same Europe/London half-hour on the :data:`OUTLOOK_DAYS` days before (estimated
+    periods left out): the meter's net needs no PV split, so a household's PV counts whether or
+    not it declared its array. A household without any of those readings is left out. Positive
+    forecasts add to its market's imports, negative ones to its exports.
+
+    Parameters
+    ----------
+    histories : sequence of HouseholdHistory
+        Every household's meter history (:func:`market.forecasts.read_forecast_histories`, whose
+        windows hold these days).
+    market_of : mapping of household id to node id
+        Each household's local market (:func:`local_markets` of its node); others are left out.
+    starts_utc : sequence of datetime
+        The periods, aware.
+
+    Returns
+    -------
+    dict of node id to NetPosition
+        One per market with at least one household.
+    """
+    # (periods, days): the same wall-clock half-hour on each earlier day, as epoch seconds.
+    earlier = np.array(
+        [
+            [
+                int(datetime.combine(local.date() - timedelta(days=days), local.time(), _LONDON).timestamp())
+                for days in range(1, OUTLOOK_DAYS + 1)
+            ]
+            for local in (start.astimezone(_LONDON) for start in starts_utc)
+        ],
+        dtype=np.int64,
+    )
+    imports: dict[str, np.ndarray] = {}
+    exports: dict[str, np.ndarray] = {}
+    for household in histories:
+        market = market_of.get(household.household_id)
+        if market is None:
+            continue
+        imports.setdefault(market, np.zeros(len(starts_utc)))
+        exports.setdefault(market, np.zeros(len(starts_utc)))
+        history = household.history
+        if len(history.start_s) == 0:
+            continue
+        at = np.clip(np.searchsorted(history.start_s, earlier), 0, len(history.start_s) - 1)
+        found = (history.start_s[at] == earlier) & ~history.estimated[at]
+        net = np.where(found, history.import_wh[at] - history.export_wh[at], 0).astype(np.float64)
+        counted = found.sum(axis=1)
+        mean = np.divide(net.sum(axis=1), counted, out=np.zeros(len(starts_utc)), where=counted > 0)
+        imports[market] += np.clip(mean, 0, None)
+        exports[market] += np.clip(-mean, 0, None)
+    return {
+        market: NetPosition(tuple(imports[market].tolist()), tuple(exports[market].tolist()))
+        for market in imports
+    }
 
 
 def latest_plan(session: Session, participant_id: str) -> StrategyPlanRow | None:
@@ -364,6 +536,17 @@ def _stored_plans(session: Session, participant_ids: Sequence[str]) -> dict[str,
         for row in session.exec(select(StrategyPlanRow).where(col(StrategyPlanRow.participant_id).in_(ids))):
             found[row.participant_id] = row
     return found
+
+
+def _household_nodes(session: Session) -> dict[str, str]:
+    """Every active household's node."""
+    return dict(
+        session.execute(
+            sa.select(col(ParticipantRow.id), col(ParticipantRow.node_id)).where(
+                col(ParticipantRow.kind) == HOUSEHOLD, col(ParticipantRow.active).is_(True)
+            )
+        ).all()
+    )
 
 
 def _nodes_of(session: Session, participant_ids: Sequence[str]) -> dict[str, str]:

@@ -33,7 +33,15 @@ May import :mod:`market` (intervals), :mod:`optimiser` (network types), :mod:`me
 (the simulated meter models), numpy, pandas, pvlib, richardsonpy and pydantic; never :mod:`api`.
 """
 
-from simulation.neighbourhood import Household, Period, PlannedOrder, Simulation, simulate
+from simulation.neighbourhood import (
+    Household,
+    Period,
+    PlannedOrder,
+    Simulation,
+    metered_period_wh,
+    simulate,
+    simulate_history,
+)
 from simulation.network import build_network, build_tariff, network_nodes, network_root
 from simulation.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 
@@ -47,8 +55,10 @@ __all__ = [
     "build_network",
     "build_tariff",
     "load_scenario",
+    "metered_period_wh",
     "network_nodes",
     "network_root",
     "parse_scenario",
     "simulate",
+    "simulate_history",
 ]

@@ -52,12 +52,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MINUTES_PER_DAY", "SEASONAL_AMPLITUDE", "crest_pool", "seasonal_factor"]
+__all__ = ["MINUTES_PER_DAY", "SEASONAL_AMPLITUDE", "WEEKEND_DAYS", "crest_pool", "seasonal_factor"]
 
 MINUTES_PER_DAY = 1440
 SEASONAL_AMPLITUDE = 0.15
 """Relative swing of daily demand over the year (see :func:`seasonal_factor`)."""
-_WEEKEND_DAYS = (5, 6)  # date.weekday() of Saturday and Sunday
+WEEKEND_DAYS = (5, 6)  # date.weekday() of Saturday and Sunday
 
 
 def seasonal_factor(day: date) -> float:
@@ -95,7 +95,7 @@ def _one_profile(
     from richardsonpy.classes.electric_load import ElectricLoad
 
     inputs = Path(appliance_model.__file__).resolve().parent.parent / "inputs"
-    weekend = day.weekday() in _WEEKEND_DAYS
+    weekend = day.weekday() in WEEKEND_DAYS
     with _isolated_global_random(seed):
         occupancy = occupancy_model.Occupancy(
             number_occupants=occupants, initial_day=7 if weekend else 1, nb_days=1

@@ -50,7 +50,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from market.intervals import LONDON, periods_of_day
-from simulation.demand import MINUTES_PER_DAY, crest_pool, seasonal_factor
+from simulation.demand import MINUTES_PER_DAY, WEEKEND_DAYS, crest_pool, seasonal_factor
 from simulation.scenario import Scenario
 from simulation.strategies import (
     Strategy,
@@ -69,7 +69,16 @@ from simulation.weather import (
     plane_of_array_minutes,
 )
 
-__all__ = ["COMPONENTS", "Household", "Period", "PlannedOrder", "Simulation", "simulate"]
+__all__ = [
+    "COMPONENTS",
+    "Household",
+    "Period",
+    "PlannedOrder",
+    "Simulation",
+    "metered_period_wh",
+    "simulate",
+    "simulate_history",
+]
 
 FloatArray = npt.NDArray[np.float64]
 COMPONENTS = ("demand", "pv", "battery", "ev", "heat_pump")
@@ -236,6 +245,26 @@ class Simulation:
         return (end_import - start_import) / W_S_PER_KWH, (end_export - start_export) / W_S_PER_KWH
 
 
+def metered_period_wh(
+    simulation: Simulation, row: int, *, with_devices: bool = True
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """A home's import and export per settlement period as its meter counts them, whole Wh (half
+    to even): the positive and the negative parts of its net power summed step by step.
+
+    ``with_devices=False`` leaves its battery and EV out (its own demand, heat pump and PV).
+    """
+    parts = simulation.components_w
+    net = parts["demand"][row] + parts["heat_pump"][row] - parts["pv"][row]
+    if with_devices:
+        net = net + parts["battery"][row] + parts["ev"][row]
+    steps = len(net) // len(simulation.periods)
+    by_period = net.reshape(len(simulation.periods), steps)
+    to_wh = simulation.step_s / 3600.0
+    imported = np.rint(np.clip(by_period, 0.0, None).sum(axis=1) * to_wh).astype(np.int64)
+    exported = np.rint(np.clip(-by_period, 0.0, None).sum(axis=1) * to_wh).astype(np.int64)
+    return imported, exported
+
+
 @dataclass
 class _Homes:
     """The drawn households as columns, for vectorised work."""
@@ -375,7 +404,55 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
     day_count = scenario.days if days is None else days
     if day_count < 1:
         raise ValueError(f"days must be at least 1, got {day_count}")
+    return _simulate(scenario, day_count)
+
+
+def simulate_history(scenario: Scenario, days: int | None = None) -> Simulation | None:
+    """The ``days`` days before the scenario's date (default its ``history_days``) for the same
+    homes: the meter history a platform would hold for them (None for no days).
+
+    The homes are drawn as :func:`simulate` draws them (the same ids, sizes and assets), every
+    home run as the agents run it (batteries and EVs on their plans; :attr:`Simulation.components_w`
+    keeps each part apart), with weather of its own: the cloud process and each roof's deviation
+    are seeded apart from the scenario day's, so the history never repeats the day it precedes.
+    CREST demand comes from two pools of profiles, those of the history's last weekday and its last
+    weekend day (each day a home draws one of the pool of its kind), rather than a pool per day:
+    the same model at an eighth of the cost over a fortnight; the scenario day's own pool is not
+    among them, so the history never holds the day's own profiles.
+    """
+    count = scenario.history_days if days is None else days
+    if count < 1:
+        return None
+    earlier = scenario.model_copy(
+        update={
+            "date": scenario.date - timedelta(days=count),
+            "days": count,
+            "households": [group.model_copy(update={"trading": "agents"}) for group in scenario.households],
+        }
+    )
+    history_dates = [earlier.date + timedelta(days=d) for d in range(count)]
+    pool_of: dict[date, date] = {}
+    for kind in (False, True):
+        same = [day for day in history_dates if (day.weekday() in WEEKEND_DAYS) is kind]
+        for day in same:
+            pool_of[day] = same[-1]
+    weather_seed = int(np.random.SeedSequence([scenario.seed, 301]).generate_state(1)[0])
+    return _simulate(earlier, count, weather_seed=weather_seed, pool_of=pool_of)
+
+
+def _simulate(
+    scenario: Scenario,
+    day_count: int,
+    *,
+    weather_seed: int | None = None,
+    pool_of: dict[date, date] | None = None,
+) -> Simulation:
+    """:func:`simulate`, with the cloud and roof draws seeded by ``weather_seed`` (default the
+    scenario's seed) and each day's CREST profiles from the pool of ``pool_of[day]`` (default its
+    own)."""
     seed = scenario.seed
+    weather_seed = seed if weather_seed is None else weather_seed
+    pool_of = pool_of or {}
     interval = scenario.interval_minutes
     step_s = scenario.step_seconds
     minutes_per_step = step_s // 60
@@ -408,14 +485,18 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
     picks = demand_rng.integers(0, scenario.demand.pool_size, (count, day_count))
     max_shift = scenario.demand.max_shift_minutes
     shifts = demand_rng.integers(-max_shift, max_shift + 1, (count, day_count))
+    light_keys: dict[date, tuple[float, ...]] = {}
+    for d, day in enumerate(dates):
+        a, b = int(day_bounds[d]), int(day_bounds[d + 1])
+        lighting = np.zeros(MINUTES_PER_DAY)
+        lighting[wall[a:b]] = ghi[a:b] * weather.clear_sky_index_mean
+        light_keys[day] = tuple(float(x) for x in np.round(lighting, 3))
     for d, day in enumerate(dates):
         a, b = int(day_bounds[d]), int(day_bounds[d + 1])
         day_wall = wall[a:b]
-        lighting = np.zeros(MINUTES_PER_DAY)
-        lighting[day_wall] = ghi[a:b] * weather.clear_sky_index_mean
-        light_key = tuple(float(x) for x in np.round(lighting, 3))
+        pool_day = pool_of.get(day, day)
         for size in np.unique(occupants):
-            pool = crest_pool(seed, int(size), day, scenario.demand.pool_size, light_key)
+            pool = crest_pool(seed, int(size), pool_day, scenario.demand.pool_size, light_keys[pool_day])
             pool_mean_kwh = float(pool.sum(axis=1).mean()) / 60_000.0
             members = np.flatnonzero(occupants == size)
             for chunk in np.array_split(members, max(1, math.ceil(members.size / _CHUNK_HOMES))):
@@ -432,8 +513,8 @@ def simulate(scenario: Scenario, days: int | None = None) -> Simulation:
     with_pv = np.flatnonzero(kwp > 0)
     if with_pv.size:
         poa = plane_of_array_minutes(start_utc, minutes, scenario.location, weather, scenario.solar)
-        street = _to_steps(poa * clear_sky_index_minutes(minutes, weather, seed), minutes_per_step)
-        deviation = home_deviation(with_pv.size, steps, step_s, weather, seed)
+        street = _to_steps(poa * clear_sky_index_minutes(minutes, weather, weather_seed), minutes_per_step)
+        deviation = home_deviation(with_pv.size, steps, step_s, weather, weather_seed)
         pv_w[with_pv] = (
             kwp[with_pv, None] * scenario.solar.performance_ratio * street[None, :] * (1.0 + deviation)
         )

@@ -14,6 +14,10 @@ Top level:
     What the scenario is called; ``seed`` seeds every random draw of the simulation.
 ``date`` (ISO date, e.g. ``2026-06-20`` bare or quoted), ``days`` (int >= 1, default 1)
     The first Europe/London settlement date and how many settlement days are simulated.
+``history_days`` (int 0-28, default 14)
+    Days before ``date`` simulated for the same homes and stored as their metered interval
+    energy before the run starts (:func:`simulation.simulate_history`): the history a platform
+    that had run for a while would forecast from. 0: none (a platform on its first day).
 ``interval_minutes`` (15, 30 or 60; default 30)
     The settlement period length the orders are for.
 ``step_seconds`` (60, 300 or 900 ... any divisor of 900; default 60)
@@ -365,6 +369,7 @@ class Scenario(_Strict):
     seed: int
     date: date
     days: Annotated[int, Field(ge=1, le=366)] = 1
+    history_days: Annotated[int, Field(ge=0, le=28)] = 14
     interval_minutes: int = 30
     step_seconds: int = 60
     location: LocationSpec = Field(default_factory=LocationSpec)

@@ -88,6 +88,11 @@ def test_a_scenario_runs_end_to_end(tmp_path: Path, name, households, day_second
         # time, 1.7 s here, leaves the periods across the gap estimated, as production would.)
         assert summary.estimated_periods == 0, [p.period.key for p in summary.periods if p.estimated]
         assert all(bill.final for bill in summary.bills.values())
+        # Its meter history (history_days = 14 by default) was in before the day, every home's,
+        # and its three platform homes are compared with their agents' twins and the oracle.
+        assert result.history_rows == 14 * 48 * len(result.household_ids)
+        assert summary.comparison is not None
+        assert len(summary.comparison.homes) == 3
     assert summary.money_balance_cp == 0
     assert summary.pool_balance_cp == 0
     assert summary.local_kwh > 0

@@ -15,9 +15,14 @@ from sqlmodel import Session
 import market.autotrading as autotrading
 from market.autotrading import (
     LEAD,
+    OUTLOOK_DAYS,
+    NetPosition,
     _battery_state,
     _ev_state,
+    estimated_price,
+    forecast_positions,
     latest_plan,
+    local_markets,
     plan_strategies,
     planning_periods,
     price_outlook,
@@ -29,8 +34,9 @@ from market.orders import cancel_order, list_orders, place_order
 from market.rules import MarketRules
 from market.strategies import pause_strategy, set_strategy
 from market.tables import StrategyPlanRow
+from planning.forecast import LONDON, HouseholdHistory, MeterHistory
 from planning.strategy import ElectricVehicle, HomeBattery, Strategy
-from tests.factories import seed_market
+from tests.factories import seed_market, street_network
 
 NOW = datetime(2026, 12, 7, 9, 1, tzinfo=UTC)  # a Monday in winter: London is on UTC
 RULES = MarketRules()
@@ -68,28 +74,32 @@ def test_the_periods_start_at_the_first_gate_still_open_with_room_to_spare():
     assert all(b.start_utc - a.start_utc == timedelta(minutes=30) for a, b in itertools.pairwise(periods))
 
 
-def test_the_outlook_averages_the_nodes_prices_at_the_same_half_hour_else_the_tariffs_middle(market):
-    """Two earlier days cleared at the first period's half-hour: F1 saw their mean; a period never
-    cleared is expected at the middle of the tariffs (24.5 and 4.1: 14.3p)."""
-    periods = planning_periods(RULES, NOW)
-    for days in (1, 2):
-        earlier = periods[0].start_utc - timedelta(days=days)
-        period = period_at(earlier)
-        with transaction(market) as session:
-            for home, side, price in (("H1", "buy", 20 + days), ("H2", "sell", 5)):
+def clear_days_before(engine, period, days, buy_price=lambda day: 20 + day) -> None:
+    """Clear ``period``'s half-hour on each of ``days`` earlier days: H1 buys 0.5 kWh, H2 sells."""
+    for day in days:
+        earlier = period.start_utc - timedelta(days=day)
+        at = period_at(earlier)
+        with transaction(engine) as session:
+            for home, side, price in (("H1", "buy", buy_price(day)), ("H2", "sell", 5)):
                 place_order(
                     session,
                     rules=RULES,
                     participant_id=home,
-                    period=period,
+                    period=at,
                     side=side,
                     quantity_kwh=Decimal("0.5"),
                     price_p_per_kwh=Decimal(price),
                     now=earlier - timedelta(hours=1),
                 )
-        clear_interval(
-            market, period=period, rules=RULES, now=RULES.gate_closure_utc(period), triggered_by="t"
-        )
+        clear_interval(engine, period=at, rules=RULES, now=RULES.gate_closure_utc(at), triggered_by="t")
+
+
+def test_the_outlook_blends_the_nodes_prices_at_the_same_half_hour_with_the_tariffs_middle(market):
+    """Two earlier days cleared at the first period's half-hour: F1 expects 2/7 of their mean and
+    5/7 of the estimate, here (no forecast position) the tariffs' middle (24.5 and 4.1: 14.3p); a
+    period never cleared is expected at the middle alone."""
+    periods = planning_periods(RULES, NOW)
+    clear_days_before(market, periods[0], (1, 2))
     with Session(market) as session:
         outlook = price_outlook(session, ["F1"], periods)["F1"]
         from market.clearing import current_run, node_prices
@@ -104,7 +114,8 @@ def test_the_outlook_averages_the_nodes_prices_at_the_same_half_hour_else_the_ta
             )
             for d in (1, 2)
         ]
-    assert outlook.expected_p_per_kwh[0] == (sum(cleared) / 2).quantize(Decimal("0.01"))
+    mean = sum(cleared) / 2
+    assert outlook.expected_p_per_kwh[0] == ((2 * mean + 5 * Decimal("14.3")) / 7).quantize(Decimal("0.01"))
     assert outlook.expected_p_per_kwh[1:] == (Decimal("14.30"),) * 11
     assert outlook.import_p_per_kwh == (Decimal("24.5"),) * 12
     assert outlook.export_p_per_kwh == (Decimal("4.1"),) * 12
@@ -316,3 +327,75 @@ def test_a_run_that_reaches_its_deadline_within_a_batch_keeps_what_it_did(market
     assert open_orders(market, "H3") == []
     with Session(market) as session:
         assert latest_plan(session, "H1") is not None
+
+
+@pytest.mark.parametrize(
+    ("import_wh", "export_wh", "expected"),
+    [
+        (0, 1000, Decimal("4.10")),  # all export: r = -1, 1 / (1 + e^10) of the way up
+        (1000, 0, Decimal("24.50")),  # all import
+        (500, 500, Decimal("14.30")),  # balanced: the middle
+        (0, 0, Decimal("14.30")),  # nothing forecast: the middle
+        (550, 450, Decimal("19.01")),  # r = 0.1: 4.1 + 20.4 / (1 + e^-1) = 19.0136
+        (200, 800, Decimal("4.15")),  # r = -0.6: 4.1 + 20.4 / (1 + e^6) = 4.1505
+    ],
+)
+def test_the_estimate_is_a_logistic_position_between_the_tariffs_on_the_net_import_ratio(
+    import_wh, export_wh, expected
+):
+    price = estimated_price(import_wh, export_wh, Decimal("24.5"), Decimal("4.1"))
+    assert price.quantize(Decimal("0.01")) == expected
+
+
+def test_every_node_trades_in_the_market_of_its_ancestor_below_the_root():
+    assert local_markets(street_network()) == {"GSP": "GSP", "P1": "P1", "F1": "P1", "F2": "P1"}
+
+
+def local_history(rows: list[tuple[datetime, int, int, bool]]) -> MeterHistory:
+    return MeterHistory.from_periods(sorted((start.astimezone(UTC), *rest) for start, *rest in rows))
+
+
+def test_a_market_forecast_to_export_at_midday_and_import_in_the_evening():
+    """A summer Saturday (London on BST). Over the last week at 12:00 H1's PV exported 800 Wh and H2
+    imported 200 (one of H2's days an estimate, left out of its mean); at 18:00 both imported, 500
+    and 300 Wh. H3, on another market, and H4, without history, add nothing to P1's."""
+    midday, evening = (datetime(2026, 6, 20, hour, tzinfo=LONDON) for hour in (12, 18))
+    days = range(1, OUTLOOK_DAYS + 1)
+    h1 = [(midday - timedelta(days=d), 0, 800, False) for d in days]
+    h1 += [(evening - timedelta(days=d), 500, 0, False) for d in days]
+    h2 = [(midday - timedelta(days=d), 200 if d > 1 else 5000, 0, d == 1) for d in days]
+    h2 += [(evening - timedelta(days=d), 300, 0, False) for d in days]
+    h2.append((midday - timedelta(days=OUTLOOK_DAYS + 1), 9000, 0, False))  # older than the outlook reads
+    histories = [
+        HouseholdHistory("H1", local_history(h1)),
+        HouseholdHistory("H2", local_history(h2)),
+        HouseholdHistory("H3", local_history([(midday - timedelta(days=1), 700, 0, False)])),
+        HouseholdHistory("H4", MeterHistory.empty()),
+    ]
+    starts = [midday.astimezone(UTC), evening.astimezone(UTC)]
+    positions = forecast_positions(histories, {"H1": "P1", "H2": "P1", "H3": "Q1", "H4": "P1"}, starts)
+    assert positions == {
+        "P1": NetPosition(import_wh=(200.0, 800.0), export_wh=(800.0, 0.0)),
+        "Q1": NetPosition(import_wh=(700.0, 0.0), export_wh=(0.0, 0.0)),
+    }
+    p1 = positions["P1"]
+    midday_price, evening_price = (
+        estimated_price(p1.import_wh[i], p1.export_wh[i], Decimal("24.5"), Decimal("4.1")) for i in (0, 1)
+    )
+    assert midday_price < Decimal("4.2")  # near the export tariff
+    assert evening_price > Decimal("24.4")  # near the import tariff
+
+
+def test_a_week_of_cleared_prices_wins_over_the_estimate(market):
+    """The first period's half-hour cleared on each of the last 7 days: F1 expects their mean
+    whatever its forecast position; the next period, never cleared, the estimate alone."""
+    periods = planning_periods(RULES, NOW)
+    clear_days_before(market, periods[0], range(1, OUTLOOK_DAYS + 1))
+    exporting = NetPosition(import_wh=(0.0,) * 12, export_wh=(1000.0,) * 12)
+    with Session(market) as session:
+        outlook = price_outlook(session, ["F1"], periods, positions={"F1": exporting})["F1"]
+        plain = price_outlook(session, ["F1"], periods)["F1"]
+    assert outlook.expected_p_per_kwh[0] == plain.expected_p_per_kwh[0]
+    assert outlook.expected_p_per_kwh[0] > Decimal("5")  # the cleared prices, not the export tariff
+    assert outlook.expected_p_per_kwh[1:] == (Decimal("4.10"),) * 11
+    assert outlook.from_history == 1
