@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from market.charges import household_account
 from market.database import chunks
 from market.errors import NotFoundError
-from market.intervals import SettlementPeriod, periods_of_day
+from market.intervals import SettlementPeriod, periods_in_day, periods_of_day
 from market.participants import HOUSEHOLD
 from market.settlement import AWAITING_METER_DATA, ESTIMATED, NOT_CLEARED, standing_in_runs
 from market.tables import (
@@ -225,18 +225,40 @@ def _statement_lines(
         )
 
 
-def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, SettlementRunRow]:
+#: The columns of a settlement run that statements read (rows, not ORM objects: a month is
+#: about 1,500 runs).
+_RUN_COLUMNS = tuple(
+    SettlementRunRow.__table__.c[name]  # type: ignore[attr-defined]
+    for name in (
+        "id",
+        "interval_start_utc",
+        "settlement_date",
+        "period",
+        "run_type",
+        "sequence",
+        "status",
+        "import_p_per_kwh",
+        "export_p_per_kwh",
+        "vat_rate",
+    )
+)
+
+
+def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, Any]:
+    """The settlement runs of the dates from ``first_day`` to ``last_day``, by id, as rows of
+    :data:`_RUN_COLUMNS` (their attributes named as :class:`SettlementRunRow`'s)."""
     # A settlement date's intervals start within a day of its UTC midnight: that coarse range
     # lets the interval index find the runs.
     earliest = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), UTC)
     latest = datetime.combine(last_day + timedelta(days=2), datetime.min.time(), UTC)
-    in_range = select(SettlementRunRow).where(
-        SettlementRunRow.interval_start_utc >= earliest,
-        SettlementRunRow.interval_start_utc < latest,
-        SettlementRunRow.settlement_date >= first_day,
-        SettlementRunRow.settlement_date <= last_day,
+    runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
+    in_range = sa.select(*_RUN_COLUMNS).where(
+        runs.interval_start_utc >= earliest,
+        runs.interval_start_utc < latest,
+        runs.settlement_date >= first_day,
+        runs.settlement_date <= last_day,
     )
-    return {row.id: row for row in session.exec(in_range) if row.id is not None}
+    return {row.id: row for row in session.execute(in_range)}
 
 
 def _latest_runs(runs: dict[int, SettlementRunRow]) -> dict[tuple[date, int], SettlementRunRow]:
@@ -287,11 +309,15 @@ def _statement(
     days: dict[date, StatementFigures] = {}
     for day in sorted({day for day, _ in latest}):
         figures = days[day] = StatementFigures()
-        for period in periods_of_day(day, length_minutes=length_minutes):
-            key = (day, period.period)
-            interval = by_interval.get(key, StatementFigures())
-            interval.intervals[_standing(latest.get(key), standing)[0]] += 1
-            figures.add(interval)
+        for number in range(1, periods_in_day(day, length_minutes=length_minutes) + 1):
+            key = (day, number)
+            status = _standing(latest.get(key), standing)[0]
+            interval = by_interval.get(key)
+            if interval is None:  # nothing posted for the household: only how it stands
+                figures.intervals[status] += 1
+            else:
+                interval.intervals[status] += 1
+                figures.add(interval)
     total, settled = StatementFigures(), StatementFigures()
     for figures in days.values():
         total.add(figures)
