@@ -47,7 +47,15 @@ def test_shapes_and_time_span(street):
     assert [p.period for p in street.periods] == list(range(1, 49))
     assert 1800 % street.step_s == 0
     assert 900 % street.step_s == 0
-    assert [h.id for h in street.households] == [f"h{i:04d}" for i in range(1, count + 1)]
+    # Each home of a ``both`` group is followed by its agents' twin, the same home trading otherwise.
+    own = [h for h in street.households if h.twin_of is None]
+    assert [h.id for h in own] == [f"h{i:04d}" for i in range(1, len(own) + 1)]
+    twins = [(i, h) for i, h in enumerate(street.households) if h.twin_of is not None]
+    assert twins
+    for i, twin in twins:
+        assert street.households[i - 1].id == twin.twin_of
+        assert twin.id == f"{twin.twin_of}-agents" and twin.trading == "agents"
+        assert street.households[i - 1].trading == "platform"
     total = (
         sum(street.components_w[k] for k in ("demand", "heat_pump", "ev", "battery"))
         - street.components_w["pv"]
@@ -97,7 +105,8 @@ def test_battery_within_capacity_and_power_limits(street, autumn):
         for i, home in enumerate(sim.households):
             soc = sim.battery_soc_kwh[i]
             power = sim.components_w["battery"][i]
-            if home.battery_kwh == 0:
+            if home.battery_kwh == 0 or home.trading == "platform":
+                # The platform's plan drives a platform home's battery during the run, not here.
                 assert (soc == 0).all()
                 assert (power == 0).all()
                 continue
@@ -113,8 +122,10 @@ def test_battery_within_capacity_and_power_limits(street, autumn):
 
 def test_ev_gets_its_need_by_each_deadline(street):
     ev = street.components_w["ev"]
-    with_ev = [i for i, h in enumerate(street.households) if h.has_ev]
+    with_ev = [i for i, h in enumerate(street.households) if h.has_ev and h.trading == "agents"]
     assert with_ev
+    platform = [i for i, h in enumerate(street.households) if h.has_ev and h.trading == "platform"]
+    assert (ev[platform] == 0).all()  # the platform's plan drives these during the run
     for i in with_ev:
         home = street.households[i]
         assert ev[i].max() <= 7000 + 1e-6
