@@ -87,8 +87,12 @@ PLATFORM = "platform"
 VAT = "vat"
 
 
+#: A household's account in the ledger is this prefix and its participant id.
+HOUSEHOLD_ACCOUNT_PREFIX = "household:"
+
+
 def household_account(participant_id: str) -> str:
-    return f"household:{participant_id}"
+    return f"{HOUSEHOLD_ACCOUNT_PREFIX}{participant_id}"
 
 
 @dataclass(frozen=True)

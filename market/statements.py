@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,17 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from market.charges import household_account
+from market.charges import HOUSEHOLD_ACCOUNT_PREFIX
 from market.database import chunks
 from market.errors import NotFoundError
 from market.intervals import SettlementPeriod, periods_in_day, periods_of_day
 from market.participants import HOUSEHOLD
 from market.settlement import AWAITING_METER_DATA, ESTIMATED, NOT_CLEARED, standing_in_runs
-from market.tables import (
-    LedgerLineRow,
-    ParticipantRow,
-    SettlementRunRow,
-)
+from market.tables import LedgerLineRow, ParticipantRow, SettlementRunRow
 from market.units import CP_PER_PENNY, money_cp, scale_cp
 
 #: How an interval stands for a household, by its latest settlement run.
@@ -93,7 +89,6 @@ class StatementFigures:
         self.intervals.update(other.intervals)
 
 
-_ADDS_TO_METERED = {"trade_buy", "imbalance_import"}
 #: Ledger kind: the energy column and the money column it adds to, and the energy's direction.
 _COLUMNS = {
     "trade_buy": ("bought_wh", "bought_cp", 1),
@@ -140,23 +135,23 @@ def statement(
     _household(session, participant_id)
     runs = _runs_between(session, first_day, last_day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
+    sums = _interval_sums(session, runs, lines.participant_id == participant_id)
     standing = _household_standing(session, participant_id, runs)
-    return _statement(participant_id, rows, runs, standing, first_day, length_minutes)
+    return _statement(participant_id, sums, runs, standing, first_day, length_minutes)
 
 
 def statements(
     session: Session, *, first_day: date, last_day: date, length_minutes: int = 30
 ) -> dict[str, Statement]:
     """Every household's statement between two dates, as :func:`statement` makes them, from one
-    read of the range's lines (for reports over a whole district, not one household's view)."""
+    read of the range's sums (for reports over a whole district, not one household's view)."""
     runs = _runs_between(session, first_day, last_day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
     by_household: dict[str, list[sa.Row[Any]]] = {
         household: []
         for household in session.exec(select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD))
     }
-    for row in _statement_lines(session, runs, lines.participant_id.is_not(None)):
+    for row in _interval_sums(session, runs, lines.participant_id.is_not(None)):
         if row.participant_id in by_household:
             by_household[row.participant_id].append(row)
     standing: dict[str, dict[int, tuple[str, str]]] = defaultdict(dict)
@@ -164,8 +159,8 @@ def statements(
         for household, kind, reason in households:
             standing[household][run_id] = (kind, reason)
     return {
-        household: _statement(household, rows, runs, standing[household], first_day, length_minutes)
-        for household, rows in by_household.items()
+        household: _statement(household, sums, runs, standing[household], first_day, length_minutes)
+        for household, sums in by_household.items()
     }
 
 
@@ -177,8 +172,7 @@ def day_statement(
     _household(session, participant_id)
     runs = _runs_between(session, day, day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    rows = list(_statement_lines(session, runs, lines.participant_id == participant_id))
-    figures = _interval_figures(participant_id, rows, runs)
+    figures = _interval_figures(_interval_sums(session, runs, lines.participant_id == participant_id), runs)
     latest = _latest_runs(runs)
     standing = _household_standing(session, participant_id, runs)
     intervals = []
@@ -196,33 +190,64 @@ def _household(session: Session, participant_id: str) -> None:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
 
 
-_STATEMENT_COLUMNS = tuple(
-    LedgerLineRow.__table__.c[name]  # type: ignore[attr-defined]
-    for name in (
-        "participant_id",
-        "run_id",
-        "settlement_date",
-        "period",
-        "kind",
-        "debit",
-        "amount_cp",
-        "energy_wh",
-        "corrects_run_id",
-    )
+def _line_sums(account: sa.ColumnElement[str]) -> tuple[sa.ColumnElement[Any], ...]:
+    """The figures of :class:`StatementFigures` as sums over ledger lines, each from the side of
+    the household whose account is ``account`` (+ when it pays), labelled with the field's name;
+    and ``net_wh``, the metered energy the lines account for (bought - sold + imported -
+    exported: each of the four kinds adds its energy from the household's side)."""
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    side = sa.case((lines.debit == account, 1), else_=-1)
+
+    def total(
+        value: sa.ColumnElement[Any], *when: sa.ColumnElement[bool], name: str
+    ) -> sa.ColumnElement[Any]:
+        # SUM of a BIGINT is NUMERIC on PostgreSQL: cast back so the figures stay Python ints.
+        summed = sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*when), value), else_=0)), 0)
+        return sa.cast(summed, sa.BigInteger).label(name)
+
+    columns = [
+        total(side * direction * lines.energy_wh, lines.kind == kind, name=energy)
+        for kind, (energy, _, direction) in _COLUMNS.items()
+    ]
+    columns += [
+        total(side * lines.amount_cp, lines.kind == kind, name=money)
+        for kind, (_, money, _) in _COLUMNS.items()
+    ]
+    columns += [
+        total(side * lines.amount_cp, lines.kind == "platform_fee", name="fees_cp"),
+        total(side * lines.amount_cp, lines.kind == "vat", name="vat_cp"),
+        total(side * lines.amount_cp, lines.corrects_run_id.is_not(None), name="corrections_cp"),
+        total(side * lines.energy_wh, lines.kind.in_(_COLUMNS), name="net_wh"),
+    ]
+    return tuple(columns)
+
+
+#: The summed figures' names, as :class:`StatementFigures` names them.
+_SUMMED = (
+    *(c[0] for c in _COLUMNS.values()),
+    *(c[1] for c in _COLUMNS.values()),
+    "fees_cp",
+    "vat_cp",
+    "corrections_cp",
 )
 
 
-def _statement_lines(
+def _interval_sums(
     session: Session, runs: dict[int, SettlementRunRow], whose: sa.ColumnElement[bool]
-) -> Iterator[sa.Row[Any]]:
-    """The statement columns of the lines of ``runs``' intervals that ``whose`` selects. The
+) -> list[sa.Row[Any]]:
+    """The figures of the households that ``whose`` selects in each of ``runs``' intervals, summed
+    by the database: a row per household and interval (``participant_id``, ``settlement_date``,
+    ``period``, the :func:`_line_sums`), over every run's lines, reconciliations included. The
     ledger's household index leads with the interval, so a household is found by a seek in each
     settled interval of the range (a month is about 1,500)."""
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    account = sa.literal(HOUSEHOLD_ACCOUNT_PREFIX) + lines.participant_id
+    keys = (lines.participant_id, lines.settlement_date, lines.period)
+    rows: list[sa.Row[Any]] = []
     for starts in chunks(sorted({run.interval_start_utc for run in runs.values()})):
-        yield from session.execute(
-            sa.select(*_STATEMENT_COLUMNS).where(lines.interval_start_utc.in_(starts), whose)
-        )
+        query = sa.select(*keys, *_line_sums(account)).where(lines.interval_start_utc.in_(starts), whose)
+        rows.extend(session.execute(query.group_by(*keys)))
+    return rows
 
 
 #: The columns of a settlement run that statements read (rows, not ORM objects: a month is
@@ -298,13 +323,13 @@ def _standing(run: SettlementRunRow | None, standing: dict[int, tuple[str, str]]
 
 def _statement(
     participant_id: str,
-    rows: Sequence[sa.Row[Any]],
+    sums: Sequence[sa.Row[Any]],
     runs: dict[int, SettlementRunRow],
     standing: dict[int, tuple[str, str]],
     first_day: date,
     length_minutes: int,
 ) -> Statement:
-    by_interval = _interval_figures(participant_id, rows, runs)
+    by_interval = _interval_figures(sums, runs)
     latest = _latest_runs(runs)
     days: dict[date, StatementFigures] = {}
     for day in sorted({day for day, _ in latest}):
@@ -328,62 +353,32 @@ def _statement(
 
 
 def _interval_figures(
-    participant_id: str, rows: Iterable[sa.Row[Any]], runs: dict[int, SettlementRunRow]
+    sums: Iterable[sa.Row[Any]], runs: dict[int, SettlementRunRow]
 ) -> dict[tuple[date, int], StatementFigures]:
-    """Each interval's figures from its lines, with its baseline (intervals counted elsewhere)."""
-    account = household_account(participant_id)
-    figures: dict[tuple[date, int], StatementFigures] = defaultdict(StatementFigures)
-    for row in rows:
-        _accumulate(figures[(row.settlement_date, row.period)], row, account)
-    _add_baseline(figures, rows, runs, account)
+    """Each interval's figures from its sums (:func:`_interval_sums`, one household's), with its
+    baseline: the no-local-market bill, the interval's net metered energy on the tariffs of its
+    newest run that has them (import charged with VAT, export paid, rounded per interval).
+    The intervals' statuses are counted elsewhere."""
+    terms: dict[tuple[date, int], Any] = {}
+    for run in runs.values():
+        if run.import_p_per_kwh is None or run.export_p_per_kwh is None:
+            continue
+        key = (run.settlement_date, run.period)
+        if key not in terms or run.sequence > terms[key].sequence:
+            terms[key] = run
+    figures: dict[tuple[date, int], StatementFigures] = {}
+    for row in sums:
+        key = (row.settlement_date, row.period)
+        interval = figures[key] = StatementFigures(**{name: getattr(row, name) for name in _SUMMED})
+        tariffs = terms.get(key)
+        if tariffs is None:
+            continue
+        if row.net_wh > 0:
+            charge = money_cp(row.net_wh, tariffs.import_p_per_kwh)
+            interval.baseline_cp = charge + scale_cp(charge, tariffs.vat_rate)
+        elif row.net_wh < 0:
+            interval.baseline_cp = -money_cp(-row.net_wh, tariffs.export_p_per_kwh)
     return figures
-
-
-def _accumulate(figures: StatementFigures, row: LedgerLineRow | sa.Row[Any], account: str) -> None:
-    """Add one line to a household's figures, from the household's side (+ when it pays)."""
-    side = 1 if row.debit == account else -1
-    if row.corrects_run_id is not None:
-        figures.corrections_cp += side * row.amount_cp
-    if row.kind in _COLUMNS:
-        energy_name, money_name, direction = _COLUMNS[row.kind]
-        setattr(figures, energy_name, getattr(figures, energy_name) + side * direction * row.energy_wh)
-        setattr(figures, money_name, getattr(figures, money_name) + side * row.amount_cp)
-    elif row.kind == "platform_fee":
-        figures.fees_cp += side * row.amount_cp
-    elif row.kind == "vat":
-        figures.vat_cp += side * row.amount_cp
-
-
-def _add_baseline(
-    figures: dict[tuple[date, int], StatementFigures],
-    rows: Iterable[sa.Row[Any]],
-    runs: dict[int, SettlementRunRow],
-    account: str,
-) -> None:
-    """The no-local-market bill: each interval's net metered energy on that interval's tariffs.
-
-    Net metered energy is bought - sold + imported - exported, from the same lines as the columns.
-    """
-    net: dict[tuple[date, int], int] = defaultdict(int)
-    terms: dict[tuple[date, int], SettlementRunRow] = {}
-    for row in rows:
-        if row.kind not in _COLUMNS:
-            continue
-        side = 1 if row.debit == account else -1
-        column_wh = side * _COLUMNS[row.kind][2] * row.energy_wh
-        net[(row.settlement_date, row.period)] += column_wh if row.kind in _ADDS_TO_METERED else -column_wh
-        run = runs.get(row.run_id)
-        if run is not None and run.import_p_per_kwh is not None:
-            terms[(row.settlement_date, row.period)] = run
-    for key, wh in net.items():
-        run = terms.get(key)
-        if run is None or run.import_p_per_kwh is None or run.export_p_per_kwh is None:
-            continue
-        if wh > 0:
-            charge = money_cp(wh, run.import_p_per_kwh)
-            figures[key].baseline_cp += charge + scale_cp(charge, run.vat_rate)
-        elif wh < 0:
-            figures[key].baseline_cp -= money_cp(-wh, run.export_p_per_kwh)
 
 
 EXPORT_COLUMNS = (
@@ -414,14 +409,19 @@ def export_runs_csv(session: Session, run_ids: Sequence[int]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    account = sa.literal(HOUSEHOLD_ACCOUNT_PREFIX) + lines.participant_id
     for run_id in run_ids:
         run = session.get(SettlementRunRow, run_id)
         if run is None:
             raise NotFoundError("run_id", f"{run_id} is not a settlement run")
-        figures: dict[str, StatementFigures] = defaultdict(StatementFigures)
-        for row in session.exec(select(LedgerLineRow).where(LedgerLineRow.run_id == run_id)):
-            if row.participant_id is not None:
-                _accumulate(figures[row.participant_id], row, household_account(row.participant_id))
+        summed = sa.select(lines.participant_id, *_line_sums(account)).where(
+            lines.run_id == run_id, lines.participant_id.is_not(None)
+        )
+        figures = {
+            row.participant_id: StatementFigures(**{name: getattr(row, name) for name in _SUMMED})
+            for row in session.execute(summed.group_by(lines.participant_id))
+        }
         start = run.interval_start_utc.isoformat().replace("+00:00", "Z")
         for participant, values in sorted(figures.items()):
             columns = statement_row(values)

@@ -54,7 +54,8 @@ def test_shapes_and_time_span(street):
     assert twins
     for i, twin in twins:
         assert street.households[i - 1].id == twin.twin_of
-        assert twin.id == f"{twin.twin_of}-agents" and twin.trading == "agents"
+        assert twin.id == f"{twin.twin_of}-agents"
+        assert twin.trading == "agents"
         assert street.households[i - 1].trading == "platform"
     total = (
         sum(street.components_w[k] for k in ("demand", "heat_pump", "ev", "battery"))
