@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from market.charges import HOUSEHOLD_ACCOUNT_PREFIX
-from market.database import chunks
 from market.errors import NotFoundError
 from market.intervals import SettlementPeriod, periods_in_day, periods_of_day
 from market.participants import HOUSEHOLD
@@ -83,9 +82,18 @@ class StatementFigures:
         return self.baseline_cp - self.total_cp if self.final else None
 
     def add(self, other: StatementFigures) -> None:
-        for name in self.__dataclass_fields__:
-            if name != "intervals":
-                setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.bought_wh += other.bought_wh
+        self.bought_cp += other.bought_cp
+        self.sold_wh += other.sold_wh
+        self.sold_cp += other.sold_cp
+        self.imported_wh += other.imported_wh
+        self.imported_cp += other.imported_cp
+        self.exported_wh += other.exported_wh
+        self.exported_cp += other.exported_cp
+        self.fees_cp += other.fees_cp
+        self.vat_cp += other.vat_cp
+        self.baseline_cp += other.baseline_cp
+        self.corrections_cp += other.corrections_cp
         self.intervals.update(other.intervals)
 
 
@@ -135,7 +143,7 @@ def statement(
     _household(session, participant_id)
     runs = _runs_between(session, first_day, last_day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    sums = _interval_sums(session, runs, lines.participant_id == participant_id)
+    sums = _interval_sums(session, first_day, last_day, lines.participant_id == participant_id)
     standing = _household_standing(session, participant_id, runs)
     return _statement(participant_id, sums, runs, standing, first_day, length_minutes)
 
@@ -151,7 +159,7 @@ def statements(
         household: []
         for household in session.exec(select(ParticipantRow.id).where(ParticipantRow.kind == HOUSEHOLD))
     }
-    for row in _interval_sums(session, runs, lines.participant_id.is_not(None)):
+    for row in _interval_sums(session, first_day, last_day, lines.participant_id.is_not(None)):
         if row.participant_id in by_household:
             by_household[row.participant_id].append(row)
     standing: dict[str, dict[int, tuple[str, str]]] = defaultdict(dict)
@@ -172,7 +180,9 @@ def day_statement(
     _household(session, participant_id)
     runs = _runs_between(session, day, day)
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    figures = _interval_figures(_interval_sums(session, runs, lines.participant_id == participant_id), runs)
+    figures = _interval_figures(
+        _interval_sums(session, day, day, lines.participant_id == participant_id), runs
+    )
     latest = _latest_runs(runs)
     standing = _household_standing(session, participant_id, runs)
     intervals = []
@@ -190,64 +200,85 @@ def _household(session: Session, participant_id: str) -> None:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a household")
 
 
-def _line_sums(account: sa.ColumnElement[str]) -> tuple[sa.ColumnElement[Any], ...]:
-    """The figures of :class:`StatementFigures` as sums over ledger lines, each from the side of
-    the household whose account is ``account`` (+ when it pays), labelled with the field's name;
-    and ``net_wh``, the metered energy the lines account for (bought - sold + imported -
-    exported: each of the four kinds adds its energy from the household's side)."""
-    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
-    side = sa.case((lines.debit == account, 1), else_=-1)
-
-    def total(
-        value: sa.ColumnElement[Any], *when: sa.ColumnElement[bool], name: str
-    ) -> sa.ColumnElement[Any]:
-        # SUM of a BIGINT is NUMERIC on PostgreSQL: cast back so the figures stay Python ints.
-        summed = sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*when), value), else_=0)), 0)
-        return sa.cast(summed, sa.BigInteger).label(name)
-
-    columns = [
-        total(side * direction * lines.energy_wh, lines.kind == kind, name=energy)
-        for kind, (energy, _, direction) in _COLUMNS.items()
-    ]
-    columns += [
-        total(side * lines.amount_cp, lines.kind == kind, name=money)
-        for kind, (_, money, _) in _COLUMNS.items()
-    ]
-    columns += [
-        total(side * lines.amount_cp, lines.kind == "platform_fee", name="fees_cp"),
-        total(side * lines.amount_cp, lines.kind == "vat", name="vat_cp"),
-        total(side * lines.amount_cp, lines.corrects_run_id.is_not(None), name="corrections_cp"),
-        total(side * lines.energy_wh, lines.kind.in_(_COLUMNS), name="net_wh"),
-    ]
-    return tuple(columns)
-
-
-#: The summed figures' names, as :class:`StatementFigures` names them.
+#: The figures that :func:`_line_sums` sums, in :class:`StatementFigures`' order (all of its
+#: fields but the baseline, which is priced per interval, and the interval counts).
 _SUMMED = (
-    *(c[0] for c in _COLUMNS.values()),
-    *(c[1] for c in _COLUMNS.values()),
+    "bought_wh",
+    "bought_cp",
+    "sold_wh",
+    "sold_cp",
+    "imported_wh",
+    "imported_cp",
+    "exported_wh",
+    "exported_cp",
     "fees_cp",
     "vat_cp",
     "corrections_cp",
 )
 
 
-def _interval_sums(
-    session: Session, runs: dict[int, SettlementRunRow], whose: sa.ColumnElement[bool]
-) -> list[sa.Row[Any]]:
-    """The figures of the households that ``whose`` selects in each of ``runs``' intervals, summed
-    by the database: a row per household and interval (``participant_id``, ``settlement_date``,
-    ``period``, the :func:`_line_sums`), over every run's lines, reconciliations included. The
-    ledger's household index leads with the interval, so a household is found by a seek in each
-    settled interval of the range (a month is about 1,500)."""
+def _line_sums(account: sa.ColumnElement[str]) -> tuple[sa.ColumnElement[Any], ...]:
+    """The figures of :data:`_SUMMED` as sums over ledger lines, each from the side of the
+    household whose account is ``account`` (+ when it pays), labelled with the field's name;
+    then ``net_wh``, the metered energy the lines account for (bought - sold + imported -
+    exported: each of the four kinds adds its energy from the household's side)."""
     lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    side = sa.case((lines.debit == account, 1), else_=-1)
+    summands: dict[str, tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]] = {
+        "fees_cp": (side * lines.amount_cp, lines.kind == "platform_fee"),
+        "vat_cp": (side * lines.amount_cp, lines.kind == "vat"),
+        "corrections_cp": (side * lines.amount_cp, lines.corrects_run_id.is_not(None)),
+    }
+    for kind, (energy, money, direction) in _COLUMNS.items():
+        summands[energy] = (side * direction * lines.energy_wh, lines.kind == kind)
+        summands[money] = (side * lines.amount_cp, lines.kind == kind)
+    summands["net_wh"] = (side * lines.energy_wh, lines.kind.in_(_COLUMNS))
+
+    def total(name: str) -> sa.ColumnElement[Any]:
+        value, when = summands[name]
+        # SUM of a BIGINT is NUMERIC on PostgreSQL: cast back so the figures stay Python ints.
+        summed = sa.func.coalesce(sa.func.sum(sa.case((when, value), else_=0)), 0)
+        return sa.cast(summed, sa.BigInteger).label(name)
+
+    return tuple(total(name) for name in (*_SUMMED, "net_wh"))
+
+
+def _summed_figures(values: Sequence[int]) -> StatementFigures:
+    """Figures from the values of :data:`_SUMMED`, in its order."""
+    bought_wh, bought_cp, sold_wh, sold_cp, imported_wh, imported_cp, *rest = values
+    exported_wh, exported_cp, fees_cp, vat_cp, corrections_cp = rest
+    return StatementFigures(
+        bought_wh=bought_wh,
+        bought_cp=bought_cp,
+        sold_wh=sold_wh,
+        sold_cp=sold_cp,
+        imported_wh=imported_wh,
+        imported_cp=imported_cp,
+        exported_wh=exported_wh,
+        exported_cp=exported_cp,
+        fees_cp=fees_cp,
+        vat_cp=vat_cp,
+        corrections_cp=corrections_cp,
+    )
+
+
+def _interval_sums(
+    session: Session, first_day: date, last_day: date, whose: sa.ColumnElement[bool]
+) -> list[sa.Row[Any]]:
+    """The figures of the households that ``whose`` selects in each settled interval of the dates
+    from ``first_day`` to ``last_day``, summed by the database: a row per household and interval
+    (``participant_id``, ``settlement_date``, ``period``, then :data:`_SUMMED` in its order, then
+    ``net_wh``), over every run's lines, reconciliations included. The ledger's household index
+    leads with the interval: the database seeks the household in each interval that a run of
+    the range names (a month is about 1,500), the intervals coming from a subquery rather than
+    a list of 1,500 parameters."""
+    lines = LedgerLineRow.__table__.c  # type: ignore[attr-defined]
+    runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
     account = sa.literal(HOUSEHOLD_ACCOUNT_PREFIX) + lines.participant_id
     keys = (lines.participant_id, lines.settlement_date, lines.period)
-    rows: list[sa.Row[Any]] = []
-    for starts in chunks(sorted({run.interval_start_utc for run in runs.values()})):
-        query = sa.select(*keys, *_line_sums(account)).where(lines.interval_start_utc.in_(starts), whose)
-        rows.extend(session.execute(query.group_by(*keys)))
-    return rows
+    settled = sa.select(runs.interval_start_utc).where(*_runs_of_dates(first_day, last_day))
+    query = sa.select(*keys, *_line_sums(account)).where(lines.interval_start_utc.in_(settled), whose)
+    return list(session.execute(query.group_by(*keys)))
 
 
 #: The columns of a settlement run that statements read (rows, not ORM objects: a month is
@@ -269,20 +300,25 @@ _RUN_COLUMNS = tuple(
 )
 
 
-def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, Any]:
-    """The settlement runs of the dates from ``first_day`` to ``last_day``, by id, as rows of
-    :data:`_RUN_COLUMNS` (their attributes named as :class:`SettlementRunRow`'s)."""
+def _runs_of_dates(first_day: date, last_day: date) -> tuple[sa.ColumnElement[bool], ...]:
+    """The conditions on a settlement run of the dates from ``first_day`` to ``last_day``."""
     # A settlement date's intervals start within a day of its UTC midnight: that coarse range
     # lets the interval index find the runs.
     earliest = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), UTC)
     latest = datetime.combine(last_day + timedelta(days=2), datetime.min.time(), UTC)
     runs = SettlementRunRow.__table__.c  # type: ignore[attr-defined]
-    in_range = sa.select(*_RUN_COLUMNS).where(
+    return (
         runs.interval_start_utc >= earliest,
         runs.interval_start_utc < latest,
         runs.settlement_date >= first_day,
         runs.settlement_date <= last_day,
     )
+
+
+def _runs_between(session: Session, first_day: date, last_day: date) -> dict[int, Any]:
+    """The settlement runs of the dates from ``first_day`` to ``last_day``, by id, as rows of
+    :data:`_RUN_COLUMNS` (their attributes named as :class:`SettlementRunRow`'s)."""
+    in_range = sa.select(*_RUN_COLUMNS).where(*_runs_of_dates(first_day, last_day))
     return {row.id: row for row in session.execute(in_range)}
 
 
@@ -369,7 +405,7 @@ def _interval_figures(
     figures: dict[tuple[date, int], StatementFigures] = {}
     for row in sums:
         key = (row.settlement_date, row.period)
-        interval = figures[key] = StatementFigures(**{name: getattr(row, name) for name in _SUMMED})
+        interval = figures[key] = _summed_figures(row[3 : 3 + len(_SUMMED)])
         tariffs = terms.get(key)
         if tariffs is None:
             continue
@@ -419,7 +455,7 @@ def export_runs_csv(session: Session, run_ids: Sequence[int]) -> str:
             lines.run_id == run_id, lines.participant_id.is_not(None)
         )
         figures = {
-            row.participant_id: StatementFigures(**{name: getattr(row, name) for name in _SUMMED})
+            row.participant_id: _summed_figures(row[1 : 1 + len(_SUMMED)])
             for row in session.execute(summed.group_by(lines.participant_id))
         }
         start = run.interval_start_utc.isoformat().replace("+00:00", "Z")

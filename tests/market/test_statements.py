@@ -4,6 +4,7 @@ per-interval view."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from market.statements import (
     AWAITING_METER_DATA,
     NOT_SETTLED,
     SETTLED,
+    StatementFigures,
     day_statement,
     day_statement_csv,
     statement,
@@ -181,3 +183,13 @@ def test_intervals_not_yet_settled_are_counted_not_guessed(engine):
     assert h1.total.saving_cp is None
     assert sum(row.status == NOT_SETTLED for row in rows) == 47
     assert next(row for row in rows if row.status == NOT_SETTLED).reason == "no settlement run yet"
+
+
+def test_the_summed_figures_land_in_the_fields_they_name():
+    from market import statements as module
+
+    names = [f.name for f in fields(StatementFigures) if f.name not in ("baseline_cp", "intervals")]
+    assert list(module._SUMMED) == names
+    figures = module._summed_figures(list(range(1, len(names) + 1)))
+    assert [getattr(figures, name) for name in names] == list(range(1, len(names) + 1))
+    assert figures.baseline_cp == 0
