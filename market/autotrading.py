@@ -62,6 +62,7 @@ from market.database import chunks, transaction
 from market.forecasts import read_forecast_histories
 from market.intervals import SettlementPeriod, period_at
 from market.network import network_in_force
+from market.orders import OrderBatch
 from market.participants import HOUSEHOLD
 from market.prices import tariffs_over
 from market.rules import MarketRules
@@ -471,6 +472,7 @@ def _apply_batch(
                 session, rules=rules, participant_ids=ids, periods=periods, now=clock()
             )
             stored_plans = _stored_plans(session, ids)  # so that storing each plan reads nothing
+            new_orders = OrderBatch()  # the batch's new orders, written together at its end
             for (stored, request), plan in batch:
                 household = stored.participant_id
                 if clock() >= deadline:
@@ -480,6 +482,7 @@ def _apply_batch(
                 if isinstance(plan, PlanFailure):
                     report.failed[household] = f"its plan could not be made: {plan.reason}"
                     continue
+                mark = new_orders.mark()
                 try:
                     with session.begin_nested():
                         applied = apply_strategy_orders(
@@ -489,8 +492,10 @@ def _apply_batch(
                             desired=_desired_orders(periods, plan),
                             now=clock(),
                             books=books,
+                            batch=new_orders,
                         )
                 except Exception as error:  # one household never stops the others
+                    new_orders.discard_since(mark)
                     log.exception("planning %s failed", household)
                     report.failed[household] = (
                         f"its orders could not be made: {type(error).__name__}: {error}"
@@ -498,6 +503,7 @@ def _apply_batch(
                     continue
                 done.append(applied)
                 plans_made.append((household, request, plan, clock()))
+            new_orders.write(session)
             # The plans of the households whose orders were made, written together at the end:
             # the batch's transaction keeps them with their orders.
             for household, request, plan, planned_at in plans_made:

@@ -31,7 +31,7 @@ import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -255,12 +255,86 @@ _OPEN_COUNTS = (
     sa.select(_ORDERS.c.interval_start_utc, sa.func.count())
     .where(
         _ORDERS.c.participant_id == sa.bindparam("participant_id"),
+        # The span as well as the list: PostgreSQL then reads the household's index. With only
+        # the list, while its statistics did not know the coming periods' orders, it read them
+        # all from the interval index, so placing got slower with every household placed.
+        _ORDERS.c.interval_start_utc >= sa.bindparam("first"),
+        _ORDERS.c.interval_start_utc <= sa.bindparam("last"),
         _ORDERS.c.interval_start_utc.in_(sa.bindparam("starts", expanding=True)),
         _ORDERS.c.length_minutes == sa.bindparam("length"),
         _ORDERS.c.status == OPEN,
     )
     .group_by(_ORDERS.c.interval_start_utc)
 )
+
+
+@dataclass
+class OrderBatch:
+    """Orders of many households placed in one transaction and written together at its end.
+
+    :func:`place_orders` given a batch checks each household's orders as it always does, but
+    remembers what the transaction already knows (the households it has locked and their nodes,
+    the book locks it holds, which periods are cleared, the networks in force) and keeps the new
+    orders and their ``placed`` events here instead of writing them; :meth:`write` writes them
+    all, one bulk insert each, and must run in the same transaction before it commits. The
+    platform's planning run places a hundred households' orders a batch this way: two inserts
+    and a few reads for them all rather than eight round trips a household.
+
+    A household placed in a savepoint that then rolls back takes its orders out again with
+    :meth:`mark` and :meth:`discard_since`.
+    """
+
+    home_nodes: dict[str, str] = field(default_factory=dict)
+    locked_books: set[tuple[datetime, int]] = field(default_factory=set)
+    cleared: dict[tuple[datetime, int], bool] = field(default_factory=dict)
+    networks: dict[tuple[str, datetime, datetime], None] = field(default_factory=dict)
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    pending: Counter[tuple[str, datetime]] = field(default_factory=Counter)
+
+    def mark(self) -> tuple[int, int]:
+        """Where the batch stands now, for :meth:`discard_since`."""
+        return len(self.orders), len(self.events)
+
+    def discard_since(self, mark: tuple[int, int]) -> None:
+        """Take out the orders kept since ``mark`` (their household's savepoint rolled back)."""
+        orders, events = mark
+        for row in self.orders[orders:]:
+            self.pending[(row[_PENDING_PARTICIPANT], row[_PENDING_START])] -= 1
+        del self.orders[orders:]
+        del self.events[events:]
+
+    def write(self, session: Session) -> int:
+        """Write the kept orders and events (one bulk insert each); returns how many orders."""
+        bulk_insert(
+            session, _ORDERS, _DEFERRED_ORDER_COLUMNS, self.orders, constants={"status": OPEN, "version": 1}
+        )
+        bulk_insert(
+            session,
+            _EVENTS,
+            _DEFERRED_EVENT_COLUMNS,
+            self.events,
+            constants={"version": 1, "kind": "placed", "status": OPEN},
+        )
+        written = len(self.orders)
+        self.orders.clear()
+        self.events.clear()
+        self.pending.clear()
+        return written
+
+
+#: The columns of an order kept in an :class:`OrderBatch`.
+_DEFERRED_ORDER_COLUMNS = (
+    *_BATCH_ORDER_COLUMNS,
+    "participant_id",
+    "priority_at",
+    "created_at",
+    "updated_at",
+    "source",
+)
+_PENDING_PARTICIPANT = _DEFERRED_ORDER_COLUMNS.index("participant_id")
+_PENDING_START = _DEFERRED_ORDER_COLUMNS.index("interval_start_utc")
+_DEFERRED_EVENT_COLUMNS = ("order_id", "quantity_wh", "price_ticks", "at", "actor")
 
 
 def place_order(
@@ -343,6 +417,7 @@ def place_orders(
     actor: str | None = None,
     idempotency_key: str | None = None,
     source: str = MANUAL,
+    batch: OrderBatch | None = None,
 ) -> tuple[list[MarketOrder], bool]:
     """Place a household's batch of orders (its day, or one period) all together, or none of them.
 
@@ -363,6 +438,9 @@ def place_orders(
     idempotency_key:
         Names the batch: a retry with the same key and the same orders returns the orders
         already placed (``created`` is ``False``) and stores nothing.
+    batch:
+        Many households' orders in this transaction: the orders are checked now and kept in
+        ``batch`` to be written by :meth:`OrderBatch.write` (not with ``idempotency_key``).
 
     Returns
     -------
@@ -384,12 +462,18 @@ def place_orders(
         raise MarketError("orders", "a batch needs at least one order")
     if len(requests) > MAX_BATCH_ORDERS:
         raise MarketError("orders", f"a batch holds at most {MAX_BATCH_ORDERS} orders, not {len(requests)}")
+    if batch is not None and idempotency_key is not None:
+        raise ValueError("an idempotency key names one household's request, not a batch's orders")
     connection = _connection(session)
-    home_node = _lock_household(connection, participant_id)
+    if batch is None or participant_id not in batch.home_nodes:
+        home_node = _lock_household(connection, participant_id)
+        if batch is not None:
+            batch.home_nodes[participant_id] = home_node
+    else:
+        home_node = batch.home_nodes[participant_id]
     periods = sorted({request.period for request in requests}, key=lambda p: (p.start_utc, p.length_minutes))
-    lock_all_for_transaction(session, [book_lock(period) for period in periods], shared=True)
     starts = [period.start_utc for period in periods]
-    cleared = {(start, length) for start, length in connection.execute(_CLEARED, {"starts": starts})}
+    cleared = _lock_books_and_find_cleared(session, connection, periods, batch)
     for i, request in enumerate(requests):
         if (request.period.start_utc, request.period.length_minutes) in cleared:
             raise MarketError(_item(i, "interval"), _cleared_reason(request.period))
@@ -415,8 +499,12 @@ def place_orders(
             )
         except MarketError as error:
             raise type(error)(_item(i, error.field), error.reason) from None
-    _check_network(connection, home_node, requests)
-    _check_open_orders(connection, rules, participant_id, requests, starts)
+    network_key = (home_node, min(starts), max(starts))
+    if batch is None or network_key not in batch.networks:
+        _check_network(connection, home_node, requests)
+        if batch is not None:
+            batch.networks[network_key] = None
+    _check_open_orders(connection, rules, participant_id, requests, starts, batch)
     rows = [
         _new_order(
             participant_id,
@@ -431,6 +519,17 @@ def place_orders(
         for i, (request, (quantity_wh, price_ticks)) in enumerate(zip(requests, checked, strict=True))
     ]
     recorded_by = participant_id if actor is None else actor
+    if batch is not None:
+        for row in rows:
+            batch.orders.append(
+                (*(row[name] for name in _BATCH_ORDER_COLUMNS), participant_id, now, now, now, source)
+            )
+            batch.events.append((row["id"], row["quantity_wh"], row["price_ticks"], now, recorded_by))
+            batch.pending[(participant_id, row["interval_start_utc"])] += 1
+        return [
+            _stored_order({**row, "source": source}, request.period)
+            for row, request in zip(rows, requests, strict=True)
+        ], True
     # The batch's common values are bound once (bulk_insert): a city's day-ahead submissions are
     # tens of orders per request.
     bulk_insert(
@@ -636,6 +735,30 @@ def _connection(session: Session) -> sa.Connection:
     return session.connection()
 
 
+def _lock_books_and_find_cleared(
+    session: Session, connection: sa.Connection, periods: Sequence[SettlementPeriod], batch: OrderBatch | None
+) -> set[tuple[datetime, int]]:
+    """Take the periods' book locks (shared, in time order; those ``batch`` holds already are
+    not taken again) and say which of the periods are cleared."""
+    keys = [(period.start_utc, period.length_minutes) for period in periods]
+    if batch is None:
+        lock_all_for_transaction(session, [book_lock(period) for period in periods], shared=True)
+        stored = connection.execute(_CLEARED, {"starts": [start for start, _ in keys]})
+        return {(start, length) for start, length in stored}
+    new = [
+        period for period in periods if (period.start_utc, period.length_minutes) not in batch.locked_books
+    ]
+    lock_all_for_transaction(session, [book_lock(period) for period in new], shared=True)
+    batch.locked_books.update((period.start_utc, period.length_minutes) for period in new)
+    unknown = [key for key in keys if key not in batch.cleared]
+    if unknown:
+        starts = [start for start, _ in unknown]
+        found = {(start, length) for start, length in connection.execute(_CLEARED, {"starts": starts})}
+        for key in unknown:
+            batch.cleared[key] = key in found
+    return {key for key in keys if batch.cleared[key]}
+
+
 def _lock_household(connection: sa.Connection, participant_id: str) -> str:
     """Lock the household's row, so that its concurrent requests take turns; its node."""
     row = connection.execute(_HOUSEHOLD, {"participant_id": participant_id}).first()
@@ -710,13 +833,25 @@ def _check_open_orders(
     participant_id: str,
     requests: Sequence[OrderRequest],
     starts: list[datetime],
+    batch: OrderBatch | None = None,
 ) -> None:
-    """Refuse the first order that would take the household past its open orders for an interval."""
+    """Refuse the first order that would take the household past its open orders for an interval
+    (those stored, and those ``batch`` keeps for it)."""
     counted = connection.execute(
-        _OPEN_COUNTS, {"participant_id": participant_id, "starts": starts, "length": rules.interval_minutes}
+        _OPEN_COUNTS,
+        {
+            "participant_id": participant_id,
+            "first": min(starts),
+            "last": max(starts),
+            "starts": starts,
+            "length": rules.interval_minutes,
+        },
     )
-    stored: dict[datetime, int] = dict(counted.all())
-    batch = Counter(request.period.start_utc for request in requests)
+    stored: Counter[datetime] = Counter(dict(counted.all()))
+    if batch is not None:
+        for start in starts:
+            stored[start] += batch.pending[(participant_id, start)]
+    requested = Counter(request.period.start_utc for request in requests)
     adding: Counter[datetime] = Counter()
     for i, request in enumerate(requests):
         start = request.period.start_utc
@@ -725,8 +860,8 @@ def _check_open_orders(
         if already + adding[start] > rules.max_open_orders:
             raise MarketError(
                 _item(i, "interval"),
-                f"household {participant_id!r} would have {already + batch[start]} open orders for "
-                f"{request.period.key} ({already} open already, {batch[start]} in this batch): at most "
+                f"household {participant_id!r} would have {already + requested[start]} open orders for "
+                f"{request.period.key} ({already} open already, {requested[start]} in this batch): at most "
                 f"{rules.max_open_orders} may be open",
             )
 

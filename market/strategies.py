@@ -42,6 +42,7 @@ from market.orders import (
     OPEN,
     SELL,
     STRATEGY,
+    OrderBatch,
     OrderRequest,
     amend_order,
     book_lock,
@@ -371,6 +372,7 @@ def apply_strategy_orders(
     now: datetime,
     actor: str = STRATEGY_ACTOR,
     books: StrategyBooks | None = None,
+    batch: OrderBatch | None = None,
 ) -> StrategyOrdersApplied:
     """Make the household's strategy orders in the book what its plan wants, without duplicates.
 
@@ -399,6 +401,8 @@ def apply_strategy_orders(
         What :func:`read_strategy_books` read of this household and others earlier in this
         transaction (its lock held, its strategy and its open orders): used instead of reading
         them again when it holds the household and every open period of ``desired``.
+    batch:
+        Many households' new orders kept to be written together (:class:`~market.orders.OrderBatch`).
 
     Raises
     ------
@@ -475,6 +479,7 @@ def apply_strategy_orders(
             now=now,
             actor=actor,
             source=STRATEGY,
+            batch=batch,
         )
         placed = [order.id for order in new_orders]
     return StrategyOrdersApplied(

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, col, func, select
+from sqlmodel import delete as sa_delete
 
 from market.clearing import clear_interval
 from market.database import create_database_engine, transaction, upgrade_database
@@ -23,6 +24,7 @@ from market.intervals import period_at
 from market.network import publish_network
 from market.orders import (
     MAX_BATCH_ORDERS,
+    OrderBatch,
     OrderRequest,
     cancel_order,
     list_orders,
@@ -461,3 +463,134 @@ def test_a_batch_stores_what_its_orders_placed_one_by_one_store(batch, already):
             with Session(engine) as session:
                 assert book_of(session, "H1") == book_of(session, "H2")
         engine.dispose()
+
+
+# --- many households' orders in one transaction (OrderBatch) ------------------------------------
+
+
+def orders_and_events(engine) -> list[tuple]:
+    """Every stored order and its events, without ids or times of storing."""
+    with Session(engine) as session:
+        orders = session.exec(select(OrderRow).order_by(OrderRow.participant_id, OrderRow.price_ticks)).all()
+        events = session.exec(select(OrderEventRow)).all()
+        by_order = {event.order_id: event for event in events}
+        return [
+            (
+                o.participant_id,
+                o.node_id,
+                o.interval_start_utc,
+                o.side,
+                o.quantity_wh,
+                o.price_ticks,
+                o.status,
+                o.version,
+                o.source,
+                o.priority_at,
+                o.created_at,
+                o.updated_at,
+                by_order[o.id].kind,
+                by_order[o.id].at,
+                by_order[o.id].actor,
+                by_order[o.id].quantity_wh,
+            )
+            for o in orders
+        ]
+
+
+def test_a_batch_of_households_stores_what_each_placed_alone_stores(market):
+    wanted = {
+        "H1": [request(), request(period=AFTER, side="sell", price_p_per_kwh=Decimal("4"))],
+        "H3": [request(price_p_per_kwh=Decimal("9.5"), quantity_kwh=Decimal("0.75"))],
+    }
+    for household, requests in wanted.items():
+        place_batch(market, requests, participant_id=household, actor="platform", source="strategy")
+    alone = orders_and_events(market)
+    with transaction(market) as session:
+        session.exec(sa_delete(OrderEventRow))
+        session.exec(sa_delete(OrderRow))
+    batch = OrderBatch()
+    with transaction(market) as session:
+        for household, requests in wanted.items():
+            placed, created = place_orders(
+                session,
+                rules=RULES,
+                participant_id=household,
+                requests=requests,
+                now=NOW,
+                actor="platform",
+                source="strategy",
+                batch=batch,
+            )
+            assert created
+            assert [o.participant_id for o in placed] == [household] * len(requests)
+        assert session.exec(select(func.count()).select_from(OrderRow)).one() == 0  # kept, not written
+        assert batch.write(session) == 3
+    assert orders_and_events(market) == alone
+
+
+def test_a_batch_counts_its_kept_orders_against_the_open_order_limit(market):
+    rules = MarketRules(max_open_orders=2)
+    batch = OrderBatch()
+    with transaction(market) as session:
+        place_orders(session, rules=rules, participant_id="H1", requests=[request()], now=NOW, batch=batch)
+        with pytest.raises(MarketError) as caught:
+            place_orders(
+                session,
+                rules=rules,
+                participant_id="H1",
+                requests=[request(), request()],
+                now=NOW,
+                batch=batch,
+            )
+        assert caught.value.field == "orders[1].interval"
+        assert caught.value.reason.startswith("household 'H1' would have 3 open orders")
+        place_orders(
+            session, rules=rules, participant_id="H2", requests=[request()] * 2, now=NOW, batch=batch
+        )
+        batch.write(session)
+    assert stored(market) == (3, 3)
+
+
+def test_a_household_discarded_from_a_batch_leaves_the_others(market):
+    batch = OrderBatch()
+    with transaction(market) as session:
+        place_orders(session, rules=RULES, participant_id="H1", requests=[request()], now=NOW, batch=batch)
+        mark = batch.mark()
+        place_orders(
+            session, rules=RULES, participant_id="H2", requests=[request()] * 2, now=NOW, batch=batch
+        )
+        batch.discard_since(mark)  # H2's savepoint rolled back
+        place_orders(session, rules=RULES, participant_id="H2", requests=[request()], now=NOW, batch=batch)
+        batch.write(session)
+    with Session(market) as session:
+        counts = session.exec(
+            select(OrderRow.participant_id, func.count()).group_by(OrderRow.participant_id)
+        ).all()
+    assert dict(counts) == {"H1": 1, "H2": 1}
+
+
+def test_a_batch_refuses_what_a_single_placement_refuses(market):
+    batch = OrderBatch()
+    with transaction(market) as session:
+        with pytest.raises(MarketError) as caught:
+            place_orders(
+                session,
+                rules=RULES,
+                participant_id="H1",
+                requests=[request(), request(price_p_per_kwh=Decimal("12.345"))],
+                now=NOW,
+                batch=batch,
+            )
+        assert caught.value.field == "orders[1].price_p_per_kwh"
+        with pytest.raises(ValueError, match="idempotency key"):
+            place_orders(
+                session,
+                rules=RULES,
+                participant_id="H1",
+                requests=[request()],
+                now=NOW,
+                batch=batch,
+                idempotency_key="k1",
+            )
+        assert batch.write(session) == 0
+    assert stored(market) == (0, 0)
