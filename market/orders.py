@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -251,6 +251,9 @@ _NODE_VERSIONS = sa.select(_NODES.c.version_id).where(
     _NODES.c.node_id == sa.bindparam("node"),
     _NODES.c.version_id.in_(sa.bindparam("version_ids", expanding=True)),
 )
+_VERSIONS_NODES = sa.select(_NODES.c.node_id, _NODES.c.version_id).where(
+    _NODES.c.version_id.in_(sa.bindparam("version_ids", expanding=True))
+)
 _OPEN_COUNTS = (
     sa.select(_ORDERS.c.interval_start_utc, sa.func.count())
     .where(
@@ -287,10 +290,31 @@ class OrderBatch:
     home_nodes: dict[str, str] = field(default_factory=dict)
     locked_books: set[tuple[datetime, int]] = field(default_factory=set)
     cleared: dict[tuple[datetime, int], bool] = field(default_factory=dict)
-    networks: dict[tuple[str, datetime, datetime], None] = field(default_factory=dict)
+    #: The network versions in force over a span of starts, and each version's nodes.
+    versions: dict[tuple[datetime, datetime], list[Any]] = field(default_factory=dict)
+    version_nodes: dict[int, set[str]] = field(default_factory=dict)
+    #: Open orders a household has stored per interval start, as :meth:`hold` was told.
+    known_open: dict[tuple[str, datetime], int] = field(default_factory=dict)
     orders: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
     pending: Counter[tuple[str, datetime]] = field(default_factory=Counter)
+
+    def hold(
+        self,
+        participant_id: str,
+        *,
+        node_id: str,
+        open_orders: Mapping[datetime, int],
+        books: Iterable[SettlementPeriod],
+    ) -> None:
+        """Tell the batch what its transaction already holds for a household, so that placing
+        its orders reads none of it again: the household's row locked (it is at ``node_id``), its
+        open orders stored per interval start in ``open_orders`` (every start it will place in;
+        exact: read under that lock, less those cancelled since), and the ``books``' locks."""
+        self.home_nodes[participant_id] = node_id
+        for start, count in open_orders.items():
+            self.known_open[(participant_id, start)] = count
+        self.locked_books.update((period.start_utc, period.length_minutes) for period in books)
 
     def mark(self) -> tuple[int, int]:
         """Where the batch stands now, for :meth:`discard_since`."""
@@ -320,6 +344,7 @@ class OrderBatch:
         self.orders.clear()
         self.events.clear()
         self.pending.clear()
+        self.known_open.clear()  # the counts told now leave out what was just written
         return written
 
 
@@ -499,11 +524,7 @@ def place_orders(
             )
         except MarketError as error:
             raise type(error)(_item(i, error.field), error.reason) from None
-    network_key = (home_node, min(starts), max(starts))
-    if batch is None or network_key not in batch.networks:
-        _check_network(connection, home_node, requests)
-        if batch is not None:
-            batch.networks[network_key] = None
+    _check_network(connection, home_node, requests, batch)
     _check_open_orders(connection, rules, participant_id, requests, starts, batch)
     rows = [
         _new_order(
@@ -808,12 +829,30 @@ def _check_idempotency_key(key: str) -> None:
         raise MarketError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
 
 
-def _check_network(connection: sa.Connection, home_node: str, requests: Sequence[OrderRequest]) -> None:
+def _check_network(
+    connection: sa.Connection,
+    home_node: str,
+    requests: Sequence[OrderRequest],
+    batch: OrderBatch | None = None,
+) -> None:
     """Refuse the first order whose interval has no network in force or one without the household's node."""
     starts = [request.period.start_utc for request in requests]
-    versions = connection.execute(_VERSIONS_SPANNING, {"earliest": min(starts), "latest": max(starts)}).all()
+    span = (min(starts), max(starts))
+    if batch is not None and span in batch.versions:
+        versions = batch.versions[span]
+    else:
+        versions = list(connection.execute(_VERSIONS_SPANNING, {"earliest": span[0], "latest": span[1]}))
     with_node: set[int] = set()
-    if any(version.root != home_node for version in versions):
+    if batch is not None:
+        batch.versions[span] = versions
+        unread = [v.id for v in versions if v.id not in batch.version_nodes]
+        if unread:  # every node of the versions, once a batch: a city's feeders share them
+            for version_id in unread:
+                batch.version_nodes[version_id] = set()
+            for node_id, version_id in connection.execute(_VERSIONS_NODES, {"version_ids": unread}):
+                batch.version_nodes[version_id].add(node_id)
+        with_node = {v.id for v in versions if home_node in batch.version_nodes[v.id]}
+    elif any(version.root != home_node for version in versions):
         found = connection.execute(
             _NODE_VERSIONS, {"node": home_node, "version_ids": [v.id for v in versions]}
         )
@@ -837,17 +876,10 @@ def _check_open_orders(
 ) -> None:
     """Refuse the first order that would take the household past its open orders for an interval
     (those stored, and those ``batch`` keeps for it)."""
-    counted = connection.execute(
-        _OPEN_COUNTS,
-        {
-            "participant_id": participant_id,
-            "first": min(starts),
-            "last": max(starts),
-            "starts": starts,
-            "length": rules.interval_minutes,
-        },
-    )
-    stored: Counter[datetime] = Counter(dict(counted.all()))
+    if batch is not None and all((participant_id, start) in batch.known_open for start in starts):
+        stored = Counter({start: batch.known_open[(participant_id, start)] for start in starts})
+    else:
+        stored = _stored_open_counts(connection, rules, participant_id, starts)
     if batch is not None:
         for start in starts:
             stored[start] += batch.pending[(participant_id, start)]
@@ -864,6 +896,23 @@ def _check_open_orders(
                 f"{request.period.key} ({already} open already, {requested[start]} in this batch): at most "
                 f"{rules.max_open_orders} may be open",
             )
+
+
+def _stored_open_counts(
+    connection: sa.Connection, rules: MarketRules, participant_id: str, starts: list[datetime]
+) -> Counter[datetime]:
+    """The household's open orders stored per interval start."""
+    counted = connection.execute(
+        _OPEN_COUNTS,
+        {
+            "participant_id": participant_id,
+            "first": min(starts),
+            "last": max(starts),
+            "starts": starts,
+            "length": rules.interval_minutes,
+        },
+    )
+    return Counter(dict(counted.all()))
 
 
 def _own_open_order(

@@ -150,11 +150,14 @@ class StrategyBooks:
         :func:`apply_strategy_orders` itself.
     open_orders:
         Each household's open orders in ``periods``, by the period's start.
+    nodes:
+        Each household locked: its node.
     """
 
     periods: frozenset[SettlementPeriod]
     trading: Mapping[str, bool]
     open_orders: Mapping[str, Mapping[datetime, list[OrderRow]]]
+    nodes: Mapping[str, str]
 
 
 # --- the strategy --------------------------------------------------------------------------------
@@ -428,7 +431,8 @@ def apply_strategy_orders(
     wanted = {p: list(desired[p]) if trading else [] for p in open_periods}
     for period, orders in wanted.items():
         _check_wanted(rules, period, orders)
-    if books is not None and read and books.periods.issuperset(open_periods):
+    from_books = books is not None and read and books.periods.issuperset(open_periods)
+    if books is not None and from_books:
         own_books = books.open_orders.get(participant_id, {})
     else:
         lock_all_for_transaction(session, [book_lock(p) for p in open_periods], shared=True)
@@ -438,6 +442,7 @@ def apply_strategy_orders(
     cancelled: list[str] = []
     manual: list[str] = []
     unchanged = 0
+    still_open: dict[datetime, int] = {}  # the household's open orders per period once changed
     for period in open_periods:
         own = own_books.get(period.start_utc, [])
         mine = [row for row in own if row.source == STRATEGY]
@@ -465,12 +470,22 @@ def apply_strategy_orders(
         for row in plan.cancel:
             _cancel(session, rules, row, participant_id, now, actor)
             cancelled.append(row.id)
+        still_open[period.start_utc] = len(own) - len(plan.cancel)
         placed_requests += [
             OrderRequest(period, order.side, Decimal(order.quantity_wh) / WH_PER_KWH, order.price_p_per_kwh)
             for order in plan.place
         ]
     placed: list[str] = []
     if placed_requests:
+        if batch is not None and books is not None and from_books:
+            # The transaction holds the household's lock and its books' (read_strategy_books),
+            # and knows its open orders: placing them need read none of it again.
+            batch.hold(
+                participant_id,
+                node_id=books.nodes[participant_id],
+                open_orders=still_open,
+                books=open_periods,
+            )
         new_orders, _ = place_orders(
             session,
             rules=rules,
@@ -513,9 +528,10 @@ def read_strategy_books(
     ids = sorted(set(participant_ids))
     trading: dict[str, bool] = {}
     open_orders: dict[str, dict[datetime, list[OrderRow]]] = {}
+    nodes: dict[str, str] = {}
     for chunk in chunks(ids):
         locked = session.exec(
-            select(ParticipantRow.id)
+            select(ParticipantRow.id, ParticipantRow.node_id)
             .where(
                 col(ParticipantRow.id).in_(chunk),
                 ParticipantRow.kind == HOUSEHOLD,
@@ -524,7 +540,10 @@ def read_strategy_books(
             .order_by(col(ParticipantRow.id))
             .with_for_update()
         ).all()
-        trading.update(dict.fromkeys(locked, False))
+        for household, node_id in locked:
+            trading[household] = False
+            if node_id is not None:
+                nodes[household] = node_id
     lock_all_for_transaction(session, [book_lock(p) for p in open_periods], shared=True)
     starts = [p.start_utc for p in open_periods]
     wanted_starts = set(starts)
@@ -565,7 +584,7 @@ def read_strategy_books(
                 open_orders.setdefault(order.participant_id, {}).setdefault(
                     order.interval_start_utc, []
                 ).append(order)
-    return StrategyBooks(frozenset(open_periods), trading, open_orders)
+    return StrategyBooks(frozenset(open_periods), trading, open_orders, nodes)
 
 
 def cancel_strategy_orders(

@@ -594,3 +594,32 @@ def test_a_batch_refuses_what_a_single_placement_refuses(market):
             )
         assert batch.write(session) == 0
     assert stored(market) == (0, 0)
+
+
+def test_what_a_batch_is_told_it_holds_is_what_it_counts(market):
+    """A planning run's batch has read the household's open orders under its lock: placing counts
+    those (and what it keeps), and reads the counts only for the periods it was not told of."""
+    rules = MarketRules(max_open_orders=3)
+    place_batch(market, [request(period=AFTER)] * 2, rules=rules)  # stored: 2 open for AFTER
+    batch = OrderBatch()
+    with transaction(market) as session:
+        batch.hold("H1", node_id="F1", open_orders={NEXT.start_utc: 2}, books=[NEXT])
+        with pytest.raises(MarketError) as caught:  # told 2 open for NEXT: a second makes 4
+            place_orders(
+                session, rules=rules, participant_id="H1", requests=[request()] * 2, now=NOW, batch=batch
+            )
+        assert caught.value.reason.startswith("household 'H1' would have 4 open orders for 2026-11-21/27")
+        with pytest.raises(MarketError) as caught:  # AFTER was not told of: its 2 stored are read
+            place_orders(
+                session,
+                rules=rules,
+                participant_id="H1",
+                requests=[request(period=AFTER)] * 2,
+                now=NOW,
+                batch=batch,
+            )
+        assert caught.value.reason.startswith("household 'H1' would have 4 open orders for 2026-11-21/28")
+        place_orders(session, rules=rules, participant_id="H1", requests=[request()], now=NOW, batch=batch)
+        assert batch.write(session) == 1
+        assert batch.known_open == {}  # what it was told leaves out what it wrote
+    assert stored(market) == (3, 3)
