@@ -71,7 +71,6 @@ May import :mod:`market`, :mod:`planning`, :mod:`simulation` and numpy.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -86,6 +85,7 @@ from market.forecasts import read_forecast_histories
 from market.intervals import LONDON, SettlementPeriod
 from market.tables import SettlementRunRow
 from market.units import money_cp, scale_cp
+from planning.dispatch import battery_grid_wh
 from planning.forecast import ForecastError, forecast_error, forecast_households
 from planning.plan import HouseholdPlan, PlanFailure, PlanPeriods, PlanRequest, PriceOutlook, plan_households
 from planning.strategy import ElectricVehicle, HomeBattery, PvArray, Strategy
@@ -184,15 +184,6 @@ def strategy_for(
         battery=battery,
         ev=ev,
     )
-
-
-def battery_grid_wh(soc_before_wh: int, soc_after_wh: int, round_trip_efficiency: float) -> int:
-    """The energy at the meter that moves a battery from one state of charge to the next (Wh,
-    positive charging), with the plan's losses split evenly between charging and discharging
-    (:mod:`planning.plan`): charging ``dS / sqrt(eff)``, discharging ``dS x sqrt(eff)``."""
-    change = soc_after_wh - soc_before_wh
-    one_way = math.sqrt(round_trip_efficiency)
-    return round(change / one_way) if change > 0 else round(change * one_way)
 
 
 # --- pricing ---------------------------------------------------------------------------------------
@@ -340,6 +331,9 @@ class Comparison:
     #: period had begun: the part before ran idle), and periods with no plan at all (idle).
     late_periods: int = 0
     unplanned_periods: int = 0
+    #: Periods a platform home's battery ran as planned because its clearing was not seen before
+    #: the period began (otherwise it runs the plan less what did not trade).
+    undispatched_periods: int = 0
     oracle_failures: dict[str, str] = field(default_factory=dict)
 
     def total_cp(self, way: str) -> int:
@@ -583,6 +577,7 @@ def read_comparison(
     node_prices: Sequence[Mapping[str, Decimal]],
     late_periods: int = 0,
     unplanned_periods: int = 0,
+    undispatched_periods: int = 0,
 ) -> Comparison | None:
     """A run's comparison, from its database: every platform home whose twin ran too (None when
     the run had none). ``node_prices`` is each period's realised price per node."""
@@ -627,6 +622,7 @@ def read_comparison(
         length_hours=length,
     )
     comparison.late_periods = late_periods
+    comparison.undispatched_periods = undispatched_periods
     comparison.unplanned_periods = unplanned_periods
     comparison.demand_error, comparison.generation_error, comparison.net_error = platform_forecast_errors(
         session,

@@ -256,12 +256,18 @@ def comparison_lines(comparison: Comparison | None) -> list[tuple[str, str]]:
             f"{e.periods_ahead}: {'-' if e.count == 0 else f'{e.nmae:.2f}'}" for e in comparison.net_error
         )
         rows.append(("forecast error (net nMAE)", f"by periods ahead {nmae}"))
-    if comparison.late_periods or comparison.unplanned_periods or comparison.oracle_failures:
+    if (
+        comparison.late_periods
+        or comparison.unplanned_periods
+        or comparison.undispatched_periods
+        or comparison.oracle_failures
+    ):
         rows.append(
             (
                 "platform devices",
                 f"{comparison.unplanned_periods} home-periods without a plan, {comparison.late_periods} "
-                f"planned too late (idle); {len(comparison.oracle_failures)} oracle plans failed",
+                f"planned too late (idle), {comparison.undispatched_periods} run as planned (clearing "
+                f"not seen in time); {len(comparison.oracle_failures)} oracle plans failed",
             )
         )
     return rows
@@ -302,6 +308,7 @@ def summarise(result: RunResult) -> Summary:
                 node_prices=[p.prices for p in periods],
                 late_periods=result.late_periods,
                 unplanned_periods=result.unplanned_periods,
+                undispatched_periods=result.undispatched_periods,
             )
             strategy_orders = session.exec(
                 select(func.count()).select_from(OrderRow).where(col(OrderRow.source) == "strategy")
@@ -799,6 +806,7 @@ def comparison_document(comparison: Comparison) -> dict[str, Any]:
         ],
         "late_periods": comparison.late_periods,
         "unplanned_periods": comparison.unplanned_periods,
+        "undispatched_periods": comparison.undispatched_periods,
         "oracle_failures": comparison.oracle_failures,
     }
 

@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,15 @@ from api.clock import AcceleratedClock
 from api.deps import Platform
 from api.logs import JsonFormatter
 from api.settings import Settings
-from demo.comparison import PlatformDevices, battery_grid_wh, strategy_for
+from demo.comparison import PlatformDevices, strategy_for
 from market.access import issue_tokens
-from market.autotrading import latest_plan, planned_periods
+from market.autotrading import latest_plan, planned_periods, untraded_strategy_orders
+from market.clearing import clear_interval
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import SettlementPeriod, period_at
 from market.meter_data import DerivedEnergy, derive_energy_of_meters, store_energy_of_meters
 from market.network import publish_network, set_tariff
-from market.orders import MAX_BATCH_ORDERS
+from market.orders import MAX_BATCH_ORDERS, OrderRequest, place_orders
 from market.participants import (
     NewHousehold,
     NewMeter,
@@ -91,10 +92,12 @@ from market.participants import (
     register_meters,
     register_operator,
 )
-from market.settlement import INITIAL, runs_of
+from market.rules import MarketRules
+from market.settlement import INITIAL, runs_of, settle_periods
 from market.tables import ClearingRunRow, MeterReadingRow, MeterRow, StrategyPlanRow
 from metering.emulator import GatewaySpec, MeterFleet, MeterSpec, SeriesProfile, serve_fleet
 from metering.energy import IntervalEnergy
+from planning.dispatch import battery_dispatch_wh, battery_grid_wh, stored_change_wh
 from planning.strategy import Strategy
 from simulation import (
     PlannedOrder,
@@ -204,8 +207,12 @@ class RunResult:
     #: the platform never planned (idle too).
     late_periods: int = 0
     unplanned_periods: int = 0
+    #: Home-periods whose battery ran as planned, the period's clearing not seen before it began.
+    undispatched_periods: int = 0
     #: Interval energy rows stored as the homes' meter history before the day (``history_days``).
     history_rows: int = 0
+    #: Intervals the market cleared and settled before the day (``market_history_days``).
+    history_intervals: int = 0
 
 
 ProgressHook = Callable[[str, int], None]
@@ -258,11 +265,17 @@ def run_scenario(
         settings = _settings(url, scenario, options.poll_minutes)
         fleet = _fleet(simulation, keep)
         updates: Any = _MP.Queue()
-        follower = _PlanFollower(engine, result, clock, updates, settings.interval_minutes)
+        follower = _PlanFollower(engine, result, clock, updates, settings.market_rules())
         with _meters(fleet, clock, updates) as ports:
-            tokens = _set_up(engine, simulation, fleet, ports, now=clock_start)
+            traded_days = scenario.market_history_days if history is not None else 0
+            # A market with a history was set up before its first traded day.
+            set_up_at = clock_start - timedelta(days=traded_days)
+            tokens = _set_up(engine, simulation, fleet, ports, now=set_up_at)
             if history is not None:
                 result.history_rows = _store_history(engine, simulation, history, keep, now=clock_start)
+                result.history_intervals = _trade_history(
+                    engine, simulation, history, keep, days=traded_days, settings=settings, now=clock_start
+                )
             result.times.setup_s = time.perf_counter() - simulated
             specs = [
                 _PlatformSpec(
@@ -278,6 +291,7 @@ def run_scenario(
         result.platform_devices = follower.devices()
         result.late_periods = follower.late
         result.unplanned_periods = follower.unplanned
+        result.undispatched_periods = follower.undispatched
     finally:
         engine.dispose()
     result.times.total_s = time.perf_counter() - started
@@ -378,6 +392,75 @@ def _store_history(
     with transaction(engine) as session:
         stored = store_energy_of_meters(session, derived, now=now)
     return sum(len(rows) for rows in stored.values())
+
+
+def _trade_history(
+    engine: Engine,
+    simulation: Simulation,
+    history: Simulation,
+    keep: int,
+    *,
+    days: int,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    """The market on the last ``days`` days of the homes' history, as the platform ran it then;
+    returns the intervals cleared.
+
+    Each home's agent placed its history day's orders (:func:`simulation.simulate_history`'s, the
+    agents' on that day's forecasts) the day ahead, an hour before the day's first gate; each
+    period was cleared at its gate closure, and settled on the history's metered energy (stored
+    by :func:`_store_history`) if it was due by ``now``, as the platform's jobs would have (the
+    last few, due during the run, are the settlement job's). A twin
+    ``<id>-agents`` places the orders of the home it copies; a home trading through the platform
+    places none (its past plans are not simulated: the market's past is the agents'). This gives
+    the platform's automatic trading the price history a market that has run for a while has.
+    """
+    if days < 1:
+        return 0
+    rules = settings.market_rules()
+    interval = history.scenario.interval_minutes
+    first_day = history.periods[-1].settlement_date - timedelta(days=days - 1)
+    traded = [
+        period_at(p.start_utc, length_minutes=interval)
+        for p in history.periods
+        if p.settlement_date >= first_day
+    ]
+    period_of = {period.start_utc: period for period in traded}
+    trader_of = {
+        home.twin_of or home.id: home.id
+        for home in simulation.households[:keep]
+        if home.trading != "platform"
+    }
+    by_day: dict[tuple[str, date], list[OrderRequest]] = defaultdict(list)
+    for order in history.orders:
+        period = period_of.get(order.period_start_utc)
+        trader = trader_of.get(order.household_id)
+        if period is None or trader is None:
+            continue
+        request = OrderRequest(period, order.side, order.quantity_kwh, order.price_p_per_kwh)
+        by_day[(trader, period.settlement_date)].append(request)
+    day_starts = {period.settlement_date: period for period in reversed(traded)}  # each day's first
+    with transaction(engine) as session:
+        for (trader, day), requests in sorted(by_day.items()):
+            placed_at = rules.gate_closure_utc(day_starts[day]) - timedelta(hours=1)
+            for first in range(0, len(requests), MAX_BATCH_ORDERS):
+                place_orders(
+                    session,
+                    rules=rules,
+                    participant_id=trader,
+                    requests=requests[first : first + MAX_BATCH_ORDERS],
+                    now=placed_at,
+                )
+    for period in traded:
+        clear_interval(
+            engine, period=period, rules=rules, now=rules.gate_closure_utc(period), triggered_by="scheduler"
+        )
+    config = settings.settlement_config()
+    due = [period for period in traded if period.end_utc + config.meter_data_delay <= now]
+    # The last periods' meter data is not due yet: the platform's settlement job settles them.
+    settle_periods(engine, due, run_type=INITIAL, config=config, now=now, triggered_by="scheduler")
+    return len(traded)
 
 
 def _fleet(simulation: Simulation, keep: int) -> MeterFleet:
@@ -872,19 +955,27 @@ class _PlanFollower:
     :func:`market.autotrading.planned_periods`). A thread of this process reads the plans every
     :data:`FOLLOW_EVERY_S` real seconds; for each new plan, every period of it not yet begun gets
     the plan's battery charge or discharge (from its state of charge, with the losses as the plan
-    counts them: :func:`demo.comparison.battery_grid_wh`) and EV charging, and the home's meter
+    counts them: :func:`planning.dispatch.battery_grid_wh`) and EV charging, and the home's meter
     its new series from that period on. A later plan for a period not yet begun replaces an
     earlier one, so each period runs on the last plan made before it, the one whose orders were
     in the market at its gate closure. A period no plan reached before it began runs idle.
+
+    Once a period has cleared (and before it begins) its battery energy becomes what the
+    household's controller carries out: the plan less what its strategy orders did not trade
+    (:func:`planning.dispatch.battery_dispatch_wh`, the rule the platform tracks the battery by),
+    and the meter's series for that period follows. A period whose clearing it did not see
+    before it began runs as planned (counted in ``undispatched``).
     """
 
     def __init__(
-        self, engine: Engine, result: RunResult, clock: AcceleratedClock, updates: Any, interval_minutes: int
+        self, engine: Engine, result: RunResult, clock: AcceleratedClock, updates: Any, rules: MarketRules
     ) -> None:
         self.engine = engine
         self.result = result
         self.clock = clock
         self.updates = updates
+        self.rules = rules
+        interval_minutes = rules.interval_minutes
         self.length = timedelta(minutes=interval_minutes)
         simulation = result.simulation
         self.steps_per_period = interval_minutes * 60 // simulation.step_s
@@ -898,6 +989,10 @@ class _PlanFollower:
         self.index = {period.start_utc: i for i, period in enumerate(result.periods)}
         #: (home, period index) -> (battery Wh, EV Wh, state of charge at its end in Wh or None)
         self.driven: dict[tuple[str, int], tuple[int, int, int | None]] = {}
+        #: Each home's battery at the start of its first plan, Wh.
+        self.first_soc: dict[str, int] = {}
+        #: (home, period index) whose battery energy its clearing has fixed.
+        self.dispatched: set[tuple[str, int]] = set()
         self.seen: dict[str, datetime] = {}
         self.late = 0
         self._stop = threading.Event()
@@ -914,18 +1009,28 @@ class _PlanFollower:
             self._thread.join(timeout=30)
 
     @property
+    def undispatched(self) -> int:
+        """Home-periods driven by a plan whose clearing the follower did not see before they began."""
+        return sum(1 for key in self.driven if key not in self.dispatched)
+
+    @property
     def unplanned(self) -> int:
         return len(self.rows) * len(self.result.periods) - len(self.driven)
 
     def devices(self) -> dict[str, PlatformDevices]:
-        """What each platform home's battery and EV did, period by period."""
+        """What each platform home's battery and EV did, period by period: the state of charge
+        integrated from the battery's energy from where its first plan started it."""
         count = len(self.result.periods)
         found = {}
         for home in self.rows:
             cells = [self.driven.get((home, t), (0, 0, None)) for t in range(count)]
-            found[home] = PlatformDevices(
-                tuple(c[0] for c in cells), tuple(c[1] for c in cells), tuple(c[2] for c in cells)
-            )
+            soc = self.first_soc.get(home)
+            ends: list[int | None] = []
+            for battery_wh, _, planned_end in cells:
+                if soc is not None and planned_end is not None:
+                    soc += stored_change_wh(battery_wh, self.efficiency[home])
+                ends.append(soc if planned_end is not None else None)
+            found[home] = PlatformDevices(tuple(c[0] for c in cells), tuple(c[1] for c in cells), tuple(ends))
         return found
 
     def _follow(self) -> None:
@@ -936,18 +1041,74 @@ class _PlanFollower:
                 log.exception("following the platform's plans failed once")
 
     def follow_once(self) -> None:
-        """Read the plans once and drive what is new."""
+        """Read the plans once and drive what is new, then carry out each newly cleared period."""
         with Session(self.engine) as session:
             plans = [latest_plan(session, home) for home in self.rows]
         for plan in plans:
             if plan is None or self.seen.get(plan.participant_id) == plan.planned_at:
                 continue
             self.seen[plan.participant_id] = plan.planned_at
+            if plan.battery_soc_wh is not None:
+                self.first_soc.setdefault(plan.participant_id, plan.battery_soc_wh)
             self._drive(plan)
+        self._dispatch_cleared()
+
+    def _dispatch_cleared(self) -> None:
+        """Each period whose gate has closed and that has not begun: once cleared, its battery
+        does the plan less what did not trade."""
+        now = self.clock.now()
+        waiting = [
+            t
+            for t, period in enumerate(self.result.periods)
+            if self.rules.gate_closure_utc(period) <= now < period.start_utc
+            and any((home, t) in self.driven and (home, t) not in self.dispatched for home in self.rows)
+        ]
+        if not waiting:
+            return
+        with Session(self.engine) as session:
+            starts = [self.result.periods[t].start_utc for t in waiting]
+            cleared = set(
+                session.exec(
+                    select(ClearingRunRow.interval_start_utc).where(
+                        col(ClearingRunRow.is_current), col(ClearingRunRow.interval_start_utc).in_(starts)
+                    )
+                )
+            )
+            untraded = untraded_strategy_orders(
+                session, list(self.rows), since=min(starts), until=max(starts) + self.length
+            )
+        for t in waiting:
+            start = self.result.periods[t].start_utc
+            if start not in cleared:
+                continue
+            for home in self.rows:
+                if (home, t) not in self.driven or (home, t) in self.dispatched:
+                    continue
+                self.dispatched.add((home, t))
+                planned, ev_wh, soc_end = self.driven[(home, t)]
+                short = untraded.get((home, start))
+                if short is None:
+                    continue
+                done = battery_dispatch_wh(planned, short.unsold_wh, short.unbought_wh)
+                if done == planned:
+                    continue
+                self.driven[(home, t)] = (done, ev_wh, soc_end)
+                self._send(home, t, t + 1)
+
+    def _send(self, home: str, first: int, last: int) -> None:
+        """The home's meter series for periods ``first`` to before ``last``, from what it drove."""
+        base = self.result.simulation.net_power_w[self.rows[home]]
+        to_w = 3_600_000.0 / (self.length.total_seconds())  # Wh in a period -> W over it
+        values: list[float] = []
+        for t in range(first, last):
+            battery_wh, ev_wh, _ = self.driven.get((home, t), (0, 0, None))
+            device_w = (battery_wh + ev_wh) * to_w / 1000.0
+            step = t * self.steps_per_period
+            values.extend(float(w) + device_w for w in base[step : step + self.steps_per_period])
+        self.updates.put((self.rows[home], first * self.steps_per_period, values))
 
     def _drive(self, plan: StrategyPlanRow) -> None:
         home = plan.participant_id
-        row = self.rows[home]
         now = self.clock.now()
         soc = plan.battery_soc_wh
         changed_from: int | None = None
@@ -967,16 +1128,7 @@ class _PlanFollower:
             changed_from = t if changed_from is None else min(changed_from, t)
         if changed_from is None:
             return
-        simulation = self.result.simulation
-        base = simulation.net_power_w[row]
-        to_w = 3_600_000.0 / (self.length.total_seconds())  # Wh in a period -> W over it
-        values: list[float] = []
-        for t in range(changed_from, len(self.result.periods)):
-            battery_wh, ev_wh, _ = self.driven.get((home, t), (0, 0, None))
-            device_w = (battery_wh + ev_wh) * to_w / 1000.0
-            first = t * self.steps_per_period
-            values.extend(float(w) + device_w for w in base[first : first + self.steps_per_period])
-        self.updates.put((row, changed_from * self.steps_per_period, values))
+        self._send(home, changed_from, len(self.result.periods))
 
 
 def _wait_until(clock: AcceleratedClock, moment: datetime, tick: Callable[[], None]) -> None:

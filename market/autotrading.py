@@ -62,7 +62,7 @@ from market.database import chunks, transaction
 from market.forecasts import read_forecast_histories
 from market.intervals import SettlementPeriod, period_at
 from market.network import network_in_force
-from market.orders import OrderBatch
+from market.orders import CANCELLED, SELL, STRATEGY, OrderBatch
 from market.participants import HOUSEHOLD
 from market.prices import tariffs_over
 from market.rules import MarketRules
@@ -74,13 +74,14 @@ from market.strategies import (
     households_with_strategies,
     read_strategy_books,
 )
-from market.tables import ClearingRunRow, NodePriceRow, ParticipantRow, StrategyPlanRow
+from market.tables import ClearingRunRow, NodePriceRow, OrderRow, ParticipantRow, StrategyPlanRow, TradeRow
 from market.units import WH_PER_KWH
 from optimiser import Network
+from planning.dispatch import battery_dispatch_wh, battery_grid_wh, stored_change_wh
 from planning.forecast import HouseholdHistory, MeterHistory, forecast_households
 from planning.plan import HouseholdPlan, PlanFailure, plan_households
 from planning.plan_inputs import PlanInputError, PlanPeriods, PlanRequest, PriceOutlook
-from planning.strategy import ElectricVehicle, Strategy
+from planning.strategy import ElectricVehicle, HomeBattery, Strategy
 
 log = logging.getLogger("smartbrum.autotrading")
 
@@ -93,6 +94,9 @@ LEAD = timedelta(minutes=2)
 #: net energy its estimate averages, and the days of cleared prices at which the estimate's weight
 #: has gone (with ``n`` such days the expected price is ``n/7`` their mean and ``1 - n/7`` the estimate).
 OUTLOOK_DAYS = 7
+#: Periods after the horizon whose expected prices value what a battery keeps past it: the rest of
+#: the day to come (with the horizon, a day of half-hours).
+AFTER_HORIZON = 36
 #: Households whose orders and plans one transaction makes (each in a savepoint of its own): few
 #: enough that the household and book locks it holds are held well under a second.
 BATCH_HOUSEHOLDS = 100
@@ -115,6 +119,9 @@ class NodeOutlook:
     export_p_per_kwh: tuple[Decimal, ...]
     #: How many of the periods had a cleared price to average (the others: the estimate alone).
     from_history: int
+    #: The expected price in each of the :data:`AFTER_HORIZON` periods after the periods (the
+    #: cleared prices' mean blended with the tariffs' middle, as a period with no forecast).
+    after_p_per_kwh: tuple[Decimal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,16 @@ def plan_strategies(
             },
         )
         previous = _stored_plans(session, ids)
+        untraded = untraded_strategy_orders(
+            session,
+            [
+                s.participant_id
+                for s in strategies
+                if s.strategy is not None and s.strategy.battery is not None
+            ],
+            since=min((plan.first_start_utc for plan in previous.values()), default=starts[0]),
+            until=starts[0],
+        )
     own = [histories.get(i) or HouseholdHistory(i, MeterHistory.empty(), pv.get(i)) for i in ids]
     forecasts = {f.household_id: f for f in forecast_households(own, starts)}
     plan_periods = PlanPeriods(tuple(starts), Decimal(rules.interval_minutes) / 60)
@@ -222,11 +239,14 @@ def plan_strategies(
                         demand_kwh=forecast.demand_kwh,
                         generation_kwh=forecast.generation_kwh,
                         battery_soc_kwh=_battery_state(
-                            strategy, previous.get(stored.participant_id), starts[0]
+                            strategy, previous.get(stored.participant_id), starts[0], untraded
                         ),
                         ev_energy_needed_kwh=_ev_state(
                             strategy.ev, previous.get(stored.participant_id), starts[0], plan_periods.length
                         ),
+                        stored_price_p_per_kwh=None
+                        if strategy.battery is None
+                        else stored_price(strategy.battery, outlook, plan_periods.length_hours),
                     ),
                 )
             )
@@ -264,7 +284,8 @@ def price_outlook(
         expected = (n m + (OUTLOOK_DAYS - n) e) / OUTLOOK_DAYS
 
     half to even on the 0.01 p tick: a week of cleared prices is the outlook alone, none is the
-    estimate alone.
+    estimate alone. The :data:`AFTER_HORIZON` periods after ``periods`` get the same blend with the
+    tariffs' middle for ``e`` (no position is forecast that far), for :func:`stored_price`.
 
     A period before any tariff is planned on the first tariff there is (a platform without one
     cannot clear anyway).
@@ -297,6 +318,10 @@ def price_outlook(
         )
         for start, node, price in rows:
             seen[(node, _slot(start))].append(Decimal(price))
+    after = [periods[-1].next()]
+    while len(after) < AFTER_HORIZON:
+        after.append(after[-1].next())
+    middle = (imports[-1] + exports[-1]) / 2  # the last tariffs, held after the horizon
     outlooks = {}
     for node in node_ids:
         position = positions.get(node)
@@ -309,16 +334,41 @@ def price_outlook(
                     position.import_wh[index], position.export_wh[index], imported, exported
                 )
             prices = seen.get((node, _slot(period.start_utc)), [])
-            days = min(len(prices), OUTLOOK_DAYS)
-            if prices:
-                from_history += 1
-                mean = sum(prices, Decimal(0)) / len(prices)
-                price = (days * mean + (OUTLOOK_DAYS - days) * estimate) / OUTLOOK_DAYS
-            else:
-                price = estimate
-            expected.append(price.quantize(_TICK, rounding=ROUND_HALF_EVEN))
-        outlooks[node] = NodeOutlook(tuple(expected), imports, exports, from_history)
+            from_history += bool(prices)
+            expected.append(_blend(prices, estimate))
+        later = tuple(_blend(seen.get((node, _slot(period.start_utc)), []), middle) for period in after)
+        outlooks[node] = NodeOutlook(tuple(expected), imports, exports, from_history, later)
     return outlooks
+
+
+def _blend(prices: Sequence[Decimal], estimate: Decimal) -> Decimal:
+    """``n`` days' cleared prices at a half-hour blended with an estimate (see
+    :func:`price_outlook`), on the tick."""
+    if not prices:
+        return estimate.quantize(_TICK, rounding=ROUND_HALF_EVEN)
+    days = min(len(prices), OUTLOOK_DAYS)
+    mean = sum(prices, Decimal(0)) / len(prices)
+    price = (days * mean + (OUTLOOK_DAYS - days) * estimate) / OUTLOOK_DAYS
+    return price.quantize(_TICK, rounding=ROUND_HALF_EVEN)
+
+
+def stored_price(battery: HomeBattery, outlook: NodeOutlook, hours: Decimal) -> Decimal | None:
+    """What a kWh a battery keeps past the horizon is expected to fetch: the mean expected price
+    of the dearest periods after it, as many as a full battery needs to empty at its discharge
+    power (it would discharge in those), within the tariffs; None without prices after.
+
+    The horizon's mean price (the plan's default) undervalues it: at midday the evening peak is
+    still beyond six hours, and a battery that sees only the cheap afternoon never charges for it.
+    """
+    if not outlook.after_p_per_kwh:
+        return None
+    usable = battery.ceiling_kwh - battery.floor_kwh
+    per_period = battery.discharge_kw * hours
+    count = max(1, min(len(outlook.after_p_per_kwh), math.ceil(usable / per_period))) if per_period > 0 else 1
+    dearest = sorted(outlook.after_p_per_kwh, reverse=True)[:count]
+    price = sum(dearest, Decimal(0)) / count
+    low, high = outlook.export_p_per_kwh[-1], outlook.import_p_per_kwh[-1]
+    return min(max(price, low), high).quantize(_TICK, rounding=ROUND_HALF_EVEN)
 
 
 def estimated_price(
@@ -568,22 +618,90 @@ def _nodes_of(session: Session, participant_ids: Sequence[str]) -> dict[str, str
     return found
 
 
-def _battery_state(strategy: Strategy, previous: StrategyPlanRow | None, start: datetime) -> Decimal | None:
+@dataclass(frozen=True)
+class Untraded:
+    """What a household's strategy orders in a cleared period did not trade, Wh."""
+
+    unsold_wh: int
+    unbought_wh: int
+
+
+def untraded_strategy_orders(
+    session: Session, participant_ids: Sequence[str], *, since: datetime, until: datetime
+) -> dict[tuple[str, datetime], Untraded]:
+    """For each household and cleared period starting from ``since`` to before ``until``: what its
+    strategy's orders there did not trade (their quantities less what the period's current
+    clearing run accepted of them), by side. A period not yet cleared is absent (its battery is
+    taken to follow the plan: :mod:`planning.dispatch`)."""
+    if not participant_ids or since >= until:
+        return {}
+    order_table: sa.Table = OrderRow.__table__  # type: ignore[attr-defined]
+    run_table: sa.Table = ClearingRunRow.__table__  # type: ignore[attr-defined]
+    trades = TradeRow.__table__.c  # type: ignore[attr-defined]
+    orders, runs = order_table.c, run_table.c
+    accepted = (
+        sa.select(sa.func.coalesce(sa.func.sum(trades.accepted_wh), 0))
+        .where(trades.run_id == runs.id, trades.order_id == orders.id)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(orders.participant_id, orders.interval_start_utc, orders.side, orders.quantity_wh, accepted)
+        .select_from(order_table)
+        .join(
+            run_table,
+            sa.and_(
+                runs.interval_start_utc == orders.interval_start_utc,
+                runs.length_minutes == orders.length_minutes,
+                runs.is_current,
+            ),
+        )
+        .where(
+            orders.interval_start_utc >= since,
+            orders.interval_start_utc < until,
+            orders.source == STRATEGY,
+            orders.status != CANCELLED,
+        )
+    )
+    short: dict[tuple[str, datetime], list[int]] = {}
+    for ids in chunks(list(participant_ids)):
+        for participant, start, side, quantity, traded in session.execute(
+            query.where(orders.participant_id.in_(ids))
+        ):
+            cell = short.setdefault((participant, start), [0, 0])
+            cell[0 if side == SELL else 1] += int(quantity) - int(traded)
+    return {key: Untraded(unsold, unbought) for key, (unsold, unbought) in short.items()}
+
+
+def _battery_state(
+    strategy: Strategy,
+    previous: StrategyPlanRow | None,
+    start: datetime,
+    untraded: Mapping[tuple[str, datetime], Untraded] | None = None,
+) -> Decimal | None:
     """The battery's state of charge the plan starts from, kWh: where the previous plan left it by
-    ``start`` (idle after its horizon), within the battery's capacity; its floor before any plan."""
+    ``start`` (idle after its horizon), each cleared period of it as the battery carried it out
+    (:func:`planning.dispatch.battery_dispatch_wh`: the plan less what its orders there did not
+    trade, from ``untraded``), within the battery's capacity; its floor before any plan."""
     battery = strategy.battery
     if battery is None:
         return None
-    soc_wh: int | None = None
-    if previous is not None:
-        if previous.first_start_utc == start:
-            soc_wh = previous.battery_soc_wh
-        else:
-            for period_start, soc, _ in planned_periods(previous):
-                if period_start < start:
-                    soc_wh = soc  # the state at the end of the last planned period before start
-    if soc_wh is None:
+    if previous is None or previous.battery_soc_wh is None:
         return battery.floor_kwh
+    untraded = untraded or {}
+    efficiency = float(battery.round_trip_efficiency_percent) / 100
+    soc_wh = planned_wh = previous.battery_soc_wh
+    for period_start, planned_after, _ in planned_periods(previous):
+        if period_start >= start or planned_after is None:
+            break
+        short = untraded.get((previous.participant_id, period_start))
+        planned_grid = battery_grid_wh(planned_wh, planned_after, efficiency)
+        done = (
+            planned_grid
+            if short is None
+            else battery_dispatch_wh(planned_grid, short.unsold_wh, short.unbought_wh)
+        )
+        soc_wh += planned_after - planned_wh if done == planned_grid else stored_change_wh(done, efficiency)
+        planned_wh = planned_after
     return min(max(Decimal(soc_wh) / WH_PER_KWH, Decimal(0)), battery.capacity_kwh)
 
 

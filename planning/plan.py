@@ -43,9 +43,13 @@ The plan minimises the expected cost of the horizon less what it leaves for late
   A need beyond what the charger can deliver is cut to what it can.
 - **After the horizon.** Without a value for what is left the plan would empty the battery and put
   off the EV at every horizon's end. The battery's last state of charge is worth ``eta`` times the
-  *later price* per kWh, and every Wh the EV receives now is one it need not buy later at the later
-  price. The later price is the request's ``later_price_p_per_kwh``, by default the horizon's mean
-  expected price (held within the tariffs).
+  *stored price* per kWh, and every Wh the EV receives now is one it need not buy later at the
+  *later price*. The later price is the request's ``later_price_p_per_kwh``, by default the
+  horizon's mean expected price (held within the tariffs); the stored price is the request's
+  ``stored_price_p_per_kwh``, by default the later price. They differ because a battery sells
+  its energy in the dearest hours to come, where an EV may take its energy in the cheapest: the
+  platform values a battery's energy at the mean of the dearest periods of the day after the
+  horizon that a full battery needs to empty (:mod:`market.autotrading`).
 
 The objective's optimum is what :attr:`HouseholdPlan.expected_cost_p` reports less those terms:
 the expected cost of the horizon alone, ``sum(b_t x import cost - s_t x export value)``.
@@ -62,10 +66,10 @@ least ``max(floor, export tariff)``:
     Generation beyond demand: offered at the floor.
 ``battery``
     Charging is bid at ``round-trip efficiency x`` the best use of the energy after it (the
-    dearest later period in which the plan discharges, or the later price): above that the round
+    dearest later period in which the plan discharges, or the stored price): above that the round
     trip cannot pay. Discharging is offered at the average cost of the energy in the battery per
     kWh out (what it was charged at, over the efficiency; what it held at the start valued at the
-    later price): no lower than what it cost.
+    stored price): no lower than what it cost.
 ``ev_urgent``
     What the EV must receive in the period to make its departure even charging at full power
     afterwards: bid at the ceiling.
@@ -400,6 +404,7 @@ def _legs(request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[f
         max(float(request.strategy.sell_floor_p_per_kwh), float(e)) for e in prices.export_tariff_p_per_kwh
     ]
     later = lp.later_price_p_per_kwh
+    stored_later = float(lp.stored_price)  # what the battery's energy fetches after the horizon
     legs: list[list[_Leg]] = [[] for _ in range(count)]
     demand = lp.demand_wh.tolist()
     generation = lp.generation_wh.tolist()
@@ -413,9 +418,9 @@ def _legs(request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[f
         rte = lp.charge_efficiency * lp.discharge_efficiency
         eta_c, eta_d = lp.charge_efficiency, lp.discharge_efficiency
         stored = float(lp.soc_initial_wh)
-        stored_cost = stored * eta_d * later  # p/kWh x Wh: millipence
-        best_use_after = [later] * count
-        best = later
+        stored_cost = stored * eta_d * stored_later  # p/kWh x Wh: millipence
+        best_use_after = [stored_later] * count
+        best = stored_later
         for t in range(count - 1, -1, -1):
             best_use_after[t] = best
             if flows.discharge_wh[t] > 0:
@@ -427,7 +432,7 @@ def _legs(request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[f
                 stored_cost += c * marginal[t]
                 stored += eta_c * c
             if d > 0:
-                average = stored_cost / stored if stored > 0 else eta_d * later
+                average = stored_cost / stored if stored > 0 else eta_d * stored_later
                 legs[t].append(_Leg(-d, max(average / eta_d, floor[t]), Purpose.BATTERY))
                 taken = min(stored, d / eta_d)
                 stored -= taken

@@ -168,6 +168,10 @@ class PlanRequest:
         What energy is expected to cost after the horizon: it values what the battery keeps and
         what the EV may still receive later. By default the mean over the horizon of the expected
         price held within the tariffs, on the 0.01 p tick.
+    stored_price_p_per_kwh : Decimal, optional
+        What a kWh the battery still holds at the horizon's end is expected to fetch when it is
+        discharged later (before the discharge loss): the dearest hours after the horizon, say,
+        where the later price is an average. By default the later price.
     """
 
     periods: PlanPeriods
@@ -178,6 +182,7 @@ class PlanRequest:
     battery_soc_kwh: Decimal | None = None
     ev_energy_needed_kwh: Decimal | None = None
     later_price_p_per_kwh: Decimal | None = None
+    stored_price_p_per_kwh: Decimal | None = None
 
     def __post_init__(self) -> None:
         count = self.periods.count
@@ -195,6 +200,7 @@ class PlanRequest:
         needed = self.ev_energy_needed_kwh
         if needed is not None and (not isinstance(needed, Decimal) or not needed.is_finite() or needed < 0):
             raise PlanInputError("ev_energy_needed_kwh", f"must be a Decimal >= 0, not {needed!r}")
-        later = self.later_price_p_per_kwh
-        if later is not None and (not isinstance(later, Decimal) or not later.is_finite()):
-            raise PlanInputError("later_price_p_per_kwh", f"must be a finite Decimal, not {later!r}")
+        for name in ("later_price_p_per_kwh", "stored_price_p_per_kwh"):
+            price = getattr(self, name)
+            if price is not None and (not isinstance(price, Decimal) or not price.is_finite()):
+                raise PlanInputError(name, f"must be a finite Decimal, not {price!r}")

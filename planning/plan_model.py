@@ -88,6 +88,7 @@ class HouseholdLP:
     import_cost_p_per_kwh: FloatArray
     export_value_p_per_kwh: FloatArray
     later_price: Decimal
+    stored_price: Decimal
     has_battery: bool
     charge_max_wh: int
     discharge_max_wh: int
@@ -104,8 +105,9 @@ class HouseholdLP:
 
     @property
     def stored_value_p_per_kwh(self) -> float:
-        """What a kWh left in the battery at the end is worth: discharged later, at the later price."""
-        return self.discharge_efficiency * self.later_price_p_per_kwh
+        """What a kWh left in the battery at the end is worth: discharged later, at the stored
+        price (the later price unless the request gives one)."""
+        return self.discharge_efficiency * float(self.stored_price)
 
     @property
     def column_count(self) -> int:
@@ -217,6 +219,7 @@ def describe_household(request: PlanRequest) -> HouseholdLP:
         import_cost_p_per_kwh=np.array([float(v) for v in import_cost]),
         export_value_p_per_kwh=np.array([float(v) for v in export_value]),
         later_price=later,
+        stored_price=later if request.stored_price_p_per_kwh is None else request.stored_price_p_per_kwh,
         has_battery=battery is not None,
         charge_max_wh=charge_max,
         discharge_max_wh=discharge_max,

@@ -18,6 +18,10 @@ Top level:
     Days before ``date`` simulated for the same homes and stored as their metered interval
     energy before the run starts (:func:`simulation.simulate_history`): the history a platform
     that had run for a while would forecast from. 0: none (a platform on its first day).
+``market_history_days`` (int 0-14, at most ``history_days``; default 0)
+    The last of those days on which the market also traded before the run: the history's agents'
+    orders placed and each period cleared at its gate closure, then settled
+    (``demo.scenario_run``), so the platform has a price history. 0: the day is the market's first.
 ``interval_minutes`` (15, 30 or 60; default 30)
     The settlement period length the orders are for.
 ``step_seconds`` (60, 300 or 900 ... any divisor of 900; default 60)
@@ -370,6 +374,7 @@ class Scenario(_Strict):
     date: date
     days: Annotated[int, Field(ge=1, le=366)] = 1
     history_days: Annotated[int, Field(ge=0, le=28)] = 14
+    market_history_days: Annotated[int, Field(ge=0, le=14)] = 0
     interval_minutes: int = 30
     step_seconds: int = 60
     location: LocationSpec = Field(default_factory=LocationSpec)
@@ -407,6 +412,15 @@ class Scenario(_Strict):
         if value <= 0 or 900 % value or value % 60:
             raise ValueError("must be a whole number of minutes dividing 900 s (60, 180, 300, 900)")
         return value
+
+    @model_validator(mode="after")
+    def _market_history_within_history(self) -> Scenario:
+        if self.market_history_days > self.history_days:
+            raise ValueError(
+                f"market_history_days ({self.market_history_days}) must not exceed history_days "
+                f"({self.history_days}): the market's past days trade on the homes' history"
+            )
+        return self
 
     @property
     def household_count(self) -> int:

@@ -27,10 +27,10 @@ from market.autotrading import (
     planning_periods,
     price_outlook,
 )
-from market.clearing import clear_interval
+from market.clearing import clear_interval, current_run, trades_of
 from market.database import transaction
 from market.intervals import period_at, settlement_period
-from market.orders import cancel_order, list_orders, place_order
+from market.orders import OrderRequest, cancel_order, list_orders, place_order, place_orders
 from market.rules import MarketRules
 from market.strategies import pause_strategy, set_strategy
 from market.tables import StrategyPlanRow
@@ -138,6 +138,88 @@ def test_the_battery_starts_where_the_last_plan_left_it_else_at_its_floor():
     assert _battery_state(strategy, previous, start + timedelta(minutes=30)) == Decimal(4)
     assert _battery_state(strategy, previous, start + timedelta(hours=3)) == Decimal(5)  # idle after
     assert _battery_state(Strategy(sell_floor_p_per_kwh=5, buy_ceiling_p_per_kwh=30), previous, start) is None
+
+
+def test_the_battery_keeps_what_a_cleared_period_did_not_sell_or_buy():
+    """The previous plan discharged 2 kWh of stored energy at 09:00 to sell and charged 1 kWh at
+    09:30 from a purchase; at 09:00 half of its sell orders' energy did not sell, at 09:30 none
+    of its purchase was bought: the battery kept the unsold energy and did not charge."""
+    strategy = Strategy(
+        sell_floor_p_per_kwh=5,
+        buy_ceiling_p_per_kwh=30,
+        battery=HomeBattery(**BATTERY, round_trip_efficiency_percent=81),
+    )
+    start = NOW.replace(minute=0)
+    previous = StrategyPlanRow(
+        participant_id="H1",
+        planned_at=start,
+        first_start_utc=start,
+        battery_soc_wh=5000,
+        periods_json='[["2026-12-07T09:00:00+00:00", 3000, 0], ["2026-12-07T09:30:00+00:00", 3900, 0]]',
+        expected_cost_p=Decimal(0),
+    )
+    half = timedelta(minutes=30)
+    # Planned at the meter: -1800 Wh at 09:00 (2000 stored x 0.9), +1000 Wh at 09:30 (900 / 0.9).
+    untraded = {("H1", start): autotrading.Untraded(unsold_wh=900, unbought_wh=0)}
+    assert _battery_state(strategy, previous, start + half, untraded) == Decimal(4)  # -900 Wh: 1000 stored
+    untraded[("H1", start + half)] = autotrading.Untraded(unsold_wh=0, unbought_wh=1000)
+    assert _battery_state(strategy, previous, start + 2 * half, untraded) == Decimal(4)  # no charge
+    assert _battery_state(strategy, previous, start + 2 * half) == Decimal("3.9")  # cleared as planned
+
+
+def test_what_a_strategy_did_not_trade_in_a_cleared_period(market):
+    """H1's strategy offers 2 kWh at 10 p, and H1 offers 1 kWh more by hand; H2 buys 0.5 kWh: of
+    the 3 kWh offered 2.5 did not sell, of which what the strategy's offer did not sell counts. A
+    cancelled strategy order and a period not yet cleared are not counted."""
+    at = period_at(NOW + timedelta(hours=1))
+    later = at.next()
+    with transaction(market) as session:
+        strategy_orders, _ = place_orders(
+            session,
+            rules=RULES,
+            participant_id="H1",
+            requests=[
+                OrderRequest(at, "sell", Decimal(2), Decimal(10)),
+                OrderRequest(at, "buy", Decimal(1), Decimal(3)),
+                OrderRequest(later, "sell", Decimal(1), Decimal(10)),
+            ],
+            now=NOW,
+            source="strategy",
+        )
+        cancel_order(session, rules=RULES, order_id=strategy_orders[1].id, participant_id="H1", now=NOW)
+        manual, _ = place_order(
+            session,
+            rules=RULES,
+            participant_id="H1",
+            period=at,
+            side="sell",
+            quantity_kwh=Decimal(1),
+            price_p_per_kwh=Decimal(10),
+            now=NOW,
+        )
+        place_order(
+            session,
+            rules=RULES,
+            participant_id="H2",
+            period=at,
+            side="buy",
+            quantity_kwh=Decimal("0.5"),
+            price_p_per_kwh=Decimal(25),
+            now=NOW,
+        )
+    clear_interval(market, period=at, rules=RULES, now=RULES.gate_closure_utc(at), triggered_by="t")
+    with Session(market) as session:
+        untraded = autotrading.untraded_strategy_orders(
+            session, ["H1", "H2"], since=at.start_utc, until=later.end_utc
+        )
+        trades = trades_of(session, current_run(session, at).id)
+    accepted = {t.order_id: t.accepted_wh for t in trades}
+    assert sum(accepted.values()) == 1000  # 500 Wh sold by H1's offers, bought by H2
+    assert set(untraded) == {("H1", at.start_utc)}
+    unsold = untraded[("H1", at.start_utc)].unsold_wh
+    assert unsold == 2000 - accepted.get(strategy_orders[0].id, 0)
+    assert unsold + 1000 - accepted.get(manual.id, 0) == 2500
+    assert untraded[("H1", at.start_utc)].unbought_wh == 0  # its bid was cancelled
 
 
 def test_the_ev_needs_what_its_window_has_not_yet_been_planned_to_receive():
