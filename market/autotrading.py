@@ -247,6 +247,7 @@ def plan_strategies(
                         stored_price_p_per_kwh=None
                         if strategy.battery is None
                         else stored_price(strategy.battery, outlook, plan_periods.length_hours),
+                        net_error_wh=forecast.net_error_wh,
                     ),
                 )
             )

@@ -151,6 +151,8 @@ LOCATION_ROUNDING_DEG = 0.01
 #: fitted through the same model, takes up most of that. A city's roofs share a few thousand
 #: orientations, each transposed once a run under the sky its location shares.
 ORIENTATION_ROUNDING_DEG = 1.0
+#: The fewest past errors of a period's net that make its sample (below it, none: a new household).
+MIN_ERROR_SAMPLES = 6
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,8 @@ class HouseholdForecast:
         The cloudiness the PV forecast used; None without a declared array.
     from_history : bool
         False when the household had no usable history and got the default.
+    net_error_wh : tuple of tuple of int
+        The spread of the net around the forecast, per period (see the attribute).
     """
 
     household_id: str
@@ -311,6 +315,10 @@ class HouseholdForecast:
     generation_wh: tuple[int, ...]
     clear_sky_index: float | None
     from_history: bool
+    #: Per period, how the net (demand - generation) of the recent days at its slot and the two
+    #: beside it differed from this forecast, Wh, sorted; empty with fewer than
+    #: :data:`MIN_ERROR_SAMPLES` (the plan sizes its orders from it: :mod:`planning.plan`).
+    net_error_wh: tuple[tuple[int, ...], ...] = ()
 
     @property
     def demand_kwh(self) -> tuple[Decimal, ...]:
@@ -719,6 +727,7 @@ def _forecast_chunk(
     generation_ahead = index_ahead[:, None] * clear_ahead
 
     demand_wh, generation_wh = _to_wh(demand_ahead), _to_wh(generation_ahead)
+    errors = _net_errors(values, lags, settings, demand_ahead, day_index, frame, index_ahead, clear_ahead)
     return [
         HouseholdForecast(
             household_id=household.household_id,
@@ -727,9 +736,52 @@ def _forecast_chunk(
             generation_wh=tuple(int(v) for v in generation_wh[row]),
             clear_sky_index=None if household.pv is None else float(index_ahead[row]),
             from_history=bool(from_history[row]),
+            net_error_wh=errors[row],
         )
         for row, household in enumerate(households)
     ]
+
+
+def _net_errors(
+    values: FloatArray,
+    lags: IntArray,
+    settings: ForecastSettings,
+    demand_ahead: FloatArray,
+    day_index: FloatArray,
+    frame: _Frame,
+    index_ahead: FloatArray,
+    clear_ahead: FloatArray,
+) -> list[tuple[tuple[int, ...], ...]]:
+    """Each household's sample of net errors per target (see :attr:`HouseholdForecast.net_error_wh`).
+
+    On each of the recent days (lags up to :attr:`ForecastSettings.recent_days`), at the target's
+    slot and the two beside it: that day's demand less the forecast demand, less that day's
+    cloudiness less the forecast's times the target's clear-sky generation. So the sample holds
+    both the spikes of a home's demand and the days' weather.
+    """
+    recent = np.flatnonzero(lags <= settings.recent_days)
+    if recent.size == 0:
+        return [() for _ in range(values.shape[0])]
+    demand_error = values[:, :, recent, :] - demand_ahead[:, :, None, None]  # (n, T, days, 3)
+    days = frame.target_days[:, None] - lags[recent][None, :]  # (T, days): local day - day0
+    inside = (days >= 0) & (days < day_index.shape[1])
+    seen_index = np.where(inside[None], day_index[:, np.clip(days, 0, day_index.shape[1] - 1)], np.nan)
+    generation_error = np.where(  # (n, T, days); none without a clear-sky generation
+        clear_ahead[:, :, None] > 0, (seen_index - index_ahead[:, None, None]) * clear_ahead[:, :, None], 0.0
+    )
+    error_wh = np.rint((demand_error - generation_error[..., None]) * WH_PER_KWH)
+    n, targets = error_wh.shape[:2]
+    flat = error_wh.reshape(n, targets, -1)
+    found: list[tuple[tuple[int, ...], ...]] = []
+    for row in range(n):
+        per_target = []
+        for t in range(targets):
+            sample = flat[row, t][~np.isnan(flat[row, t])]
+            per_target.append(
+                tuple(int(v) for v in np.sort(sample)) if sample.size >= MIN_ERROR_SAMPLES else ()
+            )
+        found.append(tuple(per_target))
+    return found
 
 
 def forecast_households(

@@ -54,6 +54,19 @@ The plan minimises the expected cost of the horizon less what it leaves for late
 The objective's optimum is what :attr:`HouseholdPlan.expected_cost_p` reports less those terms:
 the expected cost of the horizon alone, ``sum(b_t x import cost - s_t x export value)``.
 
+How much to order for the household's own use
+---------------------------------------------
+The plan works on expected demand and generation, but what the household will use is uncertain,
+and the costs of guessing wrong are not even: every Wh ordered and not used goes back to the
+energy company at the export tariff ``e``, every Wh used and not ordered comes from it at the
+import tariff ``i``, where the local price ``p`` sits between. So, as the newsvendor orders
+newspapers, the net ordered for its own use (``demand - generation``) is not the forecast but the
+forecast plus the ``(i - p) / (i - e)`` quantile of its past errors
+(:attr:`PlanRequest.net_error_wh`, nearest rank): where the local price is near the import
+tariff, buying too little costs little, so it buys at a low quantile; where it is near the export
+tariff, selling too little costs little, so it sells at a high one (a low quantile of the net).
+The battery and the EV, which do what they are told, are planned on the expectation.
+
 Limit prices
 ------------
 A period's net energy is split into *legs*, each with its own limit price (p/kWh), every buy at
@@ -172,11 +185,12 @@ class PlannedOrder:
 class PlannedPeriod:
     """The plan for one period.
 
-    ``buy_wh`` and ``sell_wh`` are the household's net import and export (at most one is nonzero),
-    every Wh of it in ``orders``. ``import_cost_p_per_kwh`` and ``export_value_p_per_kwh`` are what
-    the plan expects a Wh bought to cost and one sold to earn (the expected price where it trades
-    locally, the tariff where it falls back to the backstop); ``expected_cost_p`` is the period's
-    cost at those prices.
+    ``buy_wh`` and ``sell_wh`` are the household's expected net import and export (at most one is
+    nonzero); ``orders`` carry that net with the household's own use sized for the forecast's
+    errors (:func:`own_use_shift`: the same net without them). ``import_cost_p_per_kwh`` and
+    ``export_value_p_per_kwh`` are what the plan expects a Wh bought to cost and one sold to earn
+    (the expected price where it trades locally, the tariff where it falls back to the backstop);
+    ``expected_cost_p`` is the period's cost at those prices.
     """
 
     start_utc: datetime
@@ -302,7 +316,8 @@ def plan_from_values(request: PlanRequest, lp: HouseholdLP, values: FloatArray) 
     buy = [max(n, 0) for n in net]
     sell = [max(-n, 0) for n in net]
     marginal = [float(lp.export_value[t]) if sell[t] > 0 else float(lp.import_cost[t]) for t in range(count)]
-    legs = _legs(request, lp, flows, marginal)
+    shift = own_use_shift(request)
+    legs = _legs(request, lp, flows, marginal, shift)
     floor, ceiling = request.strategy.sell_floor_p_per_kwh, request.strategy.buy_ceiling_p_per_kwh
     periods = []
     for t in range(count):
@@ -319,7 +334,7 @@ def plan_from_values(request: PlanRequest, lp: HouseholdLP, values: FloatArray) 
                 import_cost_p_per_kwh=lp.import_cost[t],
                 export_value_p_per_kwh=lp.export_value[t],
                 expected_cost_p=cost,
-                orders=_net_orders(legs[t], net[t], floor, ceiling),
+                orders=_net_orders(legs[t], net[t] + shift[t], floor, ceiling),
             )
         )
     ev_later = 0
@@ -393,8 +408,31 @@ class _Leg:
     purpose: Purpose
 
 
-def _legs(request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[float]) -> list[list[_Leg]]:
-    """Each period's legs with their limit prices before the household's band and the tick."""
+def own_use_shift(request: PlanRequest) -> list[int]:
+    """How much each period's orders for the household's own use differ from its forecast net,
+    Wh: the newsvendor's quantile of the forecast's errors (module docstring), 0 without them."""
+    count = request.periods.count
+    if not request.net_error_wh:
+        return [0] * count
+    prices = request.prices
+    shift = []
+    for t, sample in enumerate(request.net_error_wh):
+        if not sample:
+            shift.append(0)
+            continue
+        imported, exported = prices.import_tariff_p_per_kwh[t], prices.export_tariff_p_per_kwh[t]
+        price = min(max(prices.expected_p_per_kwh[t], exported), imported)
+        level = Decimal("0.5") if imported == exported else (imported - price) / (imported - exported)
+        rank = min(max(math.ceil(level * len(sample)) - 1, 0), len(sample) - 1)
+        shift.append(sorted(sample)[rank])
+    return shift
+
+
+def _legs(
+    request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[float], shift: list[int]
+) -> list[list[_Leg]]:
+    """Each period's legs with their limit prices before the household's band and the tick; its
+    own use sized by ``shift`` (:func:`own_use_shift`)."""
     count = lp.periods
     prices = request.prices
     ceiling = [
@@ -409,7 +447,7 @@ def _legs(request: PlanRequest, lp: HouseholdLP, flows: _Flows, marginal: list[f
     demand = lp.demand_wh.tolist()
     generation = lp.generation_wh.tolist()
     for t in range(count):
-        base = demand[t] - generation[t]
+        base = demand[t] - generation[t] + shift[t]
         if base > 0:
             legs[t].append(_Leg(base, ceiling[t], Purpose.DEMAND))
         elif base < 0:

@@ -172,6 +172,10 @@ class PlanRequest:
         What a kWh the battery still holds at the horizon's end is expected to fetch when it is
         discharged later (before the discharge loss): the dearest hours after the horizon, say,
         where the later price is an average. By default the later price.
+    net_error_wh : tuple of tuple of int, optional
+        Per period, a sample of how the household's net (demand - generation) has differed from
+        its forecast, Wh (:attr:`planning.forecast.HouseholdForecast.net_error_wh`): the orders
+        for its own use are sized from it (:mod:`planning.plan`). Empty: sized at the forecast.
     """
 
     periods: PlanPeriods
@@ -183,6 +187,7 @@ class PlanRequest:
     ev_energy_needed_kwh: Decimal | None = None
     later_price_p_per_kwh: Decimal | None = None
     stored_price_p_per_kwh: Decimal | None = None
+    net_error_wh: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         count = self.periods.count
@@ -200,6 +205,9 @@ class PlanRequest:
         needed = self.ev_energy_needed_kwh
         if needed is not None and (not isinstance(needed, Decimal) or not needed.is_finite() or needed < 0):
             raise PlanInputError("ev_energy_needed_kwh", f"must be a Decimal >= 0, not {needed!r}")
+        errors = self.net_error_wh
+        if errors and (len(errors) != count or not all(isinstance(e, tuple) for e in errors)):
+            raise PlanInputError("net_error_wh", f"needs a tuple of Wh for each of the {count} periods")
         for name in ("later_price_p_per_kwh", "stored_price_p_per_kwh"):
             price = getattr(self, name)
             if price is not None and (not isinstance(price, Decimal) or not price.is_finite()):

@@ -403,3 +403,30 @@ def test_net_error_against_what_the_meter_measured() -> None:
     assert errors[0].count == 1
     assert errors[0].mae_kwh == pytest.approx(abs(forecast.net_import_wh[0] - 400) / 1000)
     assert errors[1].count == 0
+
+
+# --- the spread of the net around the forecast ---------------------------------------------------
+
+
+def test_the_net_errors_are_the_recent_days_around_the_forecast() -> None:
+    """Demand alternating 100 and 300 Wh by day (no PV): the forecast is their mean, 200 Wh, and
+    each period's sample is the recent 7 days at its slot and the two beside it, each 100 Wh off."""
+    day = date(2026, 3, 11)
+    alternating = history(days_before(day, 35), lambda start: 100 if start.toordinal() % 2 else 300)
+    targets = periods(local_midnight(day) + 8 * HALF_HOUR, 4)
+    forecast = forecast_household(
+        HouseholdHistory("h", alternating),
+        targets,
+        settings=ForecastSettings(prior_days=0, same_weekday_weight=0),
+    )
+    assert len(forecast.net_error_wh) == 4
+    for sample, expected in zip(forecast.net_error_wh, forecast.demand_wh, strict=True):
+        assert len(sample) == 21
+        assert list(sample) == sorted(sample)
+        assert {expected + error for error in sample} == {100, 300}
+
+
+def test_a_new_household_has_no_net_errors() -> None:
+    targets = periods(local_midnight(date(2026, 3, 11)), 3)
+    forecast = forecast_household(HouseholdHistory("h", MeterHistory.empty()), targets)
+    assert forecast.net_error_wh == ((), (), ())

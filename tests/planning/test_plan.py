@@ -472,3 +472,49 @@ def rounding_slack_millipence(lp) -> float:
     """Rounding moves each flow by under a Wh or two, and the state of charge with it."""
     dearest = max(lp.import_cost_p_per_kwh.max(), lp.later_price_p_per_kwh, 1.0)
     return 6 * dearest * lp.periods + 1e-6
+
+
+# --- own use sized for the forecast's errors (the newsvendor) ------------------------------------
+
+
+def test_own_use_is_ordered_at_the_newsvendor_quantile_of_the_forecasts_errors():
+    """Ten past errors of -400 to +500 Wh. Expected 1 kWh of demand at 24.3 p (near the import
+    tariff: a Wh short costs 0.2 p more, one too many loses 20.2 p): it buys at the 1% quantile,
+    600 Wh. Expected 1 kWh of surplus at 4.3 p (near the export tariff): it sells at the 99%
+    quantile of the net, 500 Wh. At the tariffs' middle, the median: 1,000 Wh bought."""
+    errors = tuple(range(-400, 600, 100))  # -400 ... 500
+    base = request(["24.3", "4.3", "14.3"], demand=["1", "0", "1"], generation=["0", "1", "0"])
+    plan = plan_household(
+        PlanRequest(
+            periods=base.periods,
+            prices=base.prices,
+            strategy=base.strategy,
+            demand_kwh=base.demand_kwh,
+            generation_kwh=base.generation_kwh,
+            later_price_p_per_kwh=base.later_price_p_per_kwh,
+            net_error_wh=(errors,) * 3,
+        )
+    )
+    ordered = [sum(o.energy_wh for o in period.orders) for period in plan.periods]
+    sides = [{o.side for o in period.orders} for period in plan.periods]
+    assert ordered == [600, 500, 1000]
+    assert sides == [{Side.BUY}, {Side.SELL}, {Side.BUY}]
+    assert [(p.buy_wh, p.sell_wh) for p in plan.periods] == [(1000, 0), (0, 1000), (1000, 0)]  # expected
+
+
+def test_without_errors_the_orders_are_the_forecast():
+    plan = plan_household(request(["24.3", "4.3"], demand=["1", "0"], generation=["0", "1"]))
+    assert [sum(o.energy_wh for o in period.orders) for period in plan.periods] == [1000, 1000]
+
+
+def test_the_errors_need_one_sample_a_period():
+    base = request(["24.3", "4.3"])
+    with pytest.raises(PlanInputError, match="net_error_wh"):
+        PlanRequest(
+            periods=base.periods,
+            prices=base.prices,
+            strategy=base.strategy,
+            demand_kwh=base.demand_kwh,
+            generation_kwh=base.generation_kwh,
+            net_error_wh=((1, 2),),
+        )
