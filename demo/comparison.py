@@ -331,8 +331,8 @@ class Comparison:
     #: period had begun: the part before ran idle), and periods with no plan at all (idle).
     late_periods: int = 0
     unplanned_periods: int = 0
-    #: Periods a platform home's battery ran as planned because its clearing was not seen before
-    #: the period began (otherwise it runs the plan less what did not trade).
+    #: Periods a platform home's battery ran as planned because its clearing was not seen in time
+    #: (otherwise it runs the plan less what did not trade, from when the clearing is seen).
     undispatched_periods: int = 0
     oracle_failures: dict[str, str] = field(default_factory=dict)
 

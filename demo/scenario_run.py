@@ -112,8 +112,11 @@ from simulation import (
 log = logging.getLogger("smartbrum.scenario")
 
 OPERATOR_ID = "OPS"
-FOLLOW_EVERY_S = 0.05
-"""Real seconds between looks at the platform's plans (a period is 0.625 s at a day in 30 s)."""
+FOLLOW_EVERY_S = 0.02
+"""Real seconds between looks at the platform's plans and clearings (at a day in 30 s a period is
+0.625 s, and a gate closes 0.1 s before its period begins)."""
+#: Steps of the series between the step the clock is in and the first a late dispatch may change.
+STEP_MARGIN = 3
 METERS_PER_GATEWAY = 25
 """Meters behind one emulated gateway: one RS485 segment's worth, polled one request at a time."""
 _MP = multiprocessing.get_context("spawn")
@@ -207,7 +210,7 @@ class RunResult:
     #: the platform never planned (idle too).
     late_periods: int = 0
     unplanned_periods: int = 0
-    #: Home-periods whose battery ran as planned, the period's clearing not seen before it began.
+    #: Home-periods whose battery ran as planned, the period's clearing not seen in time.
     undispatched_periods: int = 0
     #: Interval energy rows stored as the homes' meter history before the day (``history_days``).
     history_rows: int = 0
@@ -960,11 +963,12 @@ class _PlanFollower:
     earlier one, so each period runs on the last plan made before it, the one whose orders were
     in the market at its gate closure. A period no plan reached before it began runs idle.
 
-    Once a period has cleared (and before it begins) its battery energy becomes what the
-    household's controller carries out: the plan less what its strategy orders did not trade
+    Once a period has cleared its battery energy becomes what the household's controller carries
+    out: the plan less what its strategy orders did not trade
     (:func:`planning.dispatch.battery_dispatch_wh`, the rule the platform tracks the battery by),
-    and the meter's series for that period follows. A period whose clearing it did not see
-    before it began runs as planned (counted in ``undispatched``).
+    and the meter's series follows, for the whole period when the clearing is seen before it
+    begins, else for the steps still to come. A period whose clearing it did not see in time runs
+    as planned (counted in ``undispatched``).
     """
 
     def __init__(
@@ -1010,7 +1014,8 @@ class _PlanFollower:
 
     @property
     def undispatched(self) -> int:
-        """Home-periods driven by a plan whose clearing the follower did not see before they began."""
+        """Home-periods driven by a plan whose clearing the follower did not see in time (before
+        the last steps of the period)."""
         return sum(1 for key in self.driven if key not in self.dispatched)
 
     @property
@@ -1054,13 +1059,14 @@ class _PlanFollower:
         self._dispatch_cleared()
 
     def _dispatch_cleared(self) -> None:
-        """Each period whose gate has closed and that has not begun: once cleared, its battery
-        does the plan less what did not trade."""
+        """Each period whose gate has closed and that has not ended: once cleared, its battery
+        does the plan less what did not trade, from the first step the meter has not begun (a
+        clearing seen late changes only the rest of the period)."""
         now = self.clock.now()
         waiting = [
             t
             for t, period in enumerate(self.result.periods)
-            if self.rules.gate_closure_utc(period) <= now < period.start_utc
+            if self.rules.gate_closure_utc(period) <= now < period.end_utc
             and any((home, t) in self.driven and (home, t) not in self.dispatched for home in self.rows)
         ]
         if not waiting:
@@ -1077,10 +1083,19 @@ class _PlanFollower:
             untraded = untraded_strategy_orders(
                 session, list(self.rows), since=min(starts), until=max(starts) + self.length
             )
+        simulation = self.result.simulation
+        # The first step surely not begun when the meters apply an update (a few steps of margin:
+        # at a day in 30 s a step of a minute is 21 ms).
+        elapsed = int((self.clock.now() - simulation.start_utc).total_seconds()) // simulation.step_s
+        first_free = elapsed + STEP_MARGIN
         for t in waiting:
             start = self.result.periods[t].start_utc
             if start not in cleared:
                 continue
+            first = max(t * self.steps_per_period, first_free)
+            remaining = (t + 1) * self.steps_per_period - first
+            if remaining <= 0:
+                continue  # too late: the period runs as planned
             for home in self.rows:
                 if (home, t) not in self.driven or (home, t) in self.dispatched:
                     continue
@@ -1092,8 +1107,17 @@ class _PlanFollower:
                 done = battery_dispatch_wh(planned, short.unsold_wh, short.unbought_wh)
                 if done == planned:
                     continue
-                self.driven[(home, t)] = (done, ev_wh, soc_end)
-                self._send(home, t, t + 1)
+                share = remaining / self.steps_per_period  # of the period still to run
+                self.driven[(home, t)] = (round(planned * (1 - share) + done * share), ev_wh, soc_end)
+                self._send_steps(home, first, (t + 1) * self.steps_per_period, done + ev_wh)
+
+    def _send_steps(self, home: str, first_step: int, end_step: int, device_wh: int) -> None:
+        """The home's meter series from ``first_step`` to before ``end_step``, its devices at the
+        power that makes ``device_wh`` over a whole period."""
+        base = self.result.simulation.net_power_w[self.rows[home]]
+        device_w = device_wh * 3_600_000.0 / self.length.total_seconds() / 1000.0
+        values = [float(w) + device_w for w in base[first_step:end_step]]
+        self.updates.put((self.rows[home], first_step, values))
 
     def _send(self, home: str, first: int, last: int) -> None:
         """The home's meter series for periods ``first`` to before ``last``, from what it drove."""
