@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -484,17 +485,7 @@ def test_own_use_is_ordered_at_the_newsvendor_quantile_of_the_forecasts_errors()
     quantile of the net, 500 Wh. At the tariffs' middle, the median: 1,000 Wh bought."""
     errors = tuple(range(-400, 600, 100))  # -400 ... 500
     base = request(["24.3", "4.3", "14.3"], demand=["1", "0", "1"], generation=["0", "1", "0"])
-    plan = plan_household(
-        PlanRequest(
-            periods=base.periods,
-            prices=base.prices,
-            strategy=base.strategy,
-            demand_kwh=base.demand_kwh,
-            generation_kwh=base.generation_kwh,
-            later_price_p_per_kwh=base.later_price_p_per_kwh,
-            net_error_wh=(errors,) * 3,
-        )
-    )
+    plan = plan_household(dataclasses.replace(base, net_error_wh=(errors,) * 3))
     ordered = [sum(o.energy_wh for o in period.orders) for period in plan.periods]
     sides = [{o.side for o in period.orders} for period in plan.periods]
     assert ordered == [600, 500, 1000]
@@ -510,11 +501,4 @@ def test_without_errors_the_orders_are_the_forecast():
 def test_the_errors_need_one_sample_a_period():
     base = request(["24.3", "4.3"])
     with pytest.raises(PlanInputError, match="net_error_wh"):
-        PlanRequest(
-            periods=base.periods,
-            prices=base.prices,
-            strategy=base.strategy,
-            demand_kwh=base.demand_kwh,
-            generation_kwh=base.generation_kwh,
-            net_error_wh=((1, 2),),
-        )
+        dataclasses.replace(base, net_error_wh=((1, 2),))
