@@ -140,6 +140,27 @@ def test_the_battery_starts_where_the_last_plan_left_it_else_at_its_floor():
     assert _battery_state(Strategy(sell_floor_p_per_kwh=5, buy_ceiling_p_per_kwh=30), previous, start) is None
 
 
+def test_a_batterys_energy_past_the_horizon_is_worth_the_dearest_hours_it_could_empty_in():
+    """10 kWh, 10% floor, 2 kW: a full battery needs 9 kWh / 1 kWh a period = 9 periods to empty,
+    so its energy is worth the mean of the 9 dearest prices after the horizon, within the tariffs."""
+    after = tuple(Decimal(p) for p in ["10"] * 20 + ["30"] * 4 + ["22"] * 5 + ["12"] * 7)
+    outlook = autotrading.NodeOutlook(
+        (Decimal(14),) * 12, (Decimal("24.5"),) * 12, (Decimal("4.1"),) * 12, 0, after
+    )
+    battery = HomeBattery(**BATTERY)
+    # The 9 dearest: four at 30 (held at the import tariff, 24.5, only as a mean) and five at 22.
+    expected = ((4 * Decimal(30) + 5 * Decimal(22)) / 9).quantize(Decimal("0.01"))
+    assert autotrading.stored_price(battery, outlook, Decimal("0.5")) == min(expected, Decimal("24.5"))
+    slow = HomeBattery(**{**BATTERY, "discharge_kw": "0.5"})  # 36 periods: every one after
+    assert autotrading.stored_price(slow, outlook, Decimal("0.5")) == (sum(after) / 36).quantize(
+        Decimal("0.01")
+    )
+    without = autotrading.NodeOutlook(
+        outlook.expected_p_per_kwh, outlook.import_p_per_kwh, outlook.export_p_per_kwh, 0
+    )
+    assert autotrading.stored_price(battery, without, Decimal("0.5")) is None
+
+
 def test_the_battery_keeps_what_a_cleared_period_did_not_sell_or_buy():
     """The previous plan discharged 2 kWh of stored energy at 09:00 to sell and charged 1 kWh at
     09:30 from a purchase; at 09:00 half of its sell orders' energy did not sell, at 09:30 none
