@@ -207,15 +207,15 @@ def plan_strategies(
             },
         )
         previous = _stored_plans(session, ids)
-        untraded = untraded_strategy_orders(
+        untraded = _untraded_in_plans(
             session,
             [
-                s.participant_id
+                previous[s.participant_id]
                 for s in strategies
-                if s.strategy is not None and s.strategy.battery is not None
+                if s.participant_id in previous and s.strategy is not None and s.strategy.battery is not None
             ],
-            since=min((plan.first_start_utc for plan in previous.values()), default=starts[0]),
             until=starts[0],
+            length=timedelta(minutes=rules.interval_minutes),
         )
     own = [histories.get(i) or HouseholdHistory(i, MeterHistory.empty(), pv.get(i)) for i in ids]
     forecasts = {f.household_id: f for f in forecast_households(own, starts)}
@@ -671,6 +671,25 @@ def untraded_strategy_orders(
             cell = short.setdefault((participant, start), [0, 0])
             cell[0 if side == SELL else 1] += int(quantity) - int(traded)
     return {key: Untraded(unsold, unbought) for key, (unsold, unbought) in short.items()}
+
+
+def _untraded_in_plans(
+    session: Session, plans: Sequence[StrategyPlanRow], *, until: datetime, length: timedelta
+) -> dict[tuple[str, datetime], Untraded]:
+    """:func:`untraded_strategy_orders` for each stored plan's own periods that began before
+    ``until``: a plan made long ago (a strategy paused for a month) reads its dozen periods, not
+    the month since. One query for the plans that share their periods (a run plans everyone at
+    once, so usually one)."""
+    windows: dict[tuple[datetime, datetime], list[str]] = {}
+    for plan in plans:
+        starts = [start for start, _, _ in planned_periods(plan)]
+        if starts:
+            window = (plan.first_start_utc, min(starts[-1] + length, until))
+            windows.setdefault(window, []).append(plan.participant_id)
+    found: dict[tuple[str, datetime], Untraded] = {}
+    for (since, end), ids in windows.items():
+        found.update(untraded_strategy_orders(session, ids, since=since, until=end))
+    return found
 
 
 def _battery_state(

@@ -502,3 +502,41 @@ def test_a_week_of_cleared_prices_wins_over_the_estimate(market):
     assert outlook.expected_p_per_kwh[0] > Decimal("5")  # the cleared prices, not the export tariff
     assert outlook.expected_p_per_kwh[1:] == (Decimal("4.10"),) * 11
     assert outlook.from_history == 1
+
+
+def test_a_plan_made_long_ago_reads_what_did_not_trade_in_its_own_periods_only(market):
+    """H1's plan covered one period a day ago; its strategy's offers a day ago and an hour ago
+    both went unsold. Only the plan's own period counts: what came after it never reaches the
+    battery's state (it is idle after its plan)."""
+    day_ago = period_at(NOW - timedelta(days=1))
+    hour_ago = period_at(NOW - timedelta(hours=1))
+    for period in (day_ago, hour_ago):
+        with transaction(market) as session:
+            place_orders(
+                session,
+                rules=RULES,
+                participant_id="H1",
+                requests=[OrderRequest(period, "sell", Decimal(1), Decimal(90))],
+                now=RULES.gate_closure_utc(period) - timedelta(minutes=5),
+                source="strategy",
+            )
+        clear_interval(
+            market, period=period, rules=RULES, now=RULES.gate_closure_utc(period), triggered_by="t"
+        )
+    plan = StrategyPlanRow(
+        participant_id="H1",
+        planned_at=day_ago.start_utc - timedelta(hours=1),
+        first_start_utc=day_ago.start_utc,
+        battery_soc_wh=5000,
+        periods_json=f'[["{day_ago.start_utc.isoformat()}", 4000, 0]]',
+        expected_cost_p=Decimal(0),
+    )
+    with Session(market) as session:
+        untraded = autotrading._untraded_in_plans(
+            session, [plan], until=period_at(NOW).start_utc, length=timedelta(minutes=30)
+        )
+        everything = autotrading.untraded_strategy_orders(
+            session, ["H1"], since=day_ago.start_utc, until=period_at(NOW).start_utc
+        )
+    assert untraded == {("H1", day_ago.start_utc): autotrading.Untraded(unsold_wh=1000, unbought_wh=0)}
+    assert set(everything) == {("H1", day_ago.start_utc), ("H1", hour_ago.start_utc)}
