@@ -85,7 +85,6 @@ from market.forecasts import read_forecast_histories
 from market.intervals import LONDON, SettlementPeriod
 from market.tables import SettlementRunRow
 from market.units import money_cp, scale_cp
-from planning.dispatch import battery_grid_wh
 from planning.forecast import ForecastError, forecast_error, forecast_households
 from planning.plan import HouseholdPlan, PlanFailure, PlanPeriods, PlanRequest, PriceOutlook, plan_households
 from planning.strategy import ElectricVehicle, HomeBattery, PvArray, Strategy
@@ -97,7 +96,6 @@ __all__ = [
     "HomeComparison",
     "PlatformDevices",
     "adjusted_bill_cp",
-    "battery_grid_wh",
     "compare",
     "oracle_bill_cp",
     "oracle_requests",

@@ -1085,7 +1085,8 @@ class _PlanFollower:
             )
         simulation = self.result.simulation
         # The first step surely not begun when the meters apply an update (a few steps of margin:
-        # at a day in 30 s a step of a minute is 21 ms).
+        # at a day in 30 s a step of a minute is 21 ms). The clock is read again: the reads above
+        # took market time, and a step begun meanwhile must not be rewritten.
         elapsed = int((self.clock.now() - simulation.start_utc).total_seconds()) // simulation.step_s
         first_free = elapsed + STEP_MARGIN
         for t in waiting:
@@ -1114,22 +1115,25 @@ class _PlanFollower:
     def _send_steps(self, home: str, first_step: int, end_step: int, device_wh: int) -> None:
         """The home's meter series from ``first_step`` to before ``end_step``, its devices at the
         power that makes ``device_wh`` over a whole period."""
-        base = self.result.simulation.net_power_w[self.rows[home]]
-        device_w = device_wh * 3_600_000.0 / self.length.total_seconds() / 1000.0
-        values = [float(w) + device_w for w in base[first_step:end_step]]
-        self.updates.put((self.rows[home], first_step, values))
+        self.updates.put((self.rows[home], first_step, self._series(home, first_step, end_step, device_wh)))
 
     def _send(self, home: str, first: int, last: int) -> None:
-        """The home's meter series for periods ``first`` to before ``last``, from what it drove."""
-        base = self.result.simulation.net_power_w[self.rows[home]]
-        to_w = 3_600_000.0 / (self.length.total_seconds())  # Wh in a period -> W over it
+        """The home's meter series for periods ``first`` to before ``last``, from what it drove
+        (one update for them all)."""
         values: list[float] = []
         for t in range(first, last):
             battery_wh, ev_wh, _ = self.driven.get((home, t), (0, 0, None))
-            device_w = (battery_wh + ev_wh) * to_w / 1000.0
             step = t * self.steps_per_period
-            values.extend(float(w) + device_w for w in base[step : step + self.steps_per_period])
+            values.extend(self._series(home, step, step + self.steps_per_period, battery_wh + ev_wh))
         self.updates.put((self.rows[home], first * self.steps_per_period, values))
+
+    def _series(self, home: str, first_step: int, end_step: int, device_wh: int) -> list[float]:
+        """The home's power in W at each step from ``first_step`` to before ``end_step``: its
+        simulated own use and PV, and its devices at the power that makes ``device_wh`` over a
+        whole period."""
+        base = self.result.simulation.net_power_w[self.rows[home]]
+        device_w = device_wh * 3_600.0 / self.length.total_seconds()
+        return [float(w) + device_w for w in base[first_step:end_step]]
 
     def _drive(self, plan: StrategyPlanRow) -> None:
         home = plan.participant_id

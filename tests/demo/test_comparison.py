@@ -10,7 +10,6 @@ import pytest
 from demo.comparison import (
     CarriedOver,
     adjusted_bill_cp,
-    battery_grid_wh,
     oracle_bill_cp,
     tariff_bill_cp,
     trading_band,
@@ -48,18 +47,6 @@ def test_the_oracle_trades_where_its_limit_clears_and_the_rest_is_imbalance() ->
     )
     bill = oracle_bill_cp("H1", "F1", plan, [Decimal("12.50"), Decimal("8.00"), Decimal("8.00")], TERMS)
     assert bill == 2646 - 410 + (-800 + 10 + 0)
-
-
-@pytest.mark.parametrize(
-    ("before", "after", "efficiency", "expected"),
-    [
-        (0, 900, 0.81, 1000),  # charging: 900 Wh stored over sqrt(0.81) = 0.9
-        (900, 0, 0.81, -810),  # discharging: 900 Wh taken out x 0.9 reach the meter
-        (500, 500, 0.9, 0),
-    ],
-)
-def test_battery_energy_at_the_meter(before: int, after: int, efficiency: float, expected: int) -> None:
-    assert battery_grid_wh(before, after, efficiency) == expected
 
 
 def test_the_adjusted_bill_values_what_is_carried_over_at_the_later_price() -> None:

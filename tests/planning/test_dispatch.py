@@ -41,3 +41,15 @@ def test_a_dispatch_never_goes_beyond_its_plan_nor_turns_it_round(planned, unsol
 def test_the_stored_change_undoes_the_meters_energy_to_a_watt_hour(grid_wh, efficiency):
     stored = stored_change_wh(grid_wh, efficiency)
     assert abs(battery_grid_wh(0, stored, efficiency) - grid_wh) <= 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "efficiency", "expected"),
+    [
+        (0, 900, 0.81, 1000),  # charging: 900 Wh stored over sqrt(0.81) = 0.9
+        (900, 0, 0.81, -810),  # discharging: 900 Wh taken out x 0.9 reach the meter
+        (500, 500, 0.9, 0),
+    ],
+)
+def test_battery_energy_at_the_meter(before: int, after: int, efficiency: float, expected: int) -> None:
+    assert battery_grid_wh(before, after, efficiency) == expected
