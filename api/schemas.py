@@ -764,6 +764,35 @@ class ElectricVehiclePublic(BaseModel):
     energy_needed_kwh: DecimalText
 
 
+class PlanPeriodPublic(BaseModel):
+    """One period of the platform's latest plan for a household."""
+
+    settlement_date: date
+    period: int
+    start: datetime
+    end: datetime
+    battery_soc_kwh: DecimalText | None = Field(
+        description="The battery's state of charge the plan leaves at the period's end (null without one)."
+    )
+    ev_charge_kwh: DecimalText = Field(description="What the plan charges the EV in the period.")
+
+
+class StrategyPlanPublic(BaseModel):
+    """The platform's latest plan for a household's strategy: made before a gate closure for the
+    periods to come, its orders in the market (``source`` ``strategy``). The platform cannot see a
+    battery or an EV: it assumes they follow this plan, less what its orders did not trade."""
+
+    participant_id: str
+    planned_at: datetime
+    expected_cost_p: DecimalText = Field(
+        description="What the plan expects the periods to cost at the expected prices, p (negative: earns)."
+    )
+    battery_start_kwh: DecimalText | None = Field(
+        description="The battery's state of charge the plan started from (null without one)."
+    )
+    periods: list[PlanPeriodPublic]
+
+
 class StrategyPublic(BaseModel):
     """One version of a household's strategy. Every change is a new version (``created_by`` made
     it); a version that removed the strategy has ``removed`` true and no prices or devices."""

@@ -486,6 +486,52 @@ def latest_plan(session: Session, participant_id: str) -> StrategyPlanRow | None
     return session.get(StrategyPlanRow, participant_id)
 
 
+@dataclass(frozen=True)
+class StoredPlanPeriod:
+    """One period of a household's latest plan, as the household is shown it."""
+
+    period: SettlementPeriod
+    #: The battery's state of charge the plan leaves at the period's end (None without a battery).
+    battery_soc_kwh: Decimal | None
+    #: What the plan charges the EV in the period.
+    ev_charge_kwh: Decimal
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A household's latest plan: when it was made, what it expects the periods to cost (p, its
+    trades and imbalance at the expected prices), and each period's devices."""
+
+    participant_id: str
+    planned_at: datetime
+    expected_cost_p: Decimal
+    battery_start_kwh: Decimal | None
+    periods: tuple[StoredPlanPeriod, ...]
+
+
+def stored_plan(session: Session, participant_id: str, *, length_minutes: int) -> StoredPlan | None:
+    """The household's latest plan in kWh and settlement periods (None before its first)."""
+    row = latest_plan(session, participant_id)
+    if row is None:
+        return None
+
+    def kwh(wh: int | None) -> Decimal | None:
+        return None if wh is None else Decimal(wh) / WH_PER_KWH
+
+    return StoredPlan(
+        participant_id=row.participant_id,
+        planned_at=row.planned_at,
+        expected_cost_p=row.expected_cost_p,
+        battery_start_kwh=kwh(row.battery_soc_wh),
+        periods=tuple(
+            StoredPlanPeriod(
+                period_at(start, length_minutes=length_minutes), kwh(soc), Decimal(ev) / WH_PER_KWH
+            )
+            for start, soc, ev in planned_periods(row)
+        ),
+    )
+
+
 def planned_periods(row: StrategyPlanRow) -> list[tuple[datetime, int | None, int]]:
     """A stored plan's periods: (start, battery state of charge at its end in Wh or None without
     a battery, EV charging in Wh)."""

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from api.deps import PlatformDep
 from market.access import IssuedToken, issue_token, list_tokens, revoke_token
+from market.autotrading import stored_plan
 from market.database import transaction
 from market.errors import MarketError
 from market.strategies import (
@@ -53,6 +54,11 @@ def _settings_page(
     with Session(platform.engine) as session:
         tokens = list_tokens(session, participant_id=found.participant.id)
         strategy = strategy_of(session, found.participant.id)
+        plan = (
+            stored_plan(session, found.participant.id, length_minutes=platform.settings.interval_minutes)
+            if strategy is not None and strategy.strategy is not None and not strategy.paused
+            else None
+        )
     strategy_form = {**_strategy_form(strategy), **context.pop("strategy_form", {})}
     return render(
         request,
@@ -66,6 +72,7 @@ def _settings_page(
             "form": {"label": ""},
             "errors": {},
             "strategy": strategy,
+            "plan": plan,
             "strategy_form": strategy_form,
             "strategy_errors": {},
             "strategy_fields": STRATEGY_FIELDS,

@@ -23,11 +23,14 @@ from api.schemas import (
     ElectricVehiclePublic,
     HomeBatteryPublic,
     Page,
+    PlanPeriodPublic,
     PvArrayPublic,
+    StrategyPlanPublic,
     StrategyPublic,
     StrategyUpdate,
     page,
 )
+from market.autotrading import stored_plan
 from market.database import transaction
 from market.errors import NotFoundError
 from market.participants import get_participant
@@ -127,6 +130,29 @@ def _change(
     return stored
 
 
+def _plan(session: SessionDep, platform: PlatformDep, participant_id: str) -> StrategyPlanPublic:
+    found = stored_plan(session, participant_id, length_minutes=platform.settings.interval_minutes)
+    if found is None:
+        raise NotFoundError("plan", f"household {participant_id!r} has no plan yet")
+    return StrategyPlanPublic(
+        participant_id=found.participant_id,
+        planned_at=found.planned_at,
+        expected_cost_p=found.expected_cost_p,
+        battery_start_kwh=found.battery_start_kwh,
+        periods=[
+            PlanPeriodPublic(
+                settlement_date=p.period.settlement_date,
+                period=p.period.period,
+                start=p.period.start_utc,
+                end=p.period.end_utc,
+                battery_soc_kwh=p.battery_soc_kwh,
+                ev_charge_kwh=p.ev_charge_kwh,
+            )
+            for p in found.periods
+        ],
+    )
+
+
 def _history(session: SessionDep, owner: str, limit: int, offset: int) -> Page[StrategyPublic]:
     found = strategy_history(session, owner, limit=limit + 1, offset=offset)
     return page([strategy_public(version) for version in found], limit, offset)
@@ -176,6 +202,13 @@ def my_strategy_history(
 ) -> Page[StrategyPublic]:
     """Every version of my strategy, oldest first: who changed it and when."""
     return _history(session, participant.id, limit, offset)
+
+
+@router.get("/strategy/plan", response_model=StrategyPlanPublic)
+def my_plan(participant: HouseholdDep, session: SessionDep, platform: PlatformDep) -> StrategyPlanPublic:
+    """The platform's latest plan for my strategy: my battery's state of charge and my EV's
+    charging in each period to come; 404 before the first."""
+    return _plan(session, platform, participant.id)
 
 
 # --- the operator's ------------------------------------------------------------------------------
@@ -239,3 +272,11 @@ def household_strategy_history(
 ) -> Page[StrategyPublic]:
     """Every version of a household's strategy, oldest first."""
     return _history(session, _household(session, participant_id), limit, offset)
+
+
+@router.get(f"{_OPERATOR}/plan", response_model=StrategyPlanPublic)
+def household_plan(
+    participant_id: ParticipantId, _: OperatorDep, session: SessionDep, platform: PlatformDep
+) -> StrategyPlanPublic:
+    """The platform's latest plan for a household's strategy; 404 before its first."""
+    return _plan(session, platform, _household(session, participant_id))

@@ -299,12 +299,14 @@ ROUTES = [
     ("post", "/v1/strategy/pause", None, "household"),
     ("post", "/v1/strategy/resume", None, "household"),
     ("get", "/v1/strategy/history", None, "household"),
+    ("get", "/v1/strategy/plan", None, "household"),
     ("delete", "/v1/strategy", None, "household"),
     ("get", "/v1/participants/H1/strategy", None, "operator"),
     ("put", "/v1/participants/H1/strategy", STRATEGY, "operator"),
     ("post", "/v1/participants/H1/strategy/pause", None, "operator"),
     ("post", "/v1/participants/H1/strategy/resume", None, "operator"),
     ("get", "/v1/participants/H1/strategy/history", None, "operator"),
+    ("get", "/v1/participants/H1/strategy/plan", None, "operator"),
     ("delete", "/v1/participants/H1/strategy", None, "operator"),
 ]
 

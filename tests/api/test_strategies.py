@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from api.problems import MARKET_RULE
+from market.autotrading import plan_strategies
 from market.database import transaction
 from market.intervals import period_at
 from market.rules import MarketRules
@@ -155,3 +156,34 @@ def test_orders_show_their_source_and_who_acted(api, engine):
     history = api.get(f"/v1/orders/{applied.placed[0]}/history", headers=h1).json()
     assert [(e["kind"], e["actor"]) for e in history] == [("placed", "strategy"), ("cancelled", "OPS")]
     assert api.get(f"/v1/orders/{manual['id']}", headers=h1).json()["status"] == "open"
+
+
+def test_a_household_sees_the_platforms_latest_plan_for_it_and_only_its_own(api, engine):
+    h1, h2, ops = auth(api, "H1"), auth(api, "H2"), auth(api, "OPS")
+    assert api.get("/v1/strategy/plan", headers=h1).status_code == 404  # no strategy, no plan
+    assert api.put("/v1/strategy", json=STRATEGY, headers=h1).status_code == 200
+    not_yet = api.get("/v1/strategy/plan", headers=h1)
+    assert (not_yet.status_code, not_yet.json()["detail"]) == (404, "plan: household 'H1' has no plan yet")
+    report = plan_strategies(engine, rules=MarketRules(), now=NOW)
+    assert report.planned == 1, report.failed
+    plan = api.get("/v1/strategy/plan", headers=h1)
+    assert plan.status_code == 200, plan.text
+    body = plan.json()
+    first = report.periods[0]
+    assert (body["participant_id"], body["planned_at"]) == ("H1", "2026-11-21T12:00:00Z")
+    assert [(p["settlement_date"], p["period"]) for p in body["periods"]] == [
+        (p.settlement_date.isoformat(), p.period) for p in report.periods
+    ]
+    assert (body["periods"][0]["start"], body["periods"][0]["end"]) == (
+        first.start_utc.isoformat().replace("+00:00", "Z"),
+        first.end_utc.isoformat().replace("+00:00", "Z"),
+    )
+    # The battery starts at its floor (10% of 10 kWh, the default) and stays within its capacity.
+    assert Decimal(body["battery_start_kwh"]) == Decimal(1)
+    assert all(Decimal(1) <= Decimal(p["battery_soc_kwh"]) <= Decimal(10) for p in body["periods"])
+    # Plugged in from 18:00: nothing is charged in the afternoon's periods.
+    assert all(p["ev_charge_kwh"] == "0" for p in body["periods"] if p["start"] < "2026-11-21T18:00")
+    assert api.get("/v1/strategy/plan", headers=h2).status_code == 404  # H2's own: none
+    assert api.get("/v1/participants/H1/strategy/plan", headers=h2).status_code == 403
+    assert api.get("/v1/participants/H1/strategy/plan", headers=ops).json() == body
+    assert api.get("/v1/participants/nobody/strategy/plan", headers=ops).status_code == 404

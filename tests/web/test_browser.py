@@ -21,6 +21,7 @@ import uvicorn
 from api.deps import Platform
 from api.settings import Settings
 from market.accounts import AccountPolicy, accept_invitation, invite
+from market.autotrading import plan_strategies
 from market.clearing import clear_interval
 from market.database import create_database_engine, transaction, upgrade_database
 from market.intervals import periods_of_day, settlement_period
@@ -240,6 +241,7 @@ PAGES = [
     "/settings",
     "/settings/strategy-refused",
     "/settings/strategy-saved",
+    "/settings/plan",
     "/settings/issued",
 ]
 
@@ -341,6 +343,17 @@ def test_every_page_passes_axe_at_1280_and_320_pixels(site, browser):
                 page.get_by_label("Peak power (kWp)").fill("4" if saved else "0")
                 page.get_by_role("button", name="Save my strategy").click()
                 assert ("strategy is saved" in page.content()) == saved
+            elif path == "/settings/plan":  # a battery's strategy, and the platform's plan for it
+                page = household
+                page.goto(f"{site.url}/settings")
+                page.get_by_label("Usable capacity (kWh)").fill("10")
+                page.get_by_label("Most charging power (kW)").fill("3")
+                page.get_by_label("Most discharging power (kW)").fill("3")
+                page.get_by_role("button", name="Save my strategy").click()
+                planned = plan_strategies(site.engine, rules=MarketRules(), now=site.clock.moment)  # type: ignore[arg-type]
+                assert planned.planned == 1
+                page.goto(f"{site.url}/settings#plan")
+                assert "What the platform plans for you" in page.content()
             elif path == "/settings/issued":  # a new token, shown once
                 page = household
                 page.goto(f"{site.url}/settings")

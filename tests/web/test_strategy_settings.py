@@ -11,6 +11,7 @@ from html import unescape
 
 from sqlmodel import Session
 
+from market.autotrading import plan_strategies
 from market.database import transaction
 from market.intervals import period_at
 from market.rules import MarketRules
@@ -18,6 +19,7 @@ from market.strategies import StrategyOrder, apply_strategy_orders, strategy_his
 from market.tables import StrategyVersionRow
 from tests.factories import count_rows
 from tests.web.conftest import NOW
+from web.format import period_label
 
 NEXT = period_at(NOW + timedelta(hours=1))
 FORM = {"sell_floor_p_per_kwh": "5", "buy_ceiling_p_per_kwh": "25"}
@@ -164,3 +166,25 @@ def test_orders_pages_show_each_orders_source_and_who_changed_it(web, engine):
     by = re.findall(r"<td>(You|Your strategy|The energy company)</td></tr>", page)
     assert by == ["Your strategy", "You"]
     assert web["H2"].client.get(f"/orders/{order_id}").status_code == 404
+
+
+def test_the_settings_page_shows_the_platforms_latest_plan_while_the_strategy_runs(web, engine):
+    h1 = web["H1"]
+    h1.client.post("/settings/strategy", data={**FULL, "csrf_token": h1.csrf})
+    page = h1.client.get("/settings").text
+    assert "The platform has not planned for you yet" in page
+    report = plan_strategies(engine, rules=MarketRules(), now=NOW)
+    assert report.planned == 1, report.failed
+    page = unescape(h1.client.get("/settings").text)
+    assert "What the platform plans for you" in page
+    assert "from a battery holding 1 kWh" in page  # its floor: 10% of 10 kWh
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th><td>([^<]+)</td><td>([^<]+)</td></tr>', page)
+    assert [label for label, _, _ in rows] == [period_label(p) for p in report.periods]
+    assert all(soc.endswith(" kWh") and charged.endswith(" kWh") for _, soc, charged in rows)
+    assert "Battery at its end" in page
+    assert "Car charged" in page
+    assert "What the platform plans for you" not in web["H2"].client.get("/settings").text
+    h1.client.post("/settings/strategy/pause", data={"csrf_token": h1.csrf})
+    page = h1.client.get("/settings").text
+    assert "What the platform plans for you" not in page  # paused: its plan is not carried out
+    assert "not planned for you yet" not in page
