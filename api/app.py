@@ -26,6 +26,7 @@ from api.observability import router as observability_router
 from api.problems import install_problem_handlers
 from api.routes.households import router as households_router
 from api.routes.market import router as market_router
+from api.routes.open_prices import FeedCacheHits
 from api.routes.open_prices import router as open_prices_router
 from api.routes.operator import router as operator_router
 from api.routes.orders import router as orders_router
@@ -133,6 +134,7 @@ def create_app(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
     install_docs(app)
     # Outermost last: security headers on every answer, every state-changing request audited
     # (a refused one too), a body over the limit refused before it is read.
+    app.add_middleware(FeedCacheHits)  # innermost: a repeated feed request answered from its cache
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(SecurityHeaders)

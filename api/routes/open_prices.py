@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import PlatformDep
 from api.problems import PROBLEM_RESPONSES
@@ -61,6 +62,8 @@ DUE_MAX_AGE_S = 5
 CLEARING_DUE_WITHIN = timedelta(hours=1)
 #: Most answers a worker keeps; past it, the cache starts again (a scan of odd ranges cannot grow it).
 CACHE_ENTRIES = 2048
+FEED_PATH = "/open/v1/prices"
+PRICES_PATH = FEED_PATH
 #: A date, or a date and time with its UTC offset (ISO 8601), as ``from`` and ``to`` take them.
 _MOMENT = rf"^{_DATE}(T{_TIME})?$"
 CSV_COLUMNS = (
@@ -125,12 +128,22 @@ class CachedFeed:
 
 @dataclass
 class FeedCache:
-    """One worker's cache of the feed's answers, good while the market's generation stands."""
+    """One worker's cache of the feed's answers, good while the market's generation stands.
+
+    ``entries`` holds the answers by their normalised parameters; ``requests`` maps a request as
+    it arrived (path, query string, whether it accepts CSV) to its answer's key, until the moment
+    its window moves on, so that :class:`FeedCacheHits` can answer a repeated request before
+    routing, validation and dependencies run.
+    """
 
     check_seconds: float
     generation: tuple[int, ...] | None = None
     checked_at: float = -math.inf
     entries: dict[tuple[Any, ...], CachedFeed] = field(default_factory=dict)
+    #: (path, query string, accepts CSV) -> (the answer's key, valid until, the matched route)
+    requests: dict[tuple[str, bytes, bool], tuple[tuple[Any, ...], datetime | None, Any]] = field(
+        default_factory=dict
+    )
 
     async def refresh(self, engine: Engine) -> None:
         """Ask the database for the generation if ``check_seconds`` have passed; on a change,
@@ -154,6 +167,61 @@ class FeedCache:
         if len(self.entries) >= CACHE_ENTRIES:
             self.entries = {}
         self.entries[key] = entry
+
+    def remember(self, request: Request, key: tuple[Any, ...], until: datetime | None) -> None:
+        """Note that ``request``, as it arrived, is answered by ``key`` until ``until``."""
+        if len(self.requests) >= CACHE_ENTRIES:
+            self.requests = {}
+        self.requests[_raw_key(request.scope)] = (key, until, request.scope.get("route"))
+
+    def hit(self, scope: Any, now: datetime) -> tuple[CachedFeed, Any] | None:
+        """The answer to a request seen before, and its route; None if it must be worked out."""
+        known = self.requests.get(_raw_key(scope))
+        if known is None:
+            return None
+        key, until, route = known
+        if until is not None and now >= until:
+            return None
+        entry = self.get(key)
+        return None if entry is None else (entry, route)
+
+
+def _raw_key(scope: Any) -> tuple[str, bytes, bool]:
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+    return scope["path"], scope["query_string"], b"text/csv" in accept
+
+
+class FeedCacheHits:
+    """Answers a request for the feed that this worker has answered before, from its cache, before
+    FastAPI routes and validates it (a plain ASGI middleware, inside the security headers and the
+    metrics, which it labels with the route). Anything else, and a miss, goes on to the routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(FEED_PATH):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        cache: FeedCache | None = getattr(state, "open_price_feed", None)
+        if cache is None:
+            await self.app(scope, receive, send)
+            return
+        platform = state.platform
+        await cache.refresh(platform.engine)
+        now = platform.clock.now()
+        found = cache.hit(scope, now)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        entry, route = found
+        scope["route"] = route  # for the metrics' route label
+        if_none_match = next((v for n, v in scope["headers"] if n == b"if-none-match"), b"").decode("latin-1")
+        status, headers, body = answer_parts(entry, now, if_none_match, vary=scope["path"] == PRICES_PATH)
+        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _generation(engine: Engine) -> tuple[int, ...]:
@@ -228,6 +296,10 @@ async def prices(
             _build_prices, platform.engine, settings, node, starts, ends, today, as_csv, start is None
         )
         cache.put(key, entry)
+    until = (
+        periods_of_day(today, length_minutes=settings.interval_minutes)[-1].end_utc if start is None else None
+    )
+    cache.remember(request, key, until)
     return _answer(request, entry, now, vary=True)
 
 
@@ -264,6 +336,7 @@ async def evcc(
     if entry is None:
         entry = await run_in_threadpool(_build_evcc, platform.engine, settings, node, kind, current)
         cache.put(key, entry)
+    cache.remember(request, key, current.end_utc)
     return _answer(request, entry, now, vary=False)
 
 
@@ -373,6 +446,17 @@ def _cached(
 
 
 def _answer(request: Request, entry: CachedFeed, now: datetime, *, vary: bool) -> Response:
+    status, headers, body = answer_parts(entry, now, request.headers.get("if-none-match"), vary=vary)
+    media_type = headers.pop("Content-Type", None)
+    headers.pop("Content-Length", None)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+def answer_parts(
+    entry: CachedFeed, now: datetime, if_none_match: str | None, *, vary: bool
+) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and body that answer with ``entry`` at ``now``: 304 without a body when
+    ``If-None-Match`` names its ETag."""
     headers = {
         "ETag": entry.etag,
         "Cache-Control": f"public, max-age={max_age_s(entry, now)}",
@@ -380,9 +464,11 @@ def _answer(request: Request, entry: CachedFeed, now: datetime, *, vary: bool) -
     }
     if vary:
         headers["Vary"] = "Accept"
-    if _matches(request.headers.get("if-none-match"), entry.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(entry.body, media_type=entry.media_type, headers=headers)
+    if _matches(if_none_match, entry.etag):
+        return 304, headers, b""
+    headers["Content-Type"] = entry.media_type
+    headers["Content-Length"] = str(len(entry.body))
+    return 200, headers, entry.body
 
 
 def max_age_s(entry: CachedFeed, now: datetime) -> int:
