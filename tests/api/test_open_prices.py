@@ -384,3 +384,28 @@ def test_a_new_tariff_changes_the_answer(feed, market):
     after = feed.get("/open/v1/prices", params={"node": "F1", "from": "2026-11-22"}).json()["periods"]
     assert {p["import_p_per_kwh"] for p in before} == {"24.5"}
     assert {p["import_p_per_kwh"] for p in after} == {"30"}
+
+
+def test_a_repeated_request_moves_on_with_the_clock(feed):
+    """The same request, answered from the cache, still follows the clock: evcc's first slot is
+    the current period, and the default window is today's."""
+    assert (
+        feed.get("/open/v1/prices/evcc", params={"node": "F1"}).json()[0]["start"] == "2026-11-21T12:00:00Z"
+    )
+    assert (
+        feed.get("/open/v1/prices", params={"node": "F1"}).json()["periods"][0]["start"]
+        == "2026-11-21T00:00:00Z"
+    )
+    feed.clock.moment = NOW + timedelta(minutes=30)
+    assert (
+        feed.get("/open/v1/prices/evcc", params={"node": "F1"}).json()[0]["start"] == "2026-11-21T12:30:00Z"
+    )
+    assert (
+        feed.get("/open/v1/prices", params={"node": "F1"}).json()["periods"][0]["start"]
+        == "2026-11-21T00:00:00Z"
+    )
+    feed.clock.moment = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
+    assert (
+        feed.get("/open/v1/prices", params={"node": "F1"}).json()["periods"][0]["start"]
+        == "2026-11-22T00:00:00Z"
+    )
