@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,6 +52,7 @@ from market.open_prices import (
     published_prices,
 )
 
+log = logging.getLogger("smartbrum.open_prices")
 router = APIRouter(responses={404: PROBLEM_RESPONSES[404], 422: PROBLEM_RESPONSES[422]}, tags=["open data"])
 
 #: The longest ``max-age`` the feed is given: a re-clear (rare, an operator's) may change a period
@@ -152,7 +155,13 @@ class FeedCache:
         if now - self.checked_at < self.check_seconds:
             return
         self.checked_at = now  # before the await: concurrent requests do not all ask at once
-        generation = await run_in_threadpool(_generation, engine)
+        try:
+            generation = await run_in_threadpool(_generation, engine)
+        except DBAPIError:
+            # The database is away: what this worker has is still the last word it had; a miss
+            # fails on its own, as any route would.
+            log.warning("open price feed: could not check for new clearing runs", exc_info=True)
+            return
         if generation != self.generation:
             self.generation = generation
             self.entries = {

@@ -409,3 +409,21 @@ def test_a_repeated_request_moves_on_with_the_clock(feed):
         feed.get("/open/v1/prices", params={"node": "F1"}).json()["periods"][0]["start"]
         == "2026-11-22T00:00:00Z"
     )
+
+
+def test_while_the_database_is_away_a_worker_serves_what_it_has(feed):
+    """A fault injected: the check for new runs fails; the answers already made are still served."""
+    from market.database import create_database_engine
+
+    first = feed.get("/open/v1/prices", params={"node": "F1"})
+    platform = feed.app.state.platform
+    working, platform.engine = (
+        platform.engine,
+        create_database_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"),
+    )
+    try:
+        again = feed.get("/open/v1/prices", params={"node": "F1"})
+    finally:
+        platform.engine.dispose()
+        platform.engine = working
+    assert (again.status_code, again.content) == (200, first.content)
