@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     platform_fee_p_per_kwh: Decimal = Field(default=Decimal(0), ge=0)
     #: Minutes after a period ends before its initial settlement run (its meter data is due).
     settlement_delay_minutes: int = Field(default=10, ge=0)
+    #: How often (seconds) a worker asks the database whether a clearing run, tariff or network
+    #: version has been stored since it cached the public price feed (``/open/v1/prices``); a
+    #: feed is at most this stale after a clearing. 0: on every request.
+    open_feed_check_seconds: float = Field(default=1.0, ge=0, le=60)
     #: The largest request body the API reads (bytes): a batch of 500 orders is about 60 kB.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     #: Failed authentications one client may make in a window before it is refused (429).

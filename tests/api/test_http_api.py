@@ -308,6 +308,8 @@ ROUTES = [
     ("get", "/v1/participants/H1/strategy/history", None, "operator"),
     ("get", "/v1/participants/H1/strategy/plan", None, "operator"),
     ("delete", "/v1/participants/H1/strategy", None, "operator"),
+    ("get", "/open/v1/prices?node=F1", None, "public"),
+    ("get", "/open/v1/prices/evcc?node=F1", None, "public"),
 ]
 
 
@@ -315,6 +317,13 @@ ROUTES = [
 def test_authorisation_matrix(api, method, path, body, who):
     call = getattr(api, method)
     kwargs = {"json": body} if body is not None else {}
+    if who == "public":  # open data: answered without a token, and the same to everyone
+        anonymous = call(path, **kwargs)
+        assert anonymous.status_code == 200
+        assert "www-authenticate" not in anonymous.headers
+        for headers in ({"Authorization": "Bearer sbm_not-a-token"}, auth(api, "H1"), auth(api, "OPS")):
+            assert call(path, headers=headers, **kwargs).content == anonymous.content
+        return
     anonymous = call(path, **kwargs)
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"] == "Bearer"
