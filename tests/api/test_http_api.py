@@ -306,6 +306,9 @@ ROUTES = [
     ("post", "/v1/participants/H1/strategy/resume", None, "operator"),
     ("get", "/v1/participants/H1/strategy/history", None, "operator"),
     ("delete", "/v1/participants/H1/strategy", None, "operator"),
+    ("get", "/open/v1/results?date=2026-11-20", None, "public"),
+    ("get", "/open/v1/results?date=2026-11-20&format=csv", None, "public"),
+    ("get", "/open/v1/results?date=2026-11-20&format=csv&table=totals", None, "public"),
 ]
 
 
@@ -314,6 +317,12 @@ def test_authorisation_matrix(api, method, path, body, who):
     call = getattr(api, method)
     kwargs = {"json": body} if body is not None else {}
     anonymous = call(path, **kwargs)
+    if who == "public":  # open data: answered without a token, the same to everyone
+        assert anonymous.status_code == 200, anonymous.text
+        for someone in ("H1", "OPS"):
+            assert call(path, headers=auth(api, someone), **kwargs).content == anonymous.content
+        assert call(path, headers={"Authorization": "Bearer sbm_not-a-token"}, **kwargs).status_code == 200
+        return
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"] == "Bearer"
     bad = call(path, headers={"Authorization": "Bearer sbm_not-a-token"}, **kwargs)
