@@ -137,20 +137,33 @@ def test_one_suppressed_cell_in_a_row_cannot_be_found_by_subtraction():
     """The differencing case: F1 published in periods 1 and 2, suppressed in 3 (4 households).
     Were the feeder's day total over all three, total minus the two published cells would be
     period 3's value; it covers the published cells only, and says it leaves one out."""
-    results = _results([_cell("F1", 1, 7, 1000), _cell("F1", 2, 6, 2000), _cell("F1", 3, 4, 9000)])
+    results = _results(
+        [_cell("F1", 1, 7, 1000), _cell("F1", 2, 6, 2000), _cell("F1", 3, 4, 9000), _cell("F2", 3, 8, 500)]
+    )
     rows = list(csv.DictReader(io.StringIO(totals_csv(results))))
     feeder = next(row for row in rows if row["scope"] == "feeder")
     assert (feeder["cells_published"], feeder["cells_suppressed"]) == ("2", "1")
     assert feeder["bought_kwh"] == "3.000"  # 1 + 2, not 12
     cells = list(csv.DictReader(io.StringIO(cells_csv(results))))
-    assert [row["status"] for row in cells] == [PUBLISHED, PUBLISHED, SUPPRESSED]
+    assert [row["status"] for row in cells] == [PUBLISHED, PUBLISHED, SUPPRESSED, PUBLISHED]
     hidden = cells[2]
     assert {name: hidden[name] for name in ("households", "bought_kwh", "price_p_per_kwh")} == dict.fromkeys(
         ("households", "bought_kwh", "price_p_per_kwh"), ""
     )
+    # Across feeders: period 3's total is F2's alone, so minus F2 it leaves nothing of F1's 9 kWh.
     period_three = next(row for row in rows if row["scope"] == "period" and row["period"] == "3")
-    assert (period_three["cells_published"], period_three["bought_kwh"]) == ("0", "")  # nothing, not zero
+    assert (period_three["cells_published"], period_three["cells_suppressed"]) == ("1", "1")
+    assert period_three["bought_kwh"] == "0.500"
+    day = next(row for row in rows if row["scope"] == "day")
+    assert day["bought_kwh"] == "3.500"
     assert "9" not in "".join(row["bought_kwh"] for row in rows)
+    only_suppressed = _results([_cell("F1", 1, 4, 9000)])  # nothing published: totals empty, not zero
+    [feeder_total, _, day_total] = list(csv.DictReader(io.StringIO(totals_csv(only_suppressed))))
+    assert (feeder_total["bought_kwh"], day_total["bought_kwh"], day_total["cells_suppressed"]) == (
+        "",
+        "",
+        "1",
+    )
 
 
 @st.composite
