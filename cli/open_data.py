@@ -32,6 +32,10 @@ def export(
     on: Annotated[
         str | None, typer.Option("--date", help="Settlement date, YYYY-MM-DD (default: yesterday).")
     ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="The platform's time, ISO 8601 (default: now); the day must be over by it."),
+    ] = None,
 ) -> None:
     """Write a finished day's results per feeder and period (CSV) and its datapackage.json; print
     the paths written, one a line."""
@@ -49,7 +53,7 @@ def export(
     )
 
     settings = settings_or_fail()
-    now = platform_now(None, "--now", settings)
+    moment = platform_now(now, "--now", settings)
     day = _date(on) if on is not None else datetime.now(LONDON).date() - timedelta(days=1)
     if directory.exists() and not directory.is_dir():
         raise fail(f"{directory}: is not a folder")
@@ -61,7 +65,7 @@ def export(
                 length_minutes=settings.interval_minutes,
                 min_households=settings.open_data_min_households,
                 licence=settings.open_data_licence(),
-                now=now,
+                now=moment,
             )
         except MarketError as error:
             raise fail(f"--{error.field}: {error.reason}" if error.field == "date" else str(error)) from None

@@ -101,11 +101,16 @@ def test_the_licence_and_threshold_come_from_the_settings(cli, tmp_path, monkeyp
         ("2099-01-01", "--date: 2099-01-01 is not over yet"),
         ("1999-12-31", "--date:"),
         ("21/11/2026", "is not a date"),
+        ("2026-11-21 --now 2026-11-21T23:00:00Z", "--date: 2026-11-21 is not over yet"),
+        (
+            "2026-11-21 --now 2099-01-01T00:00:00Z",
+            "--now: 2099-01-01T00:00:00Z is ahead of the platform's clock",
+        ),
     ],
 )
 def test_a_date_that_cannot_be_exported_is_refused_and_nothing_written(cli, tmp_path, day, words):
     folder = tmp_path / "out"
-    result = cli("open-data", "export", str(folder), "--date", day)
+    result = cli("open-data", "export", str(folder), "--date", *day.split())
     assert result.exit_code == 2
     assert result.stdout == ""
     assert words in result.stderr
