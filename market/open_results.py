@@ -331,9 +331,11 @@ def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> 
     """Every feeder's figures in each of ``periods`` (one day's, consecutive), feeder by feeder.
 
     Five queries whatever the day's size: households, meters, the periods' current interval
-    energy, the trades and the node prices of their current clearing runs.
+    energy, the trades and the node prices of their current clearing runs. Rows are keyed by
+    period number and read whole (``all()``): a 10,000-household day is about a million rows,
+    and converting each one's time, or fetching them one by one, was most of the time.
     """
-    by_start = {period.start_utc: period for period in periods}
+    by_number = {period.period: period for period in periods}
     first, last = periods[0].start_utc, periods[-1].start_utc
     length = periods[0].length_minutes
     home: dict[str, str] = dict(
@@ -344,36 +346,56 @@ def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> 
         ).all()
     )
     owner: dict[str, str] = {}
-    expected: dict[str, list[tuple[str, datetime]]] = defaultdict(list)  # household -> active meters
+    #: An active meter's registration, for the meters a household had in a period.
+    active_since: dict[str, datetime] = {}
+    expected: dict[str, list[datetime]] = defaultdict(list)  # household -> its active meters' start
     for meter_id, participant_id, active, created_at in session.execute(
         sa.select(
             col(MeterRow.id), col(MeterRow.participant_id), col(MeterRow.active), col(MeterRow.created_at)
         )
-    ):
+    ).all():
+        if participant_id not in home:
+            continue
         owner[meter_id] = participant_id
         if active:
-            expected[participant_id].append((meter_id, created_at))
+            active_since[meter_id] = created_at
+            expected[participant_id].append(created_at)
 
-    # (household, period start) -> [import, export, bought, sold]; meters read, per the same key
-    figures: dict[tuple[str, datetime], list[int]] = {}
-    read: dict[tuple[str, datetime], set[str]] = defaultdict(set)
+    # Most households had all their meters before the day began: counted once.
+    whole_day = {
+        household: len(starts) for household, starts in expected.items() if max(starts) < periods[0].end_utc
+    }
+
+    def meters_had(household: str, period: SettlementPeriod) -> int:
+        count = whole_day.get(household)
+        if count is not None:
+            return count
+        return sum(1 for created_at in expected.get(household, ()) if created_at < period.end_utc)
+
+    # (household, period number) -> [import, export, bought, sold, active meters read, rows read]
+    figures: dict[tuple[str, int], list[int]] = {}
     energy = IntervalEnergyRow.__table__.c  # type: ignore[attr-defined]
-    for meter_id, start, import_wh, export_wh in session.execute(
-        sa.select(energy.meter_id, energy.interval_start_utc, energy.import_wh, energy.export_wh).where(
+    for meter_id, number, import_wh, export_wh in session.execute(
+        sa.select(energy.meter_id, energy.period, energy.import_wh, energy.export_wh).where(
             energy.interval_start_utc >= first,
             energy.interval_start_utc <= last,
             energy.length_minutes == length,
             energy.is_current,
         )
-    ):
+    ).all():
         household = owner.get(meter_id)
-        if household is None or household not in home:
+        if household is None:
             continue
-        key = (household, _utc(start))
-        values = figures.setdefault(key, [0, 0, 0, 0])
+        key = (household, number)
+        values = figures.get(key)
+        if values is None:
+            values = figures[key] = [0, 0, 0, 0, 0, 0]
         values[0] += import_wh
         values[1] += export_wh
-        read[key].add(meter_id)
+        since = active_since.get(meter_id)
+        if since is not None and since < by_number[number].end_utc:
+            values[4] += 1
+        values[5] += 1
 
     runs = ClearingRunRow.__table__.c  # type: ignore[attr-defined]
     trades = TradeRow.__table__.c  # type: ignore[attr-defined]
@@ -383,77 +405,63 @@ def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> 
         runs.interval_start_utc >= first,
         runs.interval_start_utc <= last,
     )
-    traded: set[tuple[str, datetime]] = set()
-    for start, participant_id, side, accepted_wh in session.execute(
-        sa.select(runs.interval_start_utc, trades.participant_id, trades.side, trades.accepted_wh)
+    for number, participant_id, side, accepted_wh in session.execute(
+        sa.select(runs.period, trades.participant_id, trades.side, trades.accepted_wh)
         .join(TradeRow.__table__, trades.run_id == runs.id)  # type: ignore[attr-defined]
         .where(*current, trades.accepted_wh > 0)
-    ):
+    ).all():
         if participant_id not in home:
             continue
-        key = (participant_id, _utc(start))
-        values = figures.setdefault(key, [0, 0, 0, 0])
+        key = (participant_id, number)
+        values = figures.get(key)
+        if values is None:
+            values = figures[key] = [0, 0, 0, 0, 0, 0]
         values[2 if side == "buy" else 3] += accepted_wh
-        traded.add(key)
     prices_table = NodePriceRow.__table__.c  # type: ignore[attr-defined]
-    prices: dict[tuple[str, datetime], Decimal] = {
-        (node_id, _utc(start)): price
-        for start, node_id, price in session.execute(
-            sa.select(runs.interval_start_utc, prices_table.node_id, prices_table.price_p_per_kwh)
+    prices: dict[tuple[str, int], Decimal] = {
+        (node_id, number): price
+        for number, node_id, price in session.execute(
+            sa.select(runs.period, prices_table.node_id, prices_table.price_p_per_kwh)
             .join(NodePriceRow.__table__, prices_table.run_id == runs.id)  # type: ignore[attr-defined]
             .where(*current)
-        )
+        ).all()
     }
 
-    # A household's energy is known in a period when every meter it had then has been read.
-    incomplete: set[tuple[str, datetime]] = set()
-    known: set[tuple[str, datetime]] = set()
-    households_of: dict[str, list[str]] = defaultdict(list)
-    for household, feeder in home.items():
-        households_of[feeder].append(household)
-        meters = expected.get(household, [])
-        for period in periods:
-            key = (household, period.start_utc)
-            had = [meter_id for meter_id, created_at in meters if _utc(created_at) < period.end_utc]
-            seen = read.get(key)
-            if seen is not None and all(meter_id in seen for meter_id in had):
-                known.add(key)
-            elif had or key in traded:
-                incomplete.add((feeder, period.start_utc))
-
-    cells = []
-    for feeder in sorted(households_of):
-        members = households_of[feeder]
-        for start, period in by_start.items():
-            rows = []
-            for household in members:
-                found = figures.get((household, start))
-                if found is None:
-                    continue
-                values = found
-                is_known = (household, start) in known
-                rows.append(
-                    HouseholdPeriod(
-                        import_wh=values[0] if is_known else None,
-                        export_wh=values[1] if is_known else None,
-                        bought_wh=values[2],
-                        sold_wh=values[3],
-                    )
-                )
-            cells.append(
-                cell_figures(
-                    feeder,
-                    period,
-                    rows,
-                    price_p_per_kwh=prices.get((feeder, start)),
-                    meter_data_complete=(feeder, start) not in incomplete,
-                )
+    # A household's energy is known in a period when every meter it had then has been read; a
+    # cell is incomplete where a household had a meter, or traded, and its energy is not known.
+    incomplete: set[tuple[str, int]] = set()
+    rows: dict[tuple[str, int], list[HouseholdPeriod]] = defaultdict(list)
+    for (household, number), values in figures.items():
+        feeder = home[household]
+        had = meters_had(household, by_number[number])
+        known = values[5] > 0 and values[4] >= had
+        if not known:
+            incomplete.add((feeder, number))
+        rows[(feeder, number)].append(
+            HouseholdPeriod(
+                import_wh=values[0] if known else None,
+                export_wh=values[1] if known else None,
+                bought_wh=values[2],
+                sold_wh=values[3],
             )
-    return cells
+        )
+    for household in expected:
+        feeder = home[household]
+        for number, period in by_number.items():
+            if (household, number) not in figures and meters_had(household, period):
+                incomplete.add((feeder, number))
 
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return [
+        cell_figures(
+            feeder,
+            period,
+            rows.get((feeder, number), ()),
+            price_p_per_kwh=prices.get((feeder, number)),
+            meter_data_complete=(feeder, number) not in incomplete,
+        )
+        for feeder in sorted(set(home.values()))
+        for number, period in by_number.items()
+    ]
 
 
 # --- the formats: one definition of each field -----------------------------------------------
