@@ -328,7 +328,7 @@ def open_results(
 
 
 def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> list[CellFigures]:
-    """Every feeder's figures in each of ``periods`` (one day's, consecutive), feeder by feeder.
+    """Every feeder's figures in each of ``periods`` (of one length, oldest first), feeder by feeder.
 
     Five queries whatever the day's size: households, meters, the periods' current interval
     energy, the trades and the node prices of their current clearing runs. Rows are keyed by
@@ -384,7 +384,7 @@ def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> 
         )
     ).all():
         household = owner.get(meter_id)
-        if household is None:
+        if household is None or number not in by_number:
             continue
         key = (household, number)
         values = figures.get(key)
@@ -410,7 +410,7 @@ def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> 
         .join(TradeRow.__table__, trades.run_id == runs.id)  # type: ignore[attr-defined]
         .where(*current, trades.accepted_wh > 0)
     ).all():
-        if participant_id not in home:
+        if participant_id not in home or number not in by_number:
             continue
         key = (participant_id, number)
         values = figures.get(key)

@@ -364,3 +364,68 @@ def test_a_day_not_over_is_refused_from_the_database(seeded):
             now=TRADED.end_utc,
         )
     assert refused.value.field == "date"
+
+
+def test_only_the_meters_a_household_had_then_are_awaited(seeded):
+    """A household that joins F1 after the day, with its meter, leaves the day's F1 cells as they
+    were: its meter was not there to be read. A household that trades without any meter makes its
+    cell incomplete: its imbalance cannot be known (settlement waits for it too)."""
+    from market.clearing import clear_interval
+    from market.meter_data import DerivedEnergy, store_energy_of_meters
+    from market.orders import place_order
+    from market.participants import register_household, register_meter
+    from market.rules import MarketRules
+    from metering.energy import IntervalEnergy
+    from tests.factories import mpan
+
+    later = settlement_period(DAY, 30)
+    with transaction(seeded) as session:
+        register_household(
+            session, participant_id="H9", display_name="Nine", mpan=mpan(9), node_id="F1", now=REGISTERED
+        )
+        register_household(
+            session, participant_id="H10", display_name="Ten", mpan=mpan(10), node_id="F1", now=AFTER
+        )
+        register_meter(
+            session,
+            meter_id="M10",
+            participant_id="H10",
+            host="10.0.0.1",
+            port=502,
+            unit_id=10,
+            transport="tcp",
+            model="sdm630",
+            now=AFTER,
+        )
+        for home, side, price in (("H9", "buy", "20"), ("H2", "sell", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=later,
+                side=side,
+                quantity_kwh=Decimal(1),
+                price_p_per_kwh=Decimal(price),
+                now=later.start_utc - timedelta(hours=1),
+            )
+    clear_interval(seeded, period=later, rules=MarketRules(), now=later.start_utc, triggered_by="test")
+    with transaction(seeded) as session:  # every meter on F1 read in that period: only H9 is unknown
+        store_energy_of_meters(
+            session,
+            [
+                DerivedEnergy(
+                    f"M{unit}", (later,), (IntervalEnergy(later.start_utc, later.end_utc, 100, 0, False),), ()
+                )
+                for unit in (1, 2, 4, 5, 6, 7)
+            ],
+            now=AFTER,
+        )
+    with Session(seeded) as session:
+        from market.open_results import read_cell_figures
+
+        traded, cleared = read_cell_figures(session, [TRADED, later])[:2]
+    assert (traded.period, traded.households, traded.meter_data_complete) == (TRADED, 5, True)
+    assert (cleared.period, cleared.households, cleared.bought_wh, cleared.sold_wh) == (later, 7, 1000, 1000)
+    assert not cleared.meter_data_complete
+    # H2 imported 0.1 having sold 1: 1.1 from the backstop; five more 0.1 each; H9's is not known.
+    assert (cleared.backstop_import_wh, cleared.backstop_export_wh) == (1600, 0)
