@@ -28,7 +28,9 @@ DESCRIPTOR = "datapackage.json"
 
 @open_data_app.command("export")
 def export(
-    directory: Annotated[Path, typer.Argument(help="Folder to write the files into (made if missing).")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder to write the files into (made if missing).")
+    ],
     on: Annotated[
         str | None, typer.Option("--date", help="Settlement date, YYYY-MM-DD (default: yesterday).")
     ] = None,
