@@ -28,6 +28,7 @@ from api.routes.households import router as households_router
 from api.routes.market import router as market_router
 from api.routes.open_prices import FeedCacheHits
 from api.routes.open_prices import router as open_prices_router
+from api.routes.open_results import router as open_results_router
 from api.routes.operator import router as operator_router
 from api.routes.orders import router as orders_router
 from api.routes.strategies import router as strategies_router
@@ -146,6 +147,7 @@ def create_app(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
     app.include_router(households_router, prefix="/v1")
     app.include_router(operator_router, prefix="/v1")
     app.include_router(open_prices_router, prefix="/open/v1")
+    app.include_router(open_results_router, prefix="/open/v1")  # public: no token
     app.include_router(observability_router)
     app.include_router(metrics_router)
     return app

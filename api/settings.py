@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from market.accounts import AccountPolicy
+from market.open_results import MIN_HOUSEHOLDS_FLOOR, OPEN_GOVERNMENT_LICENCE, Licence
 from market.rules import MarketRules
 from market.settlement import SettlementConfig
 from metering.polling import PollSettings
@@ -107,6 +108,16 @@ class Settings(BaseSettings):
     sign_in_client_lock_after: int = Field(default=50, ge=1)
     sign_in_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
+    # --- open data (issue 18): the market's results for the city ---
+    #: A feeder's figures for a period are published only where at least this many households
+    #: contributed. Never below 3: with 2, either household could subtract its own figures from
+    #: the cell's and read its neighbour's (market.open_results.MIN_HOUSEHOLDS_FLOOR).
+    open_data_min_households: int = Field(default=5, ge=MIN_HOUSEHOLDS_FLOOR, le=1_000_000)
+    #: The licence the open results are published under: its Open Definition id, title and URL.
+    open_data_licence_name: str = Field(default=OPEN_GOVERNMENT_LICENCE.name, min_length=1, max_length=100)
+    open_data_licence_title: str = Field(default=OPEN_GOVERNMENT_LICENCE.title, min_length=1, max_length=200)
+    open_data_licence_path: str = Field(default=OPEN_GOVERNMENT_LICENCE.path, pattern=r"^https?://\S+$")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -144,6 +155,14 @@ class Settings(BaseSettings):
             vat_rate=self.vat_rate,
             platform_fee_p_per_kwh=self.platform_fee_p_per_kwh,
             meter_data_delay=timedelta(minutes=self.meter_data_delay_minutes),
+        )
+
+    def open_data_licence(self) -> Licence:
+        """The licence the open results carry, from these settings."""
+        return Licence(
+            name=self.open_data_licence_name,
+            title=self.open_data_licence_title,
+            path=self.open_data_licence_path,
         )
 
     def market_rules(self) -> MarketRules:

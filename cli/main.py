@@ -22,6 +22,7 @@ from cli.invitations import participant_invite
 from cli.market import db_app, intervals, market_app
 from cli.meters import meter_app
 from cli.network import network_app, tariff_app
+from cli.open_data import open_data_app
 from cli.options import fail
 from cli.participants import participant_app, token_app
 from cli.scenarios import SCENARIOS, demo, scenario_app
@@ -74,6 +75,7 @@ app.command("demo")(demo)
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(network_app, name="network")
 app.add_typer(tariff_app, name="tariff")
+app.add_typer(open_data_app, name="open-data")
 #: Above this much JSON the book was large enough that interpreter teardown is worth skipping.
 _HARD_EXIT_BYTES = 1_000_000
 #: Set by :func:`main`: the command owns the process (not called from a test or another program).

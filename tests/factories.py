@@ -436,3 +436,90 @@ def refresh_interval_energy(
     if not periods:
         return []
     return store_meter_energy(session, derive_meter_energy(session, meter_id, periods), now=now)
+
+
+# --- open market results (issue 18) ------------------------------------------------------------
+
+#: What :func:`seed_open_results_day` meters in its period (import Wh, export Wh); H7 reads zero
+#: (it does not contribute), H8 has a meter that was never read.
+OPEN_DAY_ENERGY = {
+    "H1": (2500, 0),
+    "H2": (0, 1500),
+    "H4": (800, 0),
+    "H5": (300, 0),
+    "H6": (0, 400),
+    "H7": (0, 0),
+    "H3": (1000, 0),
+}
+#: Its next period: H1..H6 read, H7's meter not (the feeder's data incomplete).
+OPEN_DAY_NEXT_ENERGY = {"H1": (100, 0), "H2": (200, 0), "H4": (300, 0), "H5": (0, 50), "H6": (10, 10)}
+
+
+def seed_open_results_day(engine, period, *, registered_at: datetime) -> None:  # type: ignore[no-untyped-def]
+    """On :func:`seed_market`'s street (H1, H2 on F1, H3 on F2): H4..H7 on F1 and H8 on F2, a
+    meter each (M1..M8, registered at ``registered_at``), H1 buying 2 kWh at 20 p and H2 selling
+    3 kWh from 5 p in ``period`` (2 kWh trade: the backstop pays 4.1 p, below H2's limit), the
+    period cleared, and :data:`OPEN_DAY_ENERGY` in it and :data:`OPEN_DAY_NEXT_ENERGY` in the next.
+
+    F1 then has five contributing households in ``period`` (H7 read zero), F2 one (H8 unread).
+    """
+    from market.clearing import clear_interval
+    from market.database import transaction
+    from market.intervals import settlement_period
+    from market.meter_data import DerivedEnergy, store_energy_of_meters
+    from market.orders import place_order
+    from market.participants import register_household, register_meter
+    from market.rules import MarketRules
+    from metering.energy import IntervalEnergy
+
+    following = settlement_period(
+        period.settlement_date, period.period + 1, length_minutes=period.length_minutes
+    )
+    with transaction(engine) as session:
+        for serial, (home, feeder) in enumerate(
+            (("H4", "F1"), ("H5", "F1"), ("H6", "F1"), ("H7", "F1"), ("H8", "F2")), start=4
+        ):
+            register_household(
+                session,
+                participant_id=home,
+                display_name=f"Home {home}",
+                mpan=mpan(serial),
+                node_id=feeder,
+                now=registered_at,
+            )
+        for unit in range(1, 9):
+            register_meter(
+                session,
+                meter_id=f"M{unit}",
+                participant_id=f"H{unit}",
+                host="10.0.0.1",
+                port=502,
+                unit_id=unit,
+                transport="tcp",
+                model="sdm630",
+                now=registered_at,
+            )
+        for home, side, kwh, price in (("H1", "buy", "2", "20"), ("H2", "sell", "3", "5")):
+            place_order(
+                session,
+                rules=MarketRules(),
+                participant_id=home,
+                period=period,
+                side=side,
+                quantity_kwh=Decimal(kwh),
+                price_p_per_kwh=Decimal(price),
+                now=period.start_utc - timedelta(hours=1),
+            )
+    clear_interval(engine, period=period, rules=MarketRules(), now=period.start_utc, triggered_by="seed")
+    with transaction(engine) as session:
+        derived = [
+            DerivedEnergy(
+                f"M{home[1:]}",
+                (interval,),
+                (IntervalEnergy(interval.start_utc, interval.end_utc, imported, exported, False),),
+                (),
+            )
+            for interval, energy in ((period, OPEN_DAY_ENERGY), (following, OPEN_DAY_NEXT_ENERGY))
+            for home, (imported, exported) in energy.items()
+        ]
+        store_energy_of_meters(session, derived, now=following.end_utc)

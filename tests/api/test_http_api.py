@@ -310,6 +310,9 @@ ROUTES = [
     ("delete", "/v1/participants/H1/strategy", None, "operator"),
     ("get", "/open/v1/prices?node=F1", None, "public"),
     ("get", "/open/v1/prices/evcc?node=F1", None, "public"),
+    ("get", "/open/v1/results?date=2026-11-20", None, "public"),
+    ("get", "/open/v1/results?date=2026-11-20&format=csv", None, "public"),
+    ("get", "/open/v1/results?date=2026-11-20&format=csv&table=totals", None, "public"),
 ]
 
 
@@ -319,7 +322,7 @@ def test_authorisation_matrix(api, method, path, body, who):
     kwargs = {"json": body} if body is not None else {}
     if who == "public":  # open data: answered without a token, and the same to everyone
         anonymous = call(path, **kwargs)
-        assert anonymous.status_code == 200
+        assert anonymous.status_code == 200, anonymous.text
         assert "www-authenticate" not in anonymous.headers
         for headers in ({"Authorization": "Bearer sbm_not-a-token"}, auth(api, "H1"), auth(api, "OPS")):
             assert call(path, headers=headers, **kwargs).content == anonymous.content
