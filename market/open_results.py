@@ -69,8 +69,9 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -147,16 +148,31 @@ class CellFigures:
     local_self_consumption_wh: int
     price_p_per_kwh: Decimal | None
     meter_data_complete: bool
+    #: For each energy figure, the households whose share of it is not zero (a figure missing here:
+    #: ``households``). A figure that few households make up would publish their own energy.
+    contributors: Mapping[str, int] = dataclass_field(default_factory=dict)
+
+    def contributors_to(self, figure: str) -> int:
+        return self.contributors.get(figure, self.households)
 
 
 @dataclass(frozen=True)
 class ResultCell:
-    """A cell as published: its figures, or none when suppressed."""
+    """A cell as published: its figures, or none when suppressed; ``withheld`` names the energy
+    figures of a published cell that too few households make up (published as empty)."""
 
     feeder: str
     period: SettlementPeriod
     status: str
     figures: CellFigures | None
+    withheld: tuple[str, ...] = ()
+
+    def energy_wh(self, figure: str) -> int | None:
+        """A figure as published: None where the cell is suppressed or the figure withheld."""
+        if self.figures is None or figure in self.withheld:
+            return None
+        value: int = getattr(self.figures, figure)
+        return value
 
 
 @dataclass(frozen=True)
@@ -169,7 +185,10 @@ class ResultTotal:
     period: SettlementPeriod | None
     cells_published: int
     cells_suppressed: int
-    energy_wh: dict[str, int] | None  # None where no cell is published: nothing to sum, not zero
+    #: Each figure summed over the cells that publish it; None where no cell does: not zero.
+    energy_wh: dict[str, int | None] | None
+    #: Figures withheld in the published cells it covers (each left out of its sum).
+    figures_withheld: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,21 +218,36 @@ def cell_figures(
     """A feeder's figures in a period from its households' meter data and trades (see the module
     docstring for each figure's definition)."""
     contributors = bought = sold = backstop_import = backstop_export = imported = exported = 0
+    shares = dict.fromkeys(("bought", "sold", "import", "export", "from_backstop", "to_backstop"), 0)
     for household in households:
         energy = (household.import_wh or 0) + (household.export_wh or 0)
         if energy or household.bought_wh or household.sold_wh:
             contributors += 1
         bought += household.bought_wh
         sold += household.sold_wh
+        shares["bought"] += household.bought_wh != 0
+        shares["sold"] += household.sold_wh != 0
         if household.import_wh is None or household.export_wh is None:
             continue  # its imbalance is not known yet: settlement waits for it too
         imported += household.import_wh
         exported += household.export_wh
+        shares["import"] += household.import_wh != 0
+        shares["export"] += household.export_wh != 0
         imbalance = (household.import_wh - household.export_wh) - (household.bought_wh - household.sold_wh)
         if imbalance > 0:
             backstop_import += imbalance
+            shares["from_backstop"] += 1
         else:
             backstop_export -= imbalance
+            shares["to_backstop"] += imbalance != 0
+    # Self-consumption is the lesser side's total: the households making up that side (both, at
+    # a tie, where it is each side's total; the fewer of them).
+    if imported < exported:
+        self_consumers = shares["import"]
+    elif exported < imported:
+        self_consumers = shares["export"]
+    else:
+        self_consumers = min(shares["import"], shares["export"])
     return CellFigures(
         feeder=feeder,
         period=period,
@@ -225,6 +259,13 @@ def cell_figures(
         local_self_consumption_wh=min(imported, exported),
         price_p_per_kwh=price_p_per_kwh,
         meter_data_complete=meter_data_complete,
+        contributors={
+            "bought_wh": shares["bought"],
+            "sold_wh": shares["sold"],
+            "backstop_import_wh": shares["from_backstop"],
+            "backstop_export_wh": shares["to_backstop"],
+            "local_self_consumption_wh": self_consumers,
+        },
     )
 
 
@@ -240,10 +281,18 @@ def check_min_households(min_households: int) -> None:
 
 def suppress(cells: Sequence[CellFigures], *, min_households: int) -> list[ResultCell]:
     """Each cell published where at least ``min_households`` contributed, else suppressed (its
-    figures withheld, not zeroed)."""
+    figures withheld, not zeroed). In a published cell, an energy figure that between one and
+    ``min_households - 1`` households make up is withheld too: five metered homes and one buyer
+    would otherwise publish that buyer's purchase. A figure nobody makes up is its zero."""
     check_min_households(min_households)
     return [
-        ResultCell(cell.feeder, cell.period, PUBLISHED, cell)
+        ResultCell(
+            cell.feeder,
+            cell.period,
+            PUBLISHED,
+            cell,
+            tuple(name for name in ENERGY_FIGURES if 0 < cell.contributors_to(name) < min_households),
+        )
         if cell.households >= min_households
         else ResultCell(cell.feeder, cell.period, SUPPRESSED, None)
         for cell in cells
@@ -261,7 +310,11 @@ def published_totals(cells: Sequence[ResultCell]) -> list[ResultTotal]:
     groups[("day", None)] = list(cells)
     totals = []
     for (scope, key), members in groups.items():
-        published = [cell.figures for cell in members if cell.figures is not None]
+        published = [cell for cell in members if cell.figures is not None]
+        energy: dict[str, int | None] = {}
+        for name in ENERGY_FIGURES:
+            values = [value for cell in published if (value := cell.energy_wh(name)) is not None]
+            energy[name] = sum(values) if values else None
         totals.append(
             ResultTotal(
                 scope=scope,
@@ -269,9 +322,8 @@ def published_totals(cells: Sequence[ResultCell]) -> list[ResultTotal]:
                 period=key if scope == "period" else None,
                 cells_published=len(published),
                 cells_suppressed=len(members) - len(published),
-                energy_wh={name: sum(getattr(f, name) for f in published) for name in ENERGY_FIGURES}
-                if published
-                else None,
+                energy_wh=energy if published else None,
+                figures_withheld=sum(len(cell.withheld) for cell in published),
             )
         )
     return totals
@@ -330,11 +382,15 @@ def open_results(
 def read_cell_figures(session: Session, periods: Sequence[SettlementPeriod]) -> list[CellFigures]:
     """Every feeder's figures in each of ``periods`` (of one length, oldest first), feeder by feeder.
 
-    Five queries whatever the day's size: households, meters, the periods' current interval
+    Five queries whatever the day's size, in one snapshot on PostgreSQL (a session that has not
+    begun its transaction): households, meters, the periods' current interval
     energy, the trades and the node prices of their current clearing runs. Rows are keyed by
     period number and read whole (``all()``): a 10,000-household day is about a million rows,
     and converting each one's time, or fetching them one by one, was most of the time.
     """
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        # The five reads see one snapshot: a re-clear committed between them cannot mix two runs.
+        session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
     by_number = {period.period: period for period in periods}
     first, last = periods[0].start_utc, periods[-1].start_utc
     length = periods[0].length_minutes
@@ -496,11 +552,14 @@ def _figure(name: str) -> Callable[[ResultCell], Any]:
 
 
 def _energy(name: str) -> Callable[[ResultCell], Decimal | None]:
-    figure = _figure(name)
-    return lambda cell: _kwh(figure(cell))
+    return lambda cell: _kwh(cell.energy_wh(name))
 
 
 _SUPPRESSED_NOTE = " Empty where the cell is suppressed."
+_WITHHELD_NOTE = (
+    " Empty where the cell is suppressed, or where fewer households than the threshold make it up"
+    " (named in withheld)."
+)
 _ENERGY_DESCRIPTIONS = {
     "bought_wh": "Energy the feeder's households bought in the market (accepted buy trades of the "
     "period's current clearing run).",
@@ -565,9 +624,17 @@ CELL_FIELDS: tuple[OpenField, ...] = (
     ),
     *(
         OpenField(
-            _column(name), "number", _ENERGY_DESCRIPTIONS[name] + _SUPPRESSED_NOTE, _energy(name), unit="kWh"
+            _column(name), "number", _ENERGY_DESCRIPTIONS[name] + _WITHHELD_NOTE, _energy(name), unit="kWh"
         )
         for name in ENERGY_FIGURES
+    ),
+    OpenField(
+        "withheld",
+        "string",
+        "The energy columns of a published cell left empty because between one household and one "
+        "fewer than the threshold make them up (their own energy would show), space-separated; "
+        "empty when none is, or when the cell is suppressed.",
+        lambda c: None if c.figures is None else " ".join(_column(name) for name in c.withheld),
     ),
     OpenField(
         "price_p_per_kwh",
@@ -628,11 +695,19 @@ TOTAL_FIELDS: tuple[OpenField, ...] = (
         lambda t: t.cells_suppressed,
         required=True,
     ),
+    OpenField(
+        "figures_withheld",
+        "integer",
+        "Energy figures withheld in the published cells it sums (each left out of its column's sum).",
+        lambda t: t.figures_withheld,
+        required=True,
+    ),
     *(
         OpenField(
             _column(name),
             "number",
-            f"The published cells' {_column(name)}, summed. Empty where no cell is published.",
+            f"The published cells' {_column(name)}, summed where published (not withheld). Empty "
+            "where no cell publishes it.",
             _total_energy(name),
             unit="kWh",
         )

@@ -48,23 +48,26 @@ def test_the_day_as_json_needs_no_token(api):
     cells = {(cell["feeder"], cell["period"]): cell for cell in body["cells"]}
     traded = cells[("F1", 27)]
     assert traded["status"] == "published"
-    assert {
-        name: traded[name] for name in ("households", "bought_kwh", "sold_kwh", "meter_data_complete")
-    } == {
-        "households": 5,
-        "bought_kwh": "2.000",
-        "sold_kwh": "2.000",
-        "meter_data_complete": True,
-    }
-    assert (traded["backstop_import_kwh"], traded["backstop_export_kwh"]) == ("2.100", "0.400")
-    assert traded["local_self_consumption_kwh"] == "1.900"
+    # Five households contributed, but each energy figure is fewer households' own: withheld.
+    assert (traded["households"], traded["meter_data_complete"]) == (5, True)
+    energy = (
+        "bought_kwh",
+        "sold_kwh",
+        "backstop_import_kwh",
+        "backstop_export_kwh",
+        "local_self_consumption_kwh",
+    )
+    assert [traded[name] for name in energy] == [None] * 5
+    assert traded["withheld"] == " ".join(energy)
     assert traded["start_utc"] == TRADED.start_utc.isoformat().replace("+00:00", "Z")
     assert traded["price_p_per_kwh"] is not None
     hidden = cells[("F2", 27)]  # H3 alone on F2
     assert hidden["status"] == "suppressed"
     assert all(hidden[field.name] is None for field in CELL_FIELDS if not field.required)
     day = next(total for total in body["totals"] if total["scope"] == "day")
-    assert (day["cells_published"], day["cells_suppressed"], day["bought_kwh"]) == (2, 94, "2.000")
+    # Period 28 (nobody traded) publishes its zeros; period 27's purchase is withheld.
+    assert (day["cells_published"], day["cells_suppressed"], day["bought_kwh"]) == (2, 94, "0.000")
+    assert (day["figures_withheld"], day["backstop_import_kwh"]) == (8, None)
     # A token changes nothing: the same public answer.
     assert api.get(PATH, headers=auth(api, "H1")).json()["cells"] == body["cells"]
 

@@ -69,7 +69,8 @@ def test_export_writes_the_day_and_its_descriptor(cli, tmp_path):
             assert all(record[name] != "" for name in required)
     cells = list(csv.DictReader(io.StringIO((folder / "market-results-2026-11-21.csv").read_text())))
     f1 = next(row for row in cells if (row["feeder"], row["period"]) == ("F1", "27"))
-    assert (f1["status"], f1["bought_kwh"], f1["backstop_import_kwh"]) == ("published", "2.000", "2.100")
+    assert (f1["status"], f1["bought_kwh"], f1["backstop_import_kwh"]) == ("published", "", "")
+    assert f1["withheld"].split()[:2] == ["bought_kwh", "sold_kwh"]  # one buyer, one seller: their own
     f2 = next(row for row in cells if (row["feeder"], row["period"]) == ("F2", "27"))
     assert (f2["status"], f2["bought_kwh"], f2["backstop_import_kwh"]) == ("suppressed", "", "")
     again = cli("open-data", "export", str(folder), "--date", DAY.isoformat())  # replaces the files

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session
@@ -20,6 +21,7 @@ from market.errors import MarketError
 from market.intervals import periods_of_day, settlement_period
 from market.open_results import (
     CELL_FIELDS,
+    ENERGY_FIGURES,
     MIN_HOUSEHOLDS_FLOOR,
     OPEN_GOVERNMENT_LICENCE,
     PUBLISHED,
@@ -73,7 +75,38 @@ def test_a_cells_figures_by_hand():
         local_self_consumption_wh=2500,
         price_p_per_kwh=Decimal("12.5"),
         meter_data_complete=False,
+        # A and E bought, B sold; A and C took from the backstop, B gave to it; the feeder's
+        # imports (A, C) are the lesser side.
+        contributors={
+            "bought_wh": 2,
+            "sold_wh": 1,
+            "backstop_import_wh": 2,
+            "backstop_export_wh": 1,
+            "local_self_consumption_wh": 2,
+        },
     )
+
+
+def test_a_figure_few_households_make_up_is_withheld_in_a_published_cell():
+    """Five homes metered, one of them bought 1.2 kWh: the cell is published, but its bought
+    energy would be that one home's purchase. It is withheld, named, and left out of the totals;
+    the sold energy (nobody sold) is its zero."""
+    homes = [HouseholdPeriod(import_wh=1000 + i, export_wh=0, bought_wh=0, sold_wh=0) for i in range(4)]
+    homes.append(HouseholdPeriod(import_wh=1500, export_wh=0, bought_wh=1200, sold_wh=0))
+    figures = cell_figures("F1", TRADED, homes, price_p_per_kwh=Decimal(9), meter_data_complete=True)
+    results = _results([figures, _cell("F2", 27, 6, 2000)])
+    assert results.cells[0].withheld == ("bought_wh",)
+    row = next(csv.DictReader(io.StringIO(cells_csv(results))))
+    assert (row["status"], row["households"], row["bought_kwh"], row["sold_kwh"]) == (
+        "published",
+        "5",
+        "",
+        "0.000",
+    )
+    assert row["withheld"] == "bought_kwh"
+    assert row["backstop_import_kwh"] == "4.306"  # 4,006 + 1,500 - 1,200 Wh: five homes' imbalances
+    day = next(t for t in csv.DictReader(io.StringIO(totals_csv(results))) if t["scope"] == "day")
+    assert (day["bought_kwh"], day["figures_withheld"]) == ("2.000", "1")  # F2's alone
 
 
 def _cell(feeder: str, period: int, households: int, wh: int) -> CellFigures:
@@ -169,7 +202,8 @@ def test_one_suppressed_cell_in_a_row_cannot_be_found_by_subtraction():
 @st.composite
 def tables(draw: st.DrawFn) -> tuple[list[CellFigures], list[CellFigures]]:
     """A day's cells on up to 4 feeders and 6 periods, and the same cells with every suppressed
-    one's figures redrawn (still under the threshold of 5): two worlds an attacker must tell apart."""
+    one's figures redrawn (still under the threshold of 5), and in published cells every figure
+    that fewer than 5 households make up: two worlds an attacker must tell apart."""
     feeders = draw(st.integers(1, 4))
     periods = draw(st.integers(1, 6))
     wh = st.integers(0, 10**7)
@@ -186,10 +220,15 @@ def tables(draw: st.DrawFn) -> tuple[list[CellFigures], list[CellFigures]]:
                 local_self_consumption_wh=draw(wh),
                 price_p_per_kwh=Decimal(draw(st.integers(-10_000, 100_000))) / 100,
                 meter_data_complete=draw(st.booleans()),
+                contributors={
+                    name: draw(st.integers(1, households) if households else st.just(0))
+                    for name in ENERGY_FIGURES
+                },
             )
             cells.append(cell)
             if households >= 5:
-                others.append(cell)
+                redrawn = {name: draw(wh) for name in ENERGY_FIGURES if cell.contributors[name] < 5}
+                others.append(replace(cell, **redrawn))
             else:
                 others.append(
                     replace(
@@ -235,11 +274,14 @@ def test_every_total_is_its_published_cells_sum(worlds):
         published = [row for row in members if row["status"] == PUBLISHED]
         assert int(total["cells_published"]) == len(published)
         assert int(total["cells_suppressed"]) == len(members) - len(published)
+        assert int(total["figures_withheld"]) == sum(len(row["withheld"].split()) for row in published)
         for name in ("bought_kwh", "sold_kwh", "backstop_import_kwh", "backstop_export_kwh"):
-            if not published:
+            shown = [Decimal(row[name]) for row in published if row[name] != ""]
+            if not shown:
                 assert total[name] == ""
                 continue
-            residual = Decimal(total[name]) - sum(Decimal(row[name]) for row in published)
+            assert all(name not in row["withheld"].split() for row in published if row[name] != "")
+            residual = Decimal(total[name]) - sum(shown)
             assert residual == 0
         for row in members:
             if row["status"] == SUPPRESSED:
@@ -338,7 +380,16 @@ def test_a_day_from_the_database(seeded):
         local_self_consumption_wh=1900,
         price_p_per_kwh=price,
         meter_data_complete=True,
+        contributors={
+            "bought_wh": 1,
+            "sold_wh": 1,
+            "backstop_import_wh": 4,
+            "backstop_export_wh": 1,
+            "local_self_consumption_wh": 2,  # F1's exports (H2, H6), the lesser side
+        },
     )
+    # Five contributed, but each figure is fewer households' energy: every one is withheld.
+    assert traded.withheld == ENERGY_FIGURES
     following = cells[("F1", NEXT.period)]  # H7's meter unread: published, but incomplete
     assert following.figures is not None
     assert (following.figures.households, following.figures.meter_data_complete) == (5, False)
@@ -348,8 +399,21 @@ def test_a_day_from_the_database(seeded):
     assert all(cell.status == SUPPRESSED for (_, period), cell in cells.items() if period not in (27, 28))
     day = next(total for total in results.totals if total.scope == "day")
     assert (day.cells_published, day.cells_suppressed) == (2, 94)
-    assert day.energy_wh is not None
-    assert day.energy_wh["backstop_import_wh"] == 2700
+    # Nobody bought or sold in the next period: its zeros are the only trading figures summed.
+    assert day.energy_wh == {
+        "bought_wh": 0,
+        "sold_wh": 0,
+        "backstop_import_wh": None,  # three households' (NEXT) and four's (TRADED): withheld
+        "backstop_export_wh": None,
+        "local_self_consumption_wh": None,
+    }
+    assert following.withheld == ("backstop_import_wh", "backstop_export_wh", "local_self_consumption_wh")
+    assert day.figures_withheld == len(traded.withheld) + len(following.withheld) == 8
+    three = _day(seeded, threshold=3)
+    day3 = next(total for total in three.totals if total.scope == "day")
+    assert day3.energy_wh is not None
+    assert day3.energy_wh["backstop_import_wh"] == 2100 + 600  # both periods' imbalances, published at 3
+    assert day3.figures_withheld == 6
     assert [cell.status for cell in _day(seeded, threshold=6).cells].count(PUBLISHED) == 0
 
 
@@ -429,3 +493,22 @@ def test_only_the_meters_a_household_had_then_are_awaited(seeded):
     assert not cleared.meter_data_complete
     # H2 imported 0.1 having sold 1: 1.1 from the backstop; five more 0.1 each; H9's is not known.
     assert (cleared.backstop_import_wh, cleared.backstop_export_wh) == (1600, 0)
+
+
+def test_a_day_is_read_in_one_snapshot_on_postgresql(seeded):
+    """The five reads share one repeatable-read, read-only transaction: a re-clear committed
+    between them cannot mix two clearing runs in one export."""
+    if seeded.dialect.name != "postgresql":
+        pytest.skip("the snapshot is PostgreSQL's (production's); SQLite has no isolation levels to set")
+    with Session(seeded) as session:
+        open_results(
+            session,
+            settlement_date=DAY,
+            length_minutes=30,
+            min_households=5,
+            licence=OPEN_GOVERNMENT_LICENCE,
+            now=AFTER,
+        )
+        shown = session.execute(sa.text("SHOW transaction_isolation")).scalar()
+        read_only = session.execute(sa.text("SHOW transaction_read_only")).scalar()
+    assert (shown, read_only) == ("repeatable read", "on")
