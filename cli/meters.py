@@ -302,7 +302,7 @@ def meter_poll(
         with transaction(engine) as session:
             endpoints = [
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
-                for m in list_meters(session)
+                for m in list_meters(session, polled=True)
                 if m.active and gateway_shard(m.host, m.port, count) == index
             ]
         if not endpoints:
