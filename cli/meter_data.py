@@ -74,14 +74,14 @@ def meter_data_import(
     sys.stdout.flush()
     if summary.bad:
         first = summary.problems[0]
-        what = (
-            f"stored the {summary.stored} changed of the good rows"
+        stored = (
+            f"the good rows are stored ({summary.stored} new or revised)"
             if skip_bad
-            else "stored nothing (--skip-bad stores the good rows)"
+            else "nothing is stored (--skip-bad stores the good rows)"
         )
         print(
             f"smartbrum: {file}: {summary.bad} bad rows (first: row {first.row}, {first.field}: "
-            f"{first.reason}); {what}",
+            f"{first.reason}); {stored}",
             file=sys.stderr,
         )
         raise typer.Exit(code=EXIT_SKIPPED_ROWS if skip_bad else EXIT_BAD_ROWS)

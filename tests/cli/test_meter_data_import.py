@@ -82,7 +82,7 @@ def test_bad_rows_store_nothing_and_exit_1_naming_row_and_column(cli, engine, tm
     ]
     assert result.stderr.count("\n") == 1
     assert "2 bad rows (first: row 3, settlement_period:" in result.stderr
-    assert "stored nothing" in result.stderr
+    assert "nothing is stored" in result.stderr
     assert count_rows(engine, IntervalEnergyRow) == 0
     assert count_rows(engine, MeterRow) == 0
 
