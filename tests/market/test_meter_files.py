@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from api.scheduler import SettlementJobs
+from api.scheduler import MeterPolling, SettlementJobs
 from market.clearing import clear_interval
 from market.database import transaction
 from market.errors import MarketError
@@ -40,7 +40,8 @@ from market.settlement import (
 from market.statements import ESTIMATE_REPLACED, day_statement, statement
 from market.tables import IntervalEnergyRow, MeterRow
 from market.units import money_cp, scale_cp
-from tests.factories import FixedClock, count_rows, mpan, seed_market
+from metering.polling import PollSettings
+from tests.factories import FixedClock, count_rows, mpan, race, seed_market
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 DAY = date(2026, 11, 20)  # a whole day before NOW
@@ -480,3 +481,30 @@ def test_a_household_without_its_file_yet_waits_and_is_settled_when_it_arrives(c
         total = statement(session, "H1", first_day=DAY, last_day=DAY).total
         assert sum(account_balances(session, period=PERIOD).values()) == 0
     assert (total.bought_wh, total.imported_wh) == (2000, 400)
+
+
+def test_the_meter_jobs_leave_data_service_meters_and_their_energy_alone(street):
+    """No poll reaches a data-service meter, and the energy job (which derives every polled meter's
+    energy from its readings) never derives one from the readings it does not have."""
+    period = settlement_period(DAY, 27)
+    import_meter_file(street, csv_text(f"{H1},{DAY},27,0.412,0,estimated"), now=NOW)
+    before = current_energy(street)
+    polling = MeterPolling(street, MarketRules(), FixedClock(NOW), poll_settings=PollSettings())
+    try:  # the jobs' own methods, called directly: no scheduler started
+        assert polling.poll_once() == ([], 0)
+        assert polling.derive_energy(period.next()) == 0
+        assert polling.estimates_revisited == 0
+    finally:
+        polling._loop.close()  # never started: no poller, no thread, only its loop to close
+    assert current_energy(street) == before
+
+
+def test_racing_imports_of_one_file_store_it_once(street, database_url):
+    text = csv_text(
+        *(f"{mpan_},{DAY},{n},0.{n:03d},0,actual" for mpan_ in (H1, H2, H3) for n in range(1, 49))
+    )
+    summaries = race(database_url, lambda engine: import_meter_file(engine, text, now=NOW), workers=3)
+    assert sorted(summary.new for summary in summaries) == [0, 0, 144]
+    assert sorted(summary.unchanged for summary in summaries) == [0, 144, 144]
+    assert count_rows(street, IntervalEnergyRow) == 144
+    assert count_rows(street, MeterRow) == 3
