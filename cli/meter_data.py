@@ -67,7 +67,9 @@ def meter_data_import(
         raise fail(f"{file}: {error}") from None
     with market_engine(settings) as engine:
         try:
-            summary = import_meter_file(engine, text, now=moment, skip_bad=skip_bad)
+            summary = import_meter_file(
+                engine, text, now=moment, skip_bad=skip_bad, interval_minutes=settings.interval_minutes
+            )
         except MeterFileError as error:
             raise fail(f"{file}: {error}") from None
     sys.stdout.write(json.dumps(summary.as_dict(), indent=2) + "\n")

@@ -349,7 +349,13 @@ def _kwh_to_wh(text: str) -> int | str:
 
 
 def import_meter_file(
-    engine: Engine, text: str, *, now: datetime, skip_bad: bool = False, max_rows: int = MAX_ROWS
+    engine: Engine,
+    text: str,
+    *,
+    now: datetime,
+    skip_bad: bool = False,
+    max_rows: int = MAX_ROWS,
+    interval_minutes: int = LENGTH_MINUTES,
 ) -> ImportSummary:
     """Parse a half-hourly data file and store its rows as interval energy, in one transaction.
 
@@ -361,8 +367,15 @@ def import_meter_file(
     Raises
     ------
     MeterFileError
-        The file cannot be read at all (:func:`parse_meter_file`).
+        The file cannot be read at all (:func:`parse_meter_file`), or the market's intervals
+        (``interval_minutes``) are not half-hourly, so that no settlement would read its rows.
     """
+    if interval_minutes != LENGTH_MINUTES:
+        raise MeterFileError(
+            "interval_minutes",
+            f"half-hourly data settles a market of {LENGTH_MINUTES}-minute intervals; this one's are "
+            f"{interval_minutes} minutes (SMARTBRUM_INTERVAL_MINUTES)",
+        )
     parsed = parse_meter_file(text, now=now, max_rows=max_rows)
     with transaction(engine) as session:
         # Imports one at a time: two storing the same half hours would both find no current

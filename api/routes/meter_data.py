@@ -67,7 +67,12 @@ async def upload_meter_data(
     try:
         text = decode_meter_file(await request.body())
         summary = await run_in_threadpool(
-            import_meter_file, platform.engine, text, now=platform.clock.now(), skip_bad=skip_bad
+            import_meter_file,
+            platform.engine,
+            text,
+            now=platform.clock.now(),
+            skip_bad=skip_bad,
+            interval_minutes=platform.settings.interval_minutes,
         )
     except MeterFileError as error:
         raise ApiProblemError(

@@ -508,3 +508,10 @@ def test_racing_imports_of_one_file_store_it_once(street, database_url):
     assert sorted(summary.unchanged for summary in summaries) == [0, 144, 144]
     assert count_rows(street, IntervalEnergyRow) == 144
     assert count_rows(street, MeterRow) == 3
+
+
+def test_a_market_of_other_interval_lengths_is_refused_before_reading(street):
+    with pytest.raises(MeterFileError, match="30-minute intervals; this one's are 15") as caught:
+        import_meter_file(street, csv_text(f"{H1},{DAY},1,0.4,0,actual"), now=NOW, interval_minutes=15)
+    assert caught.value.field == "interval_minutes"
+    assert count_rows(street, IntervalEnergyRow) == 0
