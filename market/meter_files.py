@@ -248,11 +248,11 @@ def _columns(header: Sequence[str]) -> dict[str, int]:
     unknown = [name for name in names if name not in HEADER]
     if unknown:
         raise MeterFileError(
-            "header", f"has unknown column {unknown[0]!r}; the columns are {', '.join(HEADER)}"
+            "header", f"has unknown column {_shown(unknown[0])}; the columns are {', '.join(HEADER)}"
         )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise MeterFileError("header", f"names {repeated[0]!r} more than once")
+        raise MeterFileError("header", f"names {_shown(repeated[0])} more than once")
     missing = [name for name in HEADER if name not in names]
     if missing:
         raise MeterFileError("header", f"lacks {', '.join(missing)}; the columns are {', '.join(HEADER)}")
@@ -264,14 +264,18 @@ def _check_row(number: int, values: list[str], now: datetime) -> tuple[HalfHourR
     problems: list[RowProblem] = []
     if not _mpan_ok(mpan):
         problems.append(
-            RowProblem(number, "mpan", f"{mpan!r} is not a 13-digit MPAN core with a valid check digit")
+            RowProblem(number, "mpan", f"{_shown(mpan)} is not a 13-digit MPAN core with a valid check digit")
         )
     period: SettlementPeriod | None = None
     day = _date(day_text)
     if day is None:
-        problems.append(RowProblem(number, "settlement_date", f"{day_text!r} is not a date (YYYY-MM-DD)"))
+        problems.append(
+            RowProblem(number, "settlement_date", f"{_shown(day_text)} is not a date (YYYY-MM-DD)")
+        )
     elif not _PERIOD.fullmatch(period_text):
-        problems.append(RowProblem(number, "settlement_period", f"{period_text!r} is not a period number"))
+        problems.append(
+            RowProblem(number, "settlement_period", f"{_shown(period_text)} is not a period number")
+        )
     else:
         try:
             period = _period(day, int(period_text))
@@ -291,7 +295,9 @@ def _check_row(number: int, values: list[str], now: datetime) -> tuple[HalfHourR
     import_wh = _wh(number, "import_kwh", import_text, problems)
     export_wh = _wh(number, "export_kwh", export_text, problems)
     if quality not in (ACTUAL, ESTIMATED):
-        problems.append(RowProblem(number, "quality", f"must be {ACTUAL} or {ESTIMATED}, not {quality!r}"))
+        problems.append(
+            RowProblem(number, "quality", f"must be {ACTUAL} or {ESTIMATED}, not {_shown(quality)}")
+        )
     if problems or period is None or import_wh is None or export_wh is None:
         return None, problems
     return HalfHourRow(number, mpan, period, import_wh, export_wh, quality == ESTIMATED), problems
@@ -333,7 +339,7 @@ def _kwh_to_wh(text: str) -> int | str:
     """``text`` (kWh) as whole Wh, or the reason it is refused. Cached: a household's half hours
     take a few thousand distinct values."""
     if not _KWH.fullmatch(text):
-        return f"{text!r} is not a decimal number of kWh"
+        return f"{_shown(text)} is not a decimal number of kWh"
     value = Decimal(text)
     if value < 0:
         return f"{text} must not be negative"
@@ -601,6 +607,11 @@ def _current_energy(
         for row_id, meter_id, start, import_wh, export_wh, estimated, revision in session.execute(query):
             found[(meter_id, start)] = (row_id, import_wh, export_wh, bool(estimated), revision)
     return found
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A value as a problem quotes it: its repr, cut short (a report lists up to 1,000 problems)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _iso(moment: datetime) -> str:

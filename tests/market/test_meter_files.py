@@ -135,6 +135,11 @@ def test_a_bad_row_names_its_row_and_column(line, field, reason):
     assert [row.row for row in parsed.rows] == [2]  # the good row is kept for --skip-bad
 
 
+def test_a_long_value_is_quoted_cut_short():
+    (problem,) = parse_meter_file(csv_text(f"{H1},2026-11-20,1,0.4,0,{'x' * 10_000}"), now=NOW).problems
+    assert problem.reason == f"must be actual or estimated, not {'x' * 40 + '...'!r}"
+
+
 def test_every_bad_column_of_a_row_is_named():
     assert problems_of(csv_text(f"{H1},2026-11-20,1,-1,x,sometimes")) == [
         (2, "import_kwh"),
