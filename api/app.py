@@ -26,6 +26,8 @@ from api.observability import router as observability_router
 from api.problems import install_problem_handlers
 from api.routes.households import router as households_router
 from api.routes.market import router as market_router
+from api.routes.meter_data import METER_DATA_PATH
+from api.routes.meter_data import router as meter_data_router
 from api.routes.open_prices import FeedCacheHits
 from api.routes.open_prices import router as open_prices_router
 from api.routes.open_results import router as open_results_router
@@ -136,7 +138,11 @@ def create_app(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
     # Outermost last: security headers on every answer, every state-changing request audited
     # (a refused one too), a body over the limit refused before it is read.
     app.add_middleware(FeedCacheHits)  # innermost: a repeated feed request answered from its cache
-    app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=platform.settings.max_body_bytes,
+        by_path={METER_DATA_PATH: platform.settings.max_meter_data_bytes},
+    )
     app.add_middleware(AuditMiddleware)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)  # outermost: every answer counted, as the client saw it
@@ -148,6 +154,7 @@ def create_app(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
     app.include_router(operator_router, prefix="/v1")
     app.include_router(open_prices_router, prefix="/open/v1")
     app.include_router(open_results_router, prefix="/open/v1")  # public: no token
+    app.include_router(meter_data_router, prefix="/v1")
     app.include_router(observability_router)
     app.include_router(metrics_router)
     return app

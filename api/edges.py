@@ -54,20 +54,23 @@ class BodySizeLimit:
     """Answers 413 to a request whose body is larger than ``max_bytes``, before reading it all.
 
     A declared ``Content-Length`` over the limit is refused at once; a body sent without one is
-    counted as it arrives and refused as soon as it passes the limit.
+    counted as it arrives and refused as soon as it passes the limit. ``by_path`` gives some
+    paths a limit of their own (the meter data upload: a file, not a JSON request).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, by_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.by_path = dict(by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.by_path.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
             return
         received = 0
         started = refused = False
@@ -77,11 +80,11 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not started:
+                if received > limit and not started:
                     # Answer now and tell the app the client is gone: it stops reading, and
                     # whatever it answers is dropped.
                     refused = True
-                    await self._refuse(scope, send)
+                    await self._refuse(scope, send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -94,16 +97,16 @@ class BodySizeLimit:
 
         await self.app(scope, counting_receive, tracking_send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
         body = json.dumps(
             {
                 "type": "about:blank",
                 "title": status.phrase,
                 "status": status.value,
-                "detail": f"the request body is larger than {self.max_bytes} bytes",
+                "detail": f"the request body is larger than {limit} bytes",
                 "instance": scope["path"],
-                "errors": [{"field": "body", "reason": f"must be at most {self.max_bytes} bytes"}],
+                "errors": [{"field": "body", "reason": f"must be at most {limit} bytes"}],
             }
         ).encode()
         headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]

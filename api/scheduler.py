@@ -264,7 +264,7 @@ class MeterPolling:
         with Session(self.engine) as session:
             endpoints = tuple(
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
-                for m in list_meters(session, active=True)
+                for m in list_meters(session, active=True, polled=True)
             )
         if not endpoints:
             self._log_cycle([], 0, started)
@@ -316,7 +316,7 @@ class MeterPolling:
         try:
             # Derive with no write lock held (it reads and computes); store in one short transaction.
             with Session(self.engine) as session:
-                meters = [m.id for m in list_meters(session, active=True)]
+                meters = [m.id for m in list_meters(session, active=True, polled=True)]
                 derived = derive_energy_of_meters(session, meters, periods)
                 revisit = estimates_to_revisit(
                     session, since=period.start_utc - REVISIT_ESTIMATES, before=period.previous().start_utc

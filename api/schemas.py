@@ -808,3 +808,28 @@ class StrategyPublic(BaseModel):
     ev: ElectricVehiclePublic | None
     created_at: datetime
     created_by: str
+
+
+class MeterDataRowProblem(BaseModel):
+    """A bad row of a meter data file: its number (the header is row 1), the column and why."""
+
+    row: int
+    field: str
+    reason: str
+
+
+class MeterDataImportPublic(BaseModel):
+    """What a half-hourly meter data import did (:class:`market.meter_files.ImportSummary`)."""
+
+    rows_read: int
+    stored: int = Field(description="Rows stored: new plus revised.")
+    new: int
+    revised: int
+    estimates_replaced: int = Field(description="Revisions that replaced an estimate by an actual.")
+    unchanged: int = Field(description="Rows already stored as they are.")
+    bad: int = Field(description="Rows refused (with skip_bad, left out; without, nothing was stored).")
+    meters_created: int
+    skip_bad: bool
+    problems: list[MeterDataRowProblem] = Field(description="The first 1,000 problems, by row.")
+    problems_listed: int
+    problems_total: int

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     open_feed_check_seconds: float = Field(default=1.0, ge=0, le=60)
     #: The largest request body the API reads (bytes): a batch of 500 orders is about 60 kB.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: The largest half-hourly meter data file ``POST /v1/meter-data`` reads (bytes): 100,000
+    #: rows are about 5 MB, so 16 MiB takes some 300,000 (a day of 6,000 households).
+    max_meter_data_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     #: Failed authentications one client may make in a window before it is refused (429).
     auth_failure_limit: int = Field(default=20, ge=1)
     auth_failure_window_s: float = Field(default=60.0, gt=0)

@@ -20,6 +20,7 @@ from rich.table import Table
 from cli.clearing_files import FileFormatError, clear_files
 from cli.invitations import participant_invite
 from cli.market import db_app, intervals, market_app
+from cli.meter_data import meter_data_app
 from cli.meters import meter_app
 from cli.network import network_app, tariff_app
 from cli.open_data import open_data_app
@@ -63,6 +64,7 @@ def _options(
 app.add_typer(db_app, name="db")
 app.add_typer(market_app, name="market")
 app.add_typer(meter_app, name="meter")
+app.add_typer(meter_data_app, name="meter-data")
 app.command()(intervals)
 app.command("settle")(settle_command)
 app.command("serve")(serve)

@@ -131,7 +131,7 @@ def meter_list(
     from sqlmodel import Session
 
     from cli.options import market_engine, settings_or_fail
-    from market.participants import list_meters
+    from market.participants import DATA_SERVICE, list_meters
 
     with market_engine(settings_or_fail()) as engine, Session(engine) as session:
         meters = list_meters(session, participant_id=participant, active=None if inactive else True)
@@ -144,6 +144,8 @@ def meter_list(
     table.add_column("active")
     for m in meters:
         address = f"{m.host}:{m.port}/{m.unit_id}" + ("" if m.transport == "tcp" else f" {m.transport}")
+        if m.transport == DATA_SERVICE:  # read from files, not reached at an address
+            address = "national data service (half-hourly files)"
         table.add_row(m.id, m.participant_id, address, m.model, "yes" if m.active else "no")
     Console().print(table)
 
@@ -302,7 +304,7 @@ def meter_poll(
         with transaction(engine) as session:
             endpoints = [
                 MeterEndpoint(m.id, m.host, m.port, m.unit_id, m.model, m.transport)
-                for m in list_meters(session)
+                for m in list_meters(session, polled=True)
                 if m.active and gateway_shard(m.host, m.port, count) == index
             ]
         if not endpoints:

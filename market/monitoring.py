@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from market.charges import POOL
 from market.database import chunks
 from market.intervals import SettlementPeriod, settlement_period
-from market.participants import HOUSEHOLD, Participant
+from market.participants import DATA_SERVICE, HOUSEHOLD, Participant
 from market.tables import (
     InvitationRow,
     LedgerLineRow,
@@ -130,7 +130,12 @@ def meter_states(
         .scalar_subquery()
     )
     meters = sa.select(
-        table.c.id, table.c.participant_id, table.c.active, table.c.model, latest_at.label("polled_at")
+        table.c.id,
+        table.c.participant_id,
+        table.c.active,
+        table.c.model,
+        table.c.transport,
+        latest_at.label("polled_at"),
     ).subquery("meters_read")
     last = MeterReadingRow.__table__.alias("last_reading")  # type: ignore[attr-defined]
     joined = meters.outerjoin(
@@ -147,6 +152,8 @@ def meter_states(
         where = (
             where
             & meters.c.active
+            # A data-service meter is never polled: its files are not "failing" readings.
+            & (meters.c.transport != DATA_SERVICE)
             & sa.or_(
                 meters.c.polled_at.is_(None),
                 meters.c.polled_at < failing_before,

@@ -6,7 +6,7 @@ May import :mod:`market` and SQLModel.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,9 @@ from metering.registers import MapError
 HOUSEHOLD = "household"
 OPERATOR = "operator"
 TRANSPORTS = ("tcp", "rtu", "rtu-over-tcp")
+#: The transport of a meter read through the national data service: its energy arrives in
+#: half-hourly files (:mod:`market.meter_files`), never by polling.
+DATA_SERVICE = "data-service"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 # The MPAN core's check digit: the first 12 digits weighted by these primes, summed, mod 11, mod 10.
 _MPAN_WEIGHTS = (3, 5, 7, 13, 17, 19, 23, 29, 31, 37, 41, 43)
@@ -72,6 +75,11 @@ def mpan_check_digit_ok(mpan: str) -> bool:
         return False
     total = sum(int(digit) * weight for digit, weight in zip(mpan[:12], _MPAN_WEIGHTS))
     return total % 11 % 10 == int(mpan[12])
+
+
+def data_service_meter_id(mpan: str) -> str:
+    """The id of the data-service meter of the household with ``mpan`` (made on its first import)."""
+    return f"hh-{mpan}"
 
 
 def register_household(
@@ -158,6 +166,7 @@ def register_meter(
         raise MarketError("participant_id", f"{participant_id!r} is not a household")
     if session.get(MeterRow, meter_id) is not None:
         raise MarketError("meter_id", f"{meter_id!r} is already registered")
+    _refuse_data_service_households(session, [participant_id], lambda _: "participant_id")
     clash = session.exec(
         select(MeterRow).where(MeterRow.host == host, MeterRow.port == port, MeterRow.unit_id == unit_id)
     ).first()
@@ -278,6 +287,11 @@ def register_meters(
             raise MarketError(
                 f"meters[{index}].participant_id", f"{meter.participant_id!r} is not a household"
             )
+    _refuse_data_service_households(
+        session,
+        [meter.participant_id for meter in meters],
+        lambda index: f"meters[{index}].participant_id",
+    )
     wanted = {address: index for index, address in enumerate(addresses)}
     for chunk in chunks(sorted({meter.host for meter in meters})):
         stored = session.exec(
@@ -310,6 +324,27 @@ def register_meters(
             ],
         )
     return len(meters)
+
+
+def _refuse_data_service_households(
+    session: Session, participant_ids: Sequence[str], field: Callable[[int], str]
+) -> None:
+    """Refuse a Modbus meter for a household read through the data service (an active meter of
+    :data:`DATA_SERVICE`): both meters' energy would be counted. ``field`` names the item."""
+    columns = MeterRow.__table__.c  # type: ignore[attr-defined]
+    read: dict[str, str] = {}
+    for chunk in chunks(sorted(set(participant_ids))):
+        query = sa.select(columns.participant_id, columns.id).where(
+            columns.participant_id.in_(chunk), columns.active, columns.transport == DATA_SERVICE
+        )
+        read.update((participant, meter) for participant, meter in session.execute(query))
+    for index, participant_id in enumerate(participant_ids):
+        if participant_id in read:
+            raise MarketError(
+                field(index),
+                f"{participant_id!r} is read through the national data service (meter "
+                f"{read[participant_id]!r}); remove that meter first, so no energy is counted twice",
+            )
 
 
 def check_nodes(session: Session, fields: dict[str, str], *, now: datetime) -> None:
@@ -402,9 +437,14 @@ def _first_stored(session: Session, column: Any, keys: dict[Hashable, int]) -> i
 
 
 def list_meters(
-    session: Session, *, participant_id: str | None = None, active: bool | None = None
+    session: Session,
+    *,
+    participant_id: str | None = None,
+    active: bool | None = None,
+    polled: bool | None = None,
 ) -> list[Meter]:
-    """Meters by id, a household's or all, active or not or both (plain rows: a city has many)."""
+    """Meters by id, a household's or all, active or not or both (plain rows: a city has many);
+    ``polled`` keeps the Modbus meters (True) or the data-service ones (False)."""
     columns = MeterRow.__table__.c  # type: ignore[attr-defined]
     query = sa.select(
         columns.id,
@@ -420,6 +460,10 @@ def list_meters(
         query = query.where(columns.participant_id == participant_id)
     if active is not None:
         query = query.where(columns.active == active)
+    if polled is not None:
+        query = query.where(
+            (columns.transport != DATA_SERVICE) if polled else (columns.transport == DATA_SERVICE)
+        )
     return [Meter(*row) for row in session.execute(query)]
 
 

@@ -185,9 +185,12 @@ def day_statement(
     )
     latest = _latest_runs(runs)
     standing = _household_standing(session, participant_id, runs)
+    replaced = _estimates_replaced(runs, standing)
     intervals = []
     for period in periods_of_day(day, length_minutes=length_minutes):
         status, reason = _standing(latest.get((day, period.period)), standing)
+        if status == SETTLED and (day, period.period) in replaced:
+            reason = ESTIMATE_REPLACED.format(sequence=replaced[(day, period.period)])
         interval = figures.get((day, period.period), StatementFigures())
         interval.intervals[status] += 1
         intervals.append(IntervalFigures(period, status, reason, interval))
@@ -341,6 +344,31 @@ def _household_standing(
         for run_id, found in standing_in_runs(session, list(runs), participant_id=participant_id).items()
         for _, kind, reason in found
     }
+
+
+#: A day statement's reason for an interval settled on metered energy whose earlier run settled
+#: the household on an estimate: the estimate was replaced by an actual (a late reading, or an
+#: actual in a half-hourly data file) and reconciled.
+ESTIMATE_REPLACED = "estimated meter energy replaced by actual (reconciled in run {sequence})"
+
+
+def _estimates_replaced(
+    runs: dict[int, SettlementRunRow], standing: dict[int, tuple[str, str]]
+) -> dict[tuple[date, int], int]:
+    """The intervals whose newest run settled the household on metered energy after an earlier
+    run settled it on an estimate: each with the sequence of the first run that did so."""
+    by_interval: dict[tuple[date, int], list[SettlementRunRow]] = defaultdict(list)
+    for run in runs.values():
+        by_interval[(run.settlement_date, run.period)].append(run)
+    replaced: dict[tuple[date, int], int] = {}
+    for key, interval_runs in by_interval.items():
+        interval_runs.sort(key=lambda run: run.sequence)
+        estimated = [standing.get(run.id or 0, ("", ""))[0] == ESTIMATED for run in interval_runs]
+        if not any(estimated) or estimated[-1] or interval_runs[-1].status == "pending":
+            continue
+        last_estimate = max(index for index, flag in enumerate(estimated) if flag)
+        replaced[key] = interval_runs[last_estimate + 1].sequence
+    return replaced
 
 
 def _standing(run: SettlementRunRow | None, standing: dict[int, tuple[str, str]]) -> tuple[str, str]:

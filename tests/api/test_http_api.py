@@ -294,6 +294,7 @@ ROUTES = [
     ("post", "/v1/settlement/runs", {"interval": NEXT.key}, "operator"),
     ("get", "/v1/settlement/export?date=2026-11-21", None, "operator"),
     ("get", "/v1/audit", None, "operator"),
+    ("post", "/v1/meter-data", None, "operator"),  # the file's body: tests/api/test_meter_data_upload.py
     ("get", "/v1/strategy", None, "household"),
     ("put", "/v1/strategy", STRATEGY, "household"),
     ("post", "/v1/strategy/pause", None, "household"),
