@@ -247,3 +247,51 @@ def strategy_history_command(participant_id: Household, as_json: AsJson = False)
             version.created_by,
         )
     Console().print(table)
+
+
+@strategy_app.command("plan")
+def strategy_plan(participant_id: Household, as_json: AsJson = False) -> None:
+    """The platform's latest plan for a household's strategy: when it was made, its expected cost,
+    and each period's battery state of charge and EV charging; exit status 2 before the first."""
+    from sqlmodel import Session
+
+    from api.routes.strategies import plan_public
+    from market.autotrading import stored_plan
+    from market.errors import MarketError
+    from market.participants import get_participant
+
+    settings = settings_or_fail()
+    with market_engine(settings) as engine, Session(engine) as session:
+        try:
+            get_participant(session, participant_id)
+        except MarketError as error:
+            raise fail(str(error)) from None
+        found = stored_plan(session, participant_id, length_minutes=settings.interval_minutes)
+    if found is None:
+        raise fail(f"plan: household {participant_id!r} has no plan yet")
+    document = plan_public(found).model_dump(mode="json")
+    if as_json:
+        print(json.dumps(document, indent=1))
+        return
+    battery = found.battery_start_kwh is not None
+    table = Table(
+        "date",
+        "period",
+        "start (UTC)",
+        *(["battery at its end, kWh"] if battery else []),
+        "EV charged, kWh",
+        title=(
+            f"{participant_id}'s plan, made {iso_utc(found.planned_at)}: expected cost "
+            f"{document['expected_cost_p']} p"
+            + (f", battery from {document['battery_start_kwh']} kWh" if battery else "")
+        ),
+    )
+    for period in document["periods"]:
+        table.add_row(
+            period["settlement_date"],
+            str(period["period"]),
+            period["start"],
+            *([period["battery_soc_kwh"]] if battery else []),
+            period["ev_charge_kwh"],
+        )
+    Console().print(table)

@@ -30,7 +30,7 @@ from api.schemas import (
     StrategyUpdate,
     page,
 )
-from market.autotrading import stored_plan
+from market.autotrading import StoredPlan, stored_plan
 from market.database import transaction
 from market.errors import NotFoundError
 from market.participants import get_participant
@@ -134,6 +134,11 @@ def _plan(session: SessionDep, platform: PlatformDep, participant_id: str) -> St
     found = stored_plan(session, participant_id, length_minutes=platform.settings.interval_minutes)
     if found is None:
         raise NotFoundError("plan", f"household {participant_id!r} has no plan yet")
+    return plan_public(found)
+
+
+def plan_public(found: StoredPlan) -> StrategyPlanPublic:
+    """A household's latest plan as the API shows it."""
     return StrategyPlanPublic(
         participant_id=found.participant_id,
         planned_at=found.planned_at,

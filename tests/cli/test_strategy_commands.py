@@ -145,3 +145,31 @@ def test_an_unknown_household_or_no_strategy_is_refused_on_stderr(cli):
         refused = cli("strategy", *args)
         assert (refused.exit_code, refused.stdout) == (2, ""), args
         assert refused.stderr.startswith("smartbrum: "), args
+
+
+def test_the_operator_sees_the_platforms_latest_plan(cli, street, tmp_path):
+    from market.autotrading import plan_strategies
+    from market.rules import MarketRules
+
+    file = tmp_path / "strategy.toml"
+    file.write_text(TOML)
+    assert cli("strategy", "set", "H1", "--file", str(file)).exit_code == 0
+    none_yet = cli("strategy", "plan", "H1")
+    assert (none_yet.exit_code, none_yet.stdout) == (2, "")
+    assert none_yet.stderr == "smartbrum: plan: household 'H1' has no plan yet\n"
+    report = plan_strategies(street, rules=MarketRules(), now=datetime.now(UTC))
+    assert report.planned == 1, report.failed
+    shown = cli("strategy", "plan", "H1", "--json")
+    assert shown.exit_code == 0, shown.output
+    plan = json.loads(shown.stdout)
+    assert plan["participant_id"] == "H1"
+    assert [(p["settlement_date"], p["period"]) for p in plan["periods"]] == [
+        (p.settlement_date.isoformat(), p.period) for p in report.periods
+    ]
+    assert plan["battery_start_kwh"] == "2"  # its floor: the 2 kWh reserve, above 10% of 10 kWh
+    table = cli("strategy", "plan", "H1")
+    assert table.exit_code == 0
+    words = " ".join(table.stdout.split())  # the title as a line, wherever the terminal wrapped it
+    assert "H1's plan, made" in words
+    assert "battery from 2 kWh" in words
+    assert cli("strategy", "plan", "nobody").exit_code == 2
