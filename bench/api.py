@@ -594,9 +594,7 @@ async def cancel(client: Client, load: Load, home: Household, key: str, order_id
         surprise(load, "cancel", response)
 
 
-async def place(
-    client: Client, load: Load, home: Household, plan: Plan, rng: random.Random
-) -> None:
+async def place(client: Client, load: Load, home: Household, plan: Plan, rng: random.Random) -> None:
     """Place ``plan.batch`` orders for the household, spread over the intervals (a household's
     next hours): one ``POST /v1/orders``, or a ``POST /v1/orders/batch`` for more than one.
     Where an interval would pass the open-order cap, one of its orders is cancelled first; the
@@ -1070,7 +1068,8 @@ def report(runs: Sequence[ApiRun]) -> bool:
         if read_latencies:
             read_p99 = harness.percentile(read_latencies, 0.99)
             checks.target(
-                f"{name}: a household's reads (orders, trades, statement) p99 < {1e3 * TARGET_P99_SECONDS:.0f} ms",
+                f"{name}: a household's reads (orders, trades, statement) p99 < "
+                f"{1e3 * TARGET_P99_SECONDS:.0f} ms",
                 read_p99 < TARGET_P99_SECONDS,
                 ", ".join(
                     f"{kind} p99 {1e3 * harness.percentile(values, 0.99):.1f} ms (n {len(values):,})"
