@@ -2,8 +2,9 @@
 
 What it does
 ------------
-Seeds a fresh database as ``bench/api.py`` does, then starts the app in a child process under
-uvicorn (one worker, the same ``--loop`` and ``--http`` options ``smartbrum serve`` takes) with
+Seeds a fresh database as ``bench/api.py`` does, then starts the service in a child process as
+``smartbrum serve`` runs each worker (the web app around the API, the access log in text, the
+metrics shared through a folder; one worker; uvicorn's ``--loop`` and ``--http`` choosable) with
 cProfile measuring **thread CPU time** (``time.thread_time``) in the event loop's thread and in
 every call the app hands to the threadpool (routes, sessions, the token lookup), each thread with
 a profile of its own, merged at the end. The parent drives it with ``bench/api.py``'s households
@@ -136,6 +137,8 @@ def serve_profiled(port: int, out: Path, loop: str, http: str) -> None:
     import anyio.to_thread
     import uvicorn
 
+    from api.logs import logging_config
+
     profiles = ThreadProfiles()
     original = anyio.to_thread.run_sync
 
@@ -152,12 +155,14 @@ def serve_profiled(port: int, out: Path, loop: str, http: str) -> None:
 
     # Written at SIGUSR2: uvicorn re-raises the SIGTERM that stops it, so nothing runs after it.
     signal.signal(signal.SIGUSR2, stop_and_write)
+    # As smartbrum serve runs it: the web app around the API, the access log (to the log file),
+    # the metrics shared through a folder (the parent sets PROMETHEUS_MULTIPROC_DIR).
     config = uvicorn.Config(
-        "api.app:app_from_settings",
+        "web.app:service_from_settings",
         factory=True,
         host="127.0.0.1",
         port=port,
-        log_level="warning",
+        log_config=logging_config("text"),
         loop=loop,
         http=http,
     )
@@ -232,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
         port = api_bench.free_port()
         out = Path(folder) / "api.prof"
         server_log = Path(folder) / "serve.log"
-        env = {**os.environ, "SMARTBRUM_DATABASE_URL": database.url}
+        metrics = Path(folder) / "metrics"
+        metrics.mkdir()
+        env = {**os.environ, "SMARTBRUM_DATABASE_URL": database.url, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
         env.pop("SMARTBRUM_CONFIG", None)
         command = [sys.executable, __file__, "--child", str(port), str(out), "--loop", args.loop]
         command += ["--http", args.http]

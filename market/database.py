@@ -183,6 +183,12 @@ ADVISORY_LOCK_KEY = (
     "hashtextextended(concat_ws(chr(31), current_database(), current_schema(), CAST(:name AS text)), 0)"
 )
 
+#: The statements taking one lock, shared or not (built once: every order change takes one).
+_ADVISORY_LOCKS = {
+    shared: sa.text(f"SELECT {function}({ADVISORY_LOCK_KEY})")
+    for shared, function in ((True, "pg_advisory_xact_lock_shared"), (False, "pg_advisory_xact_lock"))
+}
+
 
 def lock_for_transaction(session: Session, *parts: object, shared: bool = False) -> None:
     """Serialise transactions that touch the same thing, until this one ends.
@@ -191,14 +197,13 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
     only for an exclusive holder (and it for them). On SQLite the transaction already holds the
     database's write lock (``BEGIN IMMEDIATE``), which serialises everything.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
         # Advisory locks are per database server: the key joins the database's identity, asked of
         # the server (not the URL's text, which two spellings of one database would not share),
         # so markets in different databases or schemas never wait on each other.
         name = "\x1f".join(str(part) for part in parts)
-        session.execute(sa.text(f"SELECT {function}({ADVISORY_LOCK_KEY})"), {"name": name})
+        connection.execute(_ADVISORY_LOCKS[shared], {"name": name})
 
 
 def lock_all_for_transaction(
