@@ -13,8 +13,10 @@ migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every w
    on the server's database: the operator, a network (``GSP``, a primary ``P1`` and ten
    feeders), the tariff, and ``--households`` households round-robin over the feeders, each
    with an API token.
-2. Load: an asyncio client (``httpx2.AsyncClient``, one keep-alive connection per concurrent
-   task) runs ``--concurrency`` tasks in a closed loop; each task owns its share of the
+2. Load: an asyncio client (``--client raw``, the default: :class:`RawClient`, a minimal
+   keep-alive HTTP/1.1 client on asyncio streams, one connection per task; ``--client httpx2``:
+   one ``httpx2.AsyncClient`` with a keep-alive connection per task) runs ``--concurrency``
+   tasks in a closed loop; each task owns its share of the
    households (a household is only ever driven by one task, as one home's app would) and, for
    its households in turn:
 
@@ -27,7 +29,10 @@ migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every w
    - then, with probability ``--cancel-share`` (0.25), cancels one of its open orders
      (``DELETE /v1/orders/{id}``); with ``--statement-share`` (0.05) reads its statement for the
      month (``GET /v1/statements/{YYYY-MM}``); with ``--replay-share`` (0.02) sends the same
-     placement again with the same key, which must answer 200 with the same order.
+     placement again with the same key, which must answer 200 with the same order; with
+     ``--read-share`` (0.1) reads its open orders for the interval it placed in last
+     (``GET /v1/orders?interval=...&status=open``), which must list the order it placed there
+     while it is open, then its trades (``GET /v1/trades``).
 
    A warm-up of ``--warmup`` placements (every worker's first requests) comes first and is not
    timed; then the timed run, bounded by ``--orders`` placements and ``--seconds`` of wall time.
@@ -47,15 +52,17 @@ household's next hours in one request, 4 concurrent clients (with 50 clients in 
 the mean latency is 50 / throughput by Little's law, so a 50 ms p99 would need over 1,000
 requests/s whatever the service does; one order per request tops out near 200/s on a 2-core
 machine, see ``bench/README.md``) (SQLite's figures are shown beside it, without a
-target); no 5xx response and no transport error; and **no accepted order missing**: afterwards
+target); a household's reads (its orders, trades and statement) with a p99 under 50 ms, and
+each read of its orders listing the order it has just placed (nothing it must see fresh comes
+from a cache); no 5xx response and no transport error; and **no accepted order missing**: afterwards
 the database's orders (open and cancelled) are exactly the orders answered 201, counted and
 compared id by id, the cancelled ones exactly those a DELETE answered 200 for, one order event
 per placement and cancellation, and one audit row per POST and DELETE answered.
 
 The client shares the machine with the server and the database, and costs CPU of its own (the
-table shows how much per request: about 1.4 ms with httpx2 on a 2-core machine, so at the
-target's rate it alone would take most of two cores): the figures
-are a lower bound for the service on its own hardware.
+table shows how much per request, and which client: about 1.2 ms with httpx2 on a 2-core
+machine, so at the target's rate it alone would take most of two cores; about 0.3 ms with the raw
+client): the figures are a lower bound for the service on its own hardware.
 
 Usage
 -----
