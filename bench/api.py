@@ -13,8 +13,10 @@ migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every w
    on the server's database: the operator, a network (``GSP``, a primary ``P1`` and ten
    feeders), the tariff, and ``--households`` households round-robin over the feeders, each
    with an API token.
-2. Load: an asyncio client (``httpx2.AsyncClient``, one keep-alive connection per concurrent
-   task) runs ``--concurrency`` tasks in a closed loop; each task owns its share of the
+2. Load: an asyncio client (``--client raw``, the default: :class:`RawClient`, a minimal
+   keep-alive HTTP/1.1 client on asyncio streams, one connection per task; ``--client httpx2``:
+   one ``httpx2.AsyncClient`` with a keep-alive connection per task) runs ``--concurrency``
+   tasks in a closed loop; each task owns its share of the
    households (a household is only ever driven by one task, as one home's app would) and, for
    its households in turn:
 
@@ -27,7 +29,10 @@ migrations. Readiness is polled (``GET /openapi.json`` answering 200 and every w
    - then, with probability ``--cancel-share`` (0.25), cancels one of its open orders
      (``DELETE /v1/orders/{id}``); with ``--statement-share`` (0.05) reads its statement for the
      month (``GET /v1/statements/{YYYY-MM}``); with ``--replay-share`` (0.02) sends the same
-     placement again with the same key, which must answer 200 with the same order.
+     placement again with the same key, which must answer 200 with the same order; with
+     ``--read-share`` (0.1) reads its open orders for the interval it placed in last
+     (``GET /v1/orders?interval=...&status=open``), which must list the order it placed there
+     while it is open, then its trades (``GET /v1/trades``).
 
    A warm-up of ``--warmup`` placements (every worker's first requests) comes first and is not
    timed; then the timed run, bounded by ``--orders`` placements and ``--seconds`` of wall time.
@@ -47,15 +52,17 @@ household's next hours in one request, 4 concurrent clients (with 50 clients in 
 the mean latency is 50 / throughput by Little's law, so a 50 ms p99 would need over 1,000
 requests/s whatever the service does; one order per request tops out near 200/s on a 2-core
 machine, see ``bench/README.md``) (SQLite's figures are shown beside it, without a
-target); no 5xx response and no transport error; and **no accepted order missing**: afterwards
+target); a household's reads (its orders, trades and statement) with a p99 under 50 ms, and
+each read of its orders listing the order it has just placed (nothing it must see fresh comes
+from a cache); no 5xx response and no transport error; and **no accepted order missing**: afterwards
 the database's orders (open and cancelled) are exactly the orders answered 201, counted and
 compared id by id, the cancelled ones exactly those a DELETE answered 200 for, one order event
 per placement and cancellation, and one audit row per POST and DELETE answered.
 
 The client shares the machine with the server and the database, and costs CPU of its own (the
-table shows how much per request: about 1.4 ms with httpx2 on a 2-core machine, so at the
-target's rate it alone would take most of two cores): the figures
-are a lower bound for the service on its own hardware.
+table shows how much per request, and which client: about 1.2 ms with httpx2 on a 2-core
+machine, so at the target's rate it alone would take most of two cores; about 0.3 ms with the raw
+client): the figures are a lower bound for the service on its own hardware.
 
 Usage
 -----
@@ -77,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -95,6 +103,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import sqlalchemy as sa
@@ -117,7 +127,8 @@ TARGET_PLACEMENTS_PER_SECOND = 1_000
 TARGET_P99_SECONDS = 0.050
 READY_SECONDS = 90.0
 STOP_SECONDS = 30.0
-KINDS = ("place", "cancel", "statement", "replay")
+KINDS = ("place", "cancel", "statement", "replay", "orders", "trades")
+CLIENTS = ("raw", "httpx2")
 log = harness.progress_logger()
 
 
@@ -400,6 +411,8 @@ class Load:
     state_changing_answered: int = 0
     transport_errors: int = 0
     replay_mismatches: int = 0
+    #: Reads of a household's open orders that did not list the order it had just placed.
+    stale_reads: int = 0
     #: The first few unexpected answers, for the report.
     surprises: list[str] = field(default_factory=list)
     placements_started: int = 0
@@ -425,6 +438,8 @@ class Plan:
     cancel_share: float
     statement_share: float
     replay_share: float
+    #: Share of placements followed by the household reading its orders and its trades.
+    read_share: float = 0.0
     #: Orders per placement request: 1 posts ``/v1/orders``, more post ``/v1/orders/batch``.
     batch: int = 1
 
@@ -436,15 +451,99 @@ class Household:
         self.id = household_id
         self.headers = {"Authorization": f"Bearer {token}"}
         self.open: dict[str, list[str]] = {}
+        #: (interval key, order id) of the order placed last, which a read must list while open.
+        self.last_placed: tuple[str, str] | None = None
 
     def open_orders(self) -> list[tuple[str, str]]:
         """(interval key, order id) of every open order."""
         return [(key, order_id) for key, ids in self.open.items() for order_id in ids]
 
 
+class RawResponse:
+    """An answer read by :class:`RawClient`: what the benchmark looks at (status, JSON, text)."""
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams: one connection, one request at a
+    time (each household task has its own), the answer read by its ``Content-Length``.
+
+    It asks as little CPU of the shared machine as it can (about a fifth of ``httpx2``'s), so that
+    the figures measure the server rather than the client; ``--client httpx2`` keeps the general
+    client. A connection the server closes is opened again for the next request; a failure
+    raises :class:`httpx2.TransportError`, as the general client's would, so that both are
+    counted the same way.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"not a host and port: {base_url}")
+        self.host, self.port = parts.hostname, parts.port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(
+        self, method: str, path: str, *, headers: dict[str, str], json: object = None
+    ) -> RawResponse:
+        """Send one request and read its answer."""
+        body = b"" if json is None else _json_bytes(json)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if json is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            writer.write(data)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status, length, close = int(head[9:12]), 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            content = await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
+            await self.aclose()
+            raise httpx2.TransportError(f"{type(error).__name__}: {error}") from error
+        if close:
+            await self.aclose()
+        return RawResponse(status, content)
+
+    async def aclose(self) -> None:
+        """Close the connection (the next request opens another)."""
+        if self.streams is not None:
+            writer = self.streams[1]
+            self.streams = None
+            writer.close()
+            with suppress(OSError):
+                await writer.wait_closed()
+
+
+def _json_bytes(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+Client = httpx2.AsyncClient | RawClient
+
+
 async def call(
-    client: httpx2.AsyncClient, load: Load, kind: str, method: str, path: str, **options: object
-) -> httpx2.Response | None:
+    client: Client, load: Load, kind: str, method: str, path: str, **options: object
+) -> httpx2.Response | RawResponse | None:
     """One request, timed and counted; ``None`` after a transport error.
 
     Parameters
@@ -484,13 +583,13 @@ async def call(
     return response
 
 
-def surprise(load: Load, kind: str, response: httpx2.Response) -> None:
+def surprise(load: Load, kind: str, response: httpx2.Response | RawResponse) -> None:
     """Note an unexpected answer (the first ten are kept)."""
     if len(load.surprises) < 10:
         load.surprises.append(f"{kind}: {response.status_code} {response.text[:300]}")
 
 
-async def cancel(client: httpx2.AsyncClient, load: Load, home: Household, key: str, order_id: str) -> None:
+async def cancel(client: Client, load: Load, home: Household, key: str, order_id: str) -> None:
     """Cancel one of the household's open orders."""
     home.open[key].remove(order_id)
     response = await call(client, load, "cancel", "DELETE", f"/v1/orders/{order_id}", headers=home.headers)
@@ -502,9 +601,7 @@ async def cancel(client: httpx2.AsyncClient, load: Load, home: Household, key: s
         surprise(load, "cancel", response)
 
 
-async def place(
-    client: httpx2.AsyncClient, load: Load, home: Household, plan: Plan, rng: random.Random
-) -> None:
+async def place(client: Client, load: Load, home: Household, plan: Plan, rng: random.Random) -> None:
     """Place ``plan.batch`` orders for the household, spread over the intervals (a household's
     next hours): one ``POST /v1/orders``, or a ``POST /v1/orders/batch`` for more than one.
     Where an interval would pass the open-order cap, one of its orders is cancelled first; the
@@ -529,6 +626,7 @@ async def place(
         load.orders_placed += len(ids)
     for period, order_id in zip(periods, ids, strict=True):
         home.open[period.key].append(order_id)
+        home.last_placed = (period.key, order_id)
     if rng.random() < plan.replay_share:
         again = await call(client, load, "replay", "POST", path, headers=headers, json=body)
         if again is not None and (again.status_code != 200 or placed_ids(again, plan.batch) != ids):
@@ -536,7 +634,7 @@ async def place(
             surprise(load, "replay", again)
 
 
-def placed_ids(response: httpx2.Response, batch: int) -> list[str]:
+def placed_ids(response: httpx2.Response | RawResponse, batch: int) -> list[str]:
     """The order ids a placement answered: one order's, or a batch's in order."""
     document = response.json()
     return [document["id"]] if batch == 1 else [order["id"] for order in document["orders"]]
@@ -553,7 +651,7 @@ def order_body(period: SettlementPeriod, rng: random.Random) -> dict[str, str]:
 
 
 async def household_task(
-    client: httpx2.AsyncClient,
+    client: Client,
     load: Load,
     homes: Sequence[Household],
     plan: Plan,
@@ -577,6 +675,29 @@ async def household_task(
             )
             if response is not None and response.status_code != 200:
                 surprise(load, "statement", response)
+        if rng.random() < plan.read_share:
+            await read_own(client, load, home)
+
+
+async def read_own(client: Client, load: Load, home: Household) -> None:
+    """Read the household's open orders for the interval it placed in last (which must list the
+    order it placed, if still open: nothing a household must see fresh may come from a cache),
+    then its trades."""
+    if home.last_placed is not None:
+        key, order_id = home.last_placed
+        path = f"/v1/orders?interval={key}&status=open&limit=100"
+        response = await call(client, load, "orders", "GET", path, headers=home.headers)
+        if response is not None:
+            if response.status_code != 200:
+                surprise(load, "orders", response)
+            elif order_id in home.open.get(key, ()) and order_id not in {
+                item["id"] for item in response.json()["items"]
+            }:
+                load.stale_reads += 1
+                surprise(load, "orders", response)
+    response = await call(client, load, "trades", "GET", "/v1/trades?limit=100", headers=home.headers)
+    if response is not None and response.status_code != 200:
+        surprise(load, "trades", response)
 
 
 async def drive(
@@ -590,6 +711,7 @@ async def drive(
     seconds: float,
     timing: bool,
     seed: int,
+    client_kind: str = "raw",
 ) -> None:
     """Run ``concurrency`` household tasks until ``placements`` placements or ``seconds`` pass.
 
@@ -613,18 +735,25 @@ async def drive(
         Whether latencies and statuses are recorded (the warm-up is not).
     seed : int
         Seeds each task's random choices.
+    client_kind : str
+        ``"raw"``: a :class:`RawClient` (one connection) per task; ``"httpx2"``: one
+        ``httpx2.AsyncClient`` whose pool keeps a connection per task.
     """
     load.timing = timing
     load.placements_started = 0
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx2.Timeout(60.0)
-    async with httpx2.AsyncClient(base_url=server.base_url, limits=limits, timeout=timeout) as client:
+    shared = None
+    if client_kind == "httpx2":
+        shared = httpx2.AsyncClient(base_url=server.base_url, limits=limits, timeout=timeout)
+    clients: list[Client] = [shared or RawClient(server.base_url) for _ in range(concurrency)]
+    try:
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(
             *(
                 household_task(
-                    client,
+                    clients[task],
                     load,
                     homes[task::concurrency],
                     plan,
@@ -637,6 +766,9 @@ async def drive(
         )
         if timing:
             load.seconds = time.perf_counter() - started
+    finally:
+        for client in {id(client): client for client in clients}.values():
+            await client.aclose()
 
 
 # --- checking the database -----------------------------------------------------------------------
@@ -713,6 +845,7 @@ class ApiRun(harness.BackendRun):
     ready_seconds: float
     server_errors_logged: int
     server_version: str
+    client: str
 
 
 def future_intervals(now: datetime, count: int = INTERVALS) -> tuple[SettlementPeriod, ...]:
@@ -752,6 +885,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> ApiRun:
             cancel_share=args.cancel_share,
             statement_share=args.statement_share,
             replay_share=args.replay_share,
+            read_share=args.read_share,
             batch=args.batch,
         )
         load = Load()
@@ -759,7 +893,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> ApiRun:
             log.info(
                 f"{backend}: smartbrum serve ready ({workers} worker(s)) in {server.ready_seconds:.1f} s"
             )
-            options = {"concurrency": args.concurrency, "seed": args.seed}
+            options = {"concurrency": args.concurrency, "seed": args.seed, "client_kind": args.client}
             asyncio.run(
                 drive(server, homes, plan, load, placements=args.warmup, seconds=60, timing=False, **options)
             )
@@ -801,6 +935,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> ApiRun:
             ready_seconds=server.ready_seconds,
             server_errors_logged=errors_logged,
             server_version=harness.database_version(database),
+            client=args.client,
         )
 
 
@@ -854,6 +989,7 @@ def report(runs: Sequence[ApiRun]) -> bool:
     )
     row = table.row
     row("households / concurrent clients", lambda r: f"{r.households:,} / {r.concurrency}")
+    row("benchmark client", lambda r: "raw HTTP/1.1 on asyncio streams" if r.client == "raw" else r.client)
     row("timed run, s", lambda r: f"{r.load.seconds:.1f}")
     row("orders per placement request", lambda r: f"{r.batch}")
     row("orders placed (201)", lambda r: f"{r.load.placed():,}")
@@ -864,6 +1000,8 @@ def report(runs: Sequence[ApiRun]) -> bool:
         ("cancel", "DELETE /v1/orders/{id}"),
         ("statement", "GET /v1/statements/{month}"),
         ("replay", "POST, same Idempotency-Key (200)"),
+        ("orders", "GET /v1/orders?interval=..."),
+        ("trades", "GET /v1/trades"),
     ):
         row(f"{label}: n", lambda r, kind=kind: f"{len(r.load.latencies[kind]):,}")
         row("  p50 / p99 / max ms", lambda r, kind=kind: milliseconds(r.load.latencies[kind]))
@@ -932,6 +1070,25 @@ def report(runs: Sequence[ApiRun]) -> bool:
             f"events {stored.events:,}/{stored.expected_events:,}; "
             f"audit {stored.audit_rows:,}/{stored.expected_audit_rows:,}",
         )
+        reads = {kind: run.load.latencies[kind] for kind in ("orders", "trades", "statement")}
+        read_latencies = [x for values in reads.values() for x in values]
+        if read_latencies:
+            read_p99 = harness.percentile(read_latencies, 0.99)
+            checks.target(
+                f"{name}: a household's reads (orders, trades, statement) p99 < "
+                f"{1e3 * TARGET_P99_SECONDS:.0f} ms",
+                read_p99 < TARGET_P99_SECONDS,
+                ", ".join(
+                    f"{kind} p99 {1e3 * harness.percentile(values, 0.99):.1f} ms (n {len(values):,})"
+                    for kind, values in reads.items()
+                    if values
+                ),
+            )
+        checks.target(
+            f"{name}: a household's read lists the order it has just placed",
+            load.stale_reads == 0,
+            f"{load.stale_reads} stale reads of {len(run.load.latencies['orders']):,}",
+        )
         if load.replay_mismatches:
             checks.problem(f"{name}: {load.replay_mismatches} idempotent replays did not return the order")
         for text in load.surprises:
@@ -961,6 +1118,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cancel-share", type=float, default=0.25)
     parser.add_argument("--statement-share", type=float, default=0.05)
     parser.add_argument("--replay-share", type=float, default=0.02)
+    parser.add_argument(
+        "--read-share",
+        type=float,
+        default=0.1,
+        help="share of placements followed by GET /v1/orders (the interval's open orders) and /v1/trades",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="raw",
+        help="raw: a minimal HTTP/1.1 client (least CPU); httpx2: the general client",
+    )
     parser.add_argument(
         "--intervals",
         type=int,

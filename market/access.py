@@ -110,22 +110,30 @@ def revoke_token(session: Session, *, token_id: int, now: datetime) -> None:
         session.flush()
 
 
+_PARTICIPANTS = ParticipantRow.__table__.c  # type: ignore[attr-defined]
+_TOKENS = ApiTokenRow.__table__  # type: ignore[attr-defined]
+#: Built once: the lookup runs for every request whose token a worker has not checked lately.
+_AUTHENTICATE = (
+    sa.select(
+        _PARTICIPANTS.id,
+        _PARTICIPANTS.kind,
+        _PARTICIPANTS.display_name,
+        _PARTICIPANTS.mpan,
+        _PARTICIPANTS.node_id,
+        _PARTICIPANTS.active,
+    )
+    .join(_TOKENS, _TOKENS.c.participant_id == _PARTICIPANTS.id)
+    .where(
+        _TOKENS.c.token_hash == sa.bindparam("token_hash"),
+        _TOKENS.c.revoked_at.is_(None),
+        _PARTICIPANTS.active,
+    )
+)
+
+
 def authenticate(session: Session, secret: str) -> Participant | None:
     """The active participant a live token belongs to, or ``None`` (one query)."""
-    participants = ParticipantRow.__table__.c  # type: ignore[attr-defined]
-    tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
-    row = session.execute(
-        sa.select(
-            participants.id,
-            participants.kind,
-            participants.display_name,
-            participants.mpan,
-            participants.node_id,
-            participants.active,
-        )
-        .join(tokens, tokens.c.participant_id == participants.id)
-        .where(tokens.c.token_hash == token_hash(secret), tokens.c.revoked_at.is_(None), participants.active)
-    ).first()
+    row = session.connection().execute(_AUTHENTICATE, {"token_hash": token_hash(secret)}).first()
     return None if row is None else Participant(*row)
 
 
@@ -143,7 +151,7 @@ def record_audit(
     client: str = "",
     detail: str = "",
 ) -> None:
-    session.execute(
+    session.connection().execute(
         _INSERT_AUDIT,
         {
             "at": at,

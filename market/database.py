@@ -14,6 +14,7 @@ May import SQLAlchemy, Alembic and :mod:`market`.
 from __future__ import annotations
 
 import itertools
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,7 +53,44 @@ def create_database_engine(url: str, **options: Any) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **options)
+    engine = sa.create_engine(url, **options)
+    sa.event.listen(engine, "checkin", _note_checkin)
+    sa.event.listen(engine, "checkout", _pinging_if_idle(engine.dialect))
+    return engine
+
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _pinging_if_idle(dialect: sa.Dialect) -> Callable[[Any, Any, Any], None]:
+    """A checkout listener: see :func:`_ping_if_idle`."""
+
+    def listener(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        _ping_if_idle(dialect, dbapi_connection, record)
+
+    return listener
+
+
+def _ping_if_idle(dialect: sa.Dialect, dbapi_connection: Any, record: Any) -> None:
+    """Ping a connection that has waited in the pool for a while; a dead one is replaced.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per request (over a
+    tenth of a placement's) for connections that were in use a moment ago. Only a connection
+    that sat idle (overnight, across a database restart) is asked here. One that died while busy
+    fails its request as it would have under pre-ping had it died a moment later, and that error
+    invalidates the whole pool (SQLAlchemy does so on a disconnect), so the other connections of
+    that time are replaced at their next checkout instead of failing in turn.
+    """
+    idle_since = record.info.get("checked_in_at")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    if not dialect._do_ping_w_event(dbapi_connection):
+        raise sa.exc.DisconnectionError("the pooled connection did not answer a ping")
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -145,6 +183,12 @@ ADVISORY_LOCK_KEY = (
     "hashtextextended(concat_ws(chr(31), current_database(), current_schema(), CAST(:name AS text)), 0)"
 )
 
+#: The statements taking one lock, shared or not (built once: every order change takes one).
+_ADVISORY_LOCKS = {
+    shared: sa.text(f"SELECT {function}({ADVISORY_LOCK_KEY})")
+    for shared, function in ((True, "pg_advisory_xact_lock_shared"), (False, "pg_advisory_xact_lock"))
+}
+
 
 def lock_for_transaction(session: Session, *parts: object, shared: bool = False) -> None:
     """Serialise transactions that touch the same thing, until this one ends.
@@ -153,14 +197,13 @@ def lock_for_transaction(session: Session, *parts: object, shared: bool = False)
     only for an exclusive holder (and it for them). On SQLite the transaction already holds the
     database's write lock (``BEGIN IMMEDIATE``), which serialises everything.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
         # Advisory locks are per database server: the key joins the database's identity, asked of
         # the server (not the URL's text, which two spellings of one database would not share),
         # so markets in different databases or schemas never wait on each other.
         name = "\x1f".join(str(part) for part in parts)
-        session.execute(sa.text(f"SELECT {function}({ADVISORY_LOCK_KEY})"), {"name": name})
+        connection.execute(_ADVISORY_LOCKS[shared], {"name": name})
 
 
 def lock_all_for_transaction(

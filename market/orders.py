@@ -39,7 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from market.database import bulk_insert, lock_all_for_transaction, lock_for_transaction
+from market.database import (
+    ADVISORY_LOCK_KEY,
+    bulk_insert,
+    lock_all_for_transaction,
+    lock_for_transaction,
+)
 from market.errors import ConflictError, MarketError, NotFoundError
 from market.intervals import SettlementPeriod, settlement_period
 from market.participants import HOUSEHOLD
@@ -151,6 +156,65 @@ _HOUSEHOLD = (
     sa.select(_PARTICIPANTS.c.kind, _PARTICIPANTS.c.active, _PARTICIPANTS.c.node_id)
     .where(_PARTICIPANTS.c.id == sa.bindparam("participant_id"))
     .with_for_update()
+)
+
+#: On PostgreSQL, the household's row lock and then the book's shared lock in one round trip. The
+#: household's row is locked in a materialised CTE first, so the locks are taken in the order the
+#: two statements took them (the household, then the book); ``:name`` is the book lock's name.
+_HOUSEHOLD_THEN_BOOK = sa.text(
+    f"WITH household AS MATERIALIZED (SELECT kind, active, node_id FROM {_PARTICIPANTS.name} "
+    "WHERE id = :participant_id FOR UPDATE) "
+    f"SELECT kind, active, node_id, pg_advisory_xact_lock_shared({ADVISORY_LOCK_KEY}) IS NULL AS book_locked "
+    "FROM household"
+)
+
+#: On PostgreSQL, a new order and its ``placed`` event in one round trip: the event is made from
+#: the row the order's insert returns (what :func:`_placed_event` makes from it elsewhere).
+_PLACED = (
+    _ORDERS.insert()
+    .values(
+        {
+            column.name: sa.bindparam(column.name, type_=column.type)
+            for column in _ORDERS.c
+            if column.name
+            in (
+                "id",
+                "participant_id",
+                "node_id",
+                "interval_start_utc",
+                "length_minutes",
+                "settlement_date",
+                "period",
+                "side",
+                "quantity_wh",
+                "price_ticks",
+                "status",
+                "version",
+                "priority_at",
+                "created_at",
+                "updated_at",
+                "idempotency_key",
+                "source",
+            )
+        }
+    )
+    .returning(
+        _ORDERS.c.id, _ORDERS.c.quantity_wh, _ORDERS.c.price_ticks, _ORDERS.c.status, _ORDERS.c.created_at
+    )
+    .cte("placed")
+)
+_INSERT_ORDER_AND_EVENT = _EVENTS.insert().from_select(
+    ["order_id", "version", "kind", "quantity_wh", "price_ticks", "status", "at", "actor"],
+    sa.select(
+        _PLACED.c.id,
+        sa.literal(1, sa.Integer),
+        sa.literal("placed", sa.String),
+        _PLACED.c.quantity_wh,
+        _PLACED.c.price_ticks,
+        _PLACED.c.status,
+        _PLACED.c.created_at,
+        sa.bindparam("actor", type_=sa.String),
+    ),
 )
 
 
@@ -391,8 +455,12 @@ def place_order(
         If ``idempotency_key`` was used for a different order (or for a batch).
     """
     connection = _connection(session)
-    home_node = _lock_household(connection, participant_id)
-    lock_for_transaction(session, *book_lock(period), shared=True)
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        home_node = _lock_household(connection, participant_id, then_book=period)
+    else:
+        home_node = _lock_household(connection, participant_id)
+        lock_for_transaction(session, *book_lock(period), shared=True)
     facts = connection.execute(
         _PLACING,
         {
@@ -427,8 +495,11 @@ def place_order(
             f"household {participant_id!r} already has {facts.open_orders} open orders for {period.key}",
         )
     row = _new_order(participant_id, home_node, period, side, quantity_wh, price_ticks, now, idempotency_key)
-    connection.execute(_INSERT_ORDERS, [row])
-    connection.execute(_INSERT_EVENTS, [_placed_event(row, participant_id)])
+    if postgresql:
+        connection.execute(_INSERT_ORDER_AND_EVENT, {**row, "actor": participant_id})
+    else:
+        connection.execute(_INSERT_ORDERS, [row])
+        connection.execute(_INSERT_EVENTS, [_placed_event(row, participant_id)])
     return _stored_order(row, period), True
 
 
@@ -780,9 +851,21 @@ def _lock_books_and_find_cleared(
     return {key for key in keys if batch.cleared[key]}
 
 
-def _lock_household(connection: sa.Connection, participant_id: str) -> str:
-    """Lock the household's row, so that its concurrent requests take turns; its node."""
-    row = connection.execute(_HOUSEHOLD, {"participant_id": participant_id}).first()
+def _lock_household(
+    connection: sa.Connection, participant_id: str, *, then_book: SettlementPeriod | None = None
+) -> str:
+    """Lock the household's row, so that its concurrent requests take turns; its node.
+
+    ``then_book`` (PostgreSQL only): then share that period's book lock, in the same round trip
+    (it is not taken when the household is unknown; any other refusal ends the transaction).
+    """
+    if then_book is None:
+        row = connection.execute(_HOUSEHOLD, {"participant_id": participant_id}).first()
+    else:
+        name = "\x1f".join(str(part) for part in book_lock(then_book))
+        row = connection.execute(
+            _HOUSEHOLD_THEN_BOOK, {"participant_id": participant_id, "name": name}
+        ).first()
     if row is None:
         raise NotFoundError("participant_id", f"{participant_id!r} is not a participant")
     if row.kind != HOUSEHOLD:

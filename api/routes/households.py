@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import ParticipantDep, PlatformDep, SessionDep
+from api.deps import ParticipantDep, PlatformDep, SessionDep, read_in_thread
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     NO_NUL,
@@ -50,10 +50,9 @@ def whose(participant: Participant, participant_id: str | None) -> str | None:
 
 
 @router.get("/trades", response_model=Page[TradePublic])
-def trades(
+async def trades(
     participant: ParticipantDep,
     platform: PlatformDep,
-    session: SessionDep,
     on: Annotated[SettlementDate | None, Query(alias="date")] = None,
     participant_id: Whose = None,
     limit: Limit = 100,
@@ -61,12 +60,12 @@ def trades(
 ) -> Page[TradePublic]:
     """Trades of the current clearing runs."""
     rules = platform.settings.market_rules()
-    found = list_trades(
-        session,
-        participant_id=whose(participant, participant_id),
-        settlement_date=on,
-        limit=limit + 1,
-        offset=offset,
+    owner = whose(participant, participant_id)
+    found = await read_in_thread(
+        platform,
+        lambda session: list_trades(
+            session, participant_id=owner, settlement_date=on, limit=limit + 1, offset=offset
+        ),
     )
     items = [
         TradePublic(
@@ -143,11 +142,10 @@ def energy(
 
 
 @router.get("/statements/{month}", response_model=StatementPublic)
-def month_statement(
+async def month_statement(
     month: Annotated[str, Path(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$", description="YYYY-MM")],
     participant: ParticipantDep,
     platform: PlatformDep,
-    session: SessionDep,
     participant_id: Whose = None,
 ) -> StatementPublic:
     """A household's statement for a month: per day, the total, and the saving over the days
@@ -158,9 +156,11 @@ def month_statement(
     first = date.fromisoformat(f"{month}-01")
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     length = platform.settings.interval_minutes
-    return StatementPublic.of(
-        month, statement(session, owner, first_day=first, last_day=last, length_minutes=length)
+    found = await read_in_thread(
+        platform,
+        lambda session: statement(session, owner, first_day=first, last_day=last, length_minutes=length),
     )
+    return StatementPublic.of(month, found)
 
 
 @router.get("/statements/days/{date}", response_model=DayStatementPublic)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from api.audit import audit_in
-from api.deps import HouseholdDep, ParticipantDep, PlatformDep, SessionDep
+from api.deps import HouseholdDep, ParticipantDep, PlatformDep, in_thread, read_in_thread
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     NO_NUL,
@@ -83,7 +83,7 @@ def order_public(order: MarketOrder, rules: MarketRules) -> OrderPublic:
     response_model=OrderPublic,
     responses={200: {"description": "The order this Idempotency-Key already placed", "model": OrderPublic}},
 )
-def place(
+async def place(
     body: OrderCreate,
     participant: HouseholdDep,
     platform: PlatformDep,
@@ -95,20 +95,25 @@ def place(
     ``Idempotency-Key`` returns the order already placed (200), never a second one."""
     rules = platform.settings.market_rules()
     period = interval_of(body.interval, rules)
-    with transaction(platform.engine) as session:
-        order, created = place_order(
-            session,
-            rules=rules,
-            participant_id=participant.id,
-            period=period,
-            side=body.side,
-            quantity_kwh=body.quantity_kwh,
-            price_p_per_kwh=body.price_p_per_kwh,
-            now=platform.clock.now(),
-            node_id=body.node,
-            idempotency_key=idempotency_key,
-        )
-        audit_in(session, request, platform, 201 if created else 200)
+
+    def write() -> tuple[MarketOrder, bool]:
+        with transaction(platform.engine) as session:
+            placed = place_order(
+                session,
+                rules=rules,
+                participant_id=participant.id,
+                period=period,
+                side=body.side,
+                quantity_kwh=body.quantity_kwh,
+                price_p_per_kwh=body.price_p_per_kwh,
+                now=platform.clock.now(),
+                node_id=body.node,
+                idempotency_key=idempotency_key,
+            )
+            audit_in(session, request, platform, 201 if placed[1] else 200)
+        return placed
+
+    order, created = await in_thread(write)
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)
@@ -143,7 +148,7 @@ def _indexed(location: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def place_batch(
+async def place_batch(
     body: OrderBatchCreate,
     participant: HouseholdDep,
     platform: PlatformDep,
@@ -168,16 +173,21 @@ def place_batch(
         )
         for i, item in enumerate(body.orders)
     ]
-    with transaction(platform.engine) as session:
-        placed, created = place_orders(
-            session,
-            rules=rules,
-            participant_id=participant.id,
-            requests=requests,
-            now=platform.clock.now(),
-            idempotency_key=idempotency_key,
-        )
-        audit_in(session, request, platform, 201 if created else 200)
+
+    def write() -> tuple[list[MarketOrder], bool]:
+        with transaction(platform.engine) as session:
+            stored = place_orders(
+                session,
+                rules=rules,
+                participant_id=participant.id,
+                requests=requests,
+                now=platform.clock.now(),
+                idempotency_key=idempotency_key,
+            )
+            audit_in(session, request, platform, 201 if stored[1] else 200)
+        return stored
+
+    placed, created = await in_thread(write)
     if not created:
         response.status_code = status.HTTP_200_OK
     return OrderBatchPublic(orders=[order_public(order, rules) for order in placed])
@@ -197,10 +207,9 @@ router.add_api_route(
 
 
 @router.get("/orders", response_model=Page[OrderPublic])
-def orders(
+async def orders(
     participant: ParticipantDep,
     platform: PlatformDep,
-    session: SessionDep,
     limit: Limit = 100,
     offset: Offset = 0,
     interval: Annotated[str | None, Query(pattern=PERIOD_KEY, description="DATE/PERIOD")] = None,
@@ -214,14 +223,17 @@ def orders(
     rules = platform.settings.market_rules()
     owner = participant.id if participant.kind != OPERATOR else participant_id
     period = interval_of(interval, rules) if interval is not None else None
-    found = list_orders(
-        session,
-        participant_id=owner,
-        period=period,
-        settlement_date=settlement_date,
-        status=order_status,
-        limit=limit + 1,
-        offset=offset,
+    found = await read_in_thread(
+        platform,
+        lambda session: list_orders(
+            session,
+            participant_id=owner,
+            period=period,
+            settlement_date=settlement_date,
+            status=order_status,
+            limit=limit + 1,
+            offset=offset,
+        ),
     )
     return Page[OrderPublic](
         items=[order_public(order, rules) for order in found[:limit]],
@@ -236,50 +248,68 @@ def _visible_to(participant_id: str, kind: str) -> str | None:
 
 
 @router.get("/orders/{order_id}", response_model=OrderPublic)
-def order(
-    order_id: OrderId, participant: ParticipantDep, platform: PlatformDep, session: SessionDep
-) -> OrderPublic:
+async def order(order_id: OrderId, participant: ParticipantDep, platform: PlatformDep) -> OrderPublic:
     """One order; another household's is not found."""
-    found = get_order(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
+    visible_to = _visible_to(participant.id, participant.kind)
+    found = await read_in_thread(
+        platform, lambda session: get_order(session, order_id, participant_id=visible_to)
+    )
     return order_public(found, platform.settings.market_rules())
 
 
 @router.get("/orders/{order_id}/history", response_model=list[OrderEventPublic])
-def history(order_id: OrderId, participant: ParticipantDep, session: SessionDep) -> list[OrderEventPublic]:
+async def history(
+    order_id: OrderId, participant: ParticipantDep, platform: PlatformDep
+) -> list[OrderEventPublic]:
     """Every change to an order, oldest first."""
-    events = order_history(session, order_id, participant_id=_visible_to(participant.id, participant.kind))
+    visible_to = _visible_to(participant.id, participant.kind)
+    events = await read_in_thread(
+        platform, lambda session: order_history(session, order_id, participant_id=visible_to)
+    )
     return [OrderEventPublic(**event.__dict__) for event in events]
 
 
 @router.patch("/orders/{order_id}", response_model=OrderPublic)
-def amend(
+async def amend(
     order_id: OrderId, body: OrderAmend, participant: HouseholdDep, platform: PlatformDep, request: Request
 ) -> OrderPublic:
     """Change an open order's quantity or price before its gate closes."""
     rules = platform.settings.market_rules()
-    with transaction(platform.engine) as session:
-        amended = amend_order(
-            session,
-            rules=rules,
-            order_id=order_id,
-            participant_id=participant.id,
-            now=platform.clock.now(),
-            quantity_kwh=body.quantity_kwh,
-            price_p_per_kwh=body.price_p_per_kwh,
-        )
-        audit_in(session, request, platform, 200)
-    return order_public(amended, rules)
+
+    def write() -> MarketOrder:
+        with transaction(platform.engine) as session:
+            amended = amend_order(
+                session,
+                rules=rules,
+                order_id=order_id,
+                participant_id=participant.id,
+                now=platform.clock.now(),
+                quantity_kwh=body.quantity_kwh,
+                price_p_per_kwh=body.price_p_per_kwh,
+            )
+            audit_in(session, request, platform, 200)
+        return amended
+
+    return order_public(await in_thread(write), rules)
 
 
 @router.delete("/orders/{order_id}", response_model=OrderPublic)
-def cancel(
+async def cancel(
     order_id: OrderId, participant: HouseholdDep, platform: PlatformDep, request: Request
 ) -> OrderPublic:
     """Cancel an open order before its gate closes; it stays in the history."""
     rules = platform.settings.market_rules()
-    with transaction(platform.engine) as session:
-        cancelled = cancel_order(
-            session, rules=rules, order_id=order_id, participant_id=participant.id, now=platform.clock.now()
-        )
-        audit_in(session, request, platform, 200)
-    return order_public(cancelled, rules)
+
+    def write() -> MarketOrder:
+        with transaction(platform.engine) as session:
+            cancelled = cancel_order(
+                session,
+                rules=rules,
+                order_id=order_id,
+                participant_id=participant.id,
+                now=platform.clock.now(),
+            )
+            audit_in(session, request, platform, 200)
+        return cancelled
+
+    return order_public(await in_thread(write), rules)
