@@ -89,7 +89,11 @@ def _ping_if_idle(dialect: sa.Dialect, dbapi_connection: Any, record: Any) -> No
     idle_since = record.info.get("checked_in_at")
     if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
         return
-    if not dialect._do_ping_w_event(dbapi_connection):
+    try:
+        alive = dialect.do_ping(dbapi_connection)
+    except dialect.loaded_dbapi.Error:  # a dead connection's ping raises rather than answering
+        alive = False
+    if not alive:
         raise sa.exc.DisconnectionError("the pooled connection did not answer a ping")
 
 
