@@ -20,6 +20,7 @@ from api.audit import AuditMiddleware
 from api.deps import FailedAuthentications, Platform, refuse_nul_characters
 from api.docs import install_docs
 from api.edges import BodySizeLimit, SecurityHeaders
+from api.group_commit import GroupCommit
 from api.metrics import RequestMetrics, mark_worker_dead
 from api.metrics import router as metrics_router
 from api.observability import router as observability_router
@@ -133,6 +134,7 @@ def create_app(platform: Platform, *, freeze_heap: bool = False) -> FastAPI:
         dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.platform = platform
+    app.state.group_commit = GroupCommit(platform)
     install_problem_handlers(app)
     install_docs(app)
     # Outermost last: security headers on every answer, every state-changing request audited

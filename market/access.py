@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -152,17 +153,42 @@ def record_audit(
     detail: str = "",
 ) -> None:
     session.connection().execute(
-        _INSERT_AUDIT,
-        {
-            "at": at,
-            "actor": actor[:64],
-            "method": method[:8],
-            "path": path[:500],
-            "status_code": status_code,
-            "client": client[:100],
-            "detail": detail[:500],
-        },
+        _INSERT_AUDIT, _audit_row(at, actor, method, path, status_code, client, detail)
     )
+
+
+def record_audits(session: Session, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Several :func:`record_audit` entries (its keyword arguments each) in one statement."""
+    if entries:
+        session.connection().execute(
+            _INSERT_AUDIT,
+            [
+                _audit_row(
+                    entry["at"],
+                    entry["actor"],
+                    entry["method"],
+                    entry["path"],
+                    entry["status_code"],
+                    entry.get("client", ""),
+                    entry.get("detail", ""),
+                )
+                for entry in entries
+            ],
+        )
+
+
+def _audit_row(
+    at: datetime, actor: str, method: str, path: str, status_code: int, client: str, detail: str
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "actor": actor[:64],
+        "method": method[:8],
+        "path": path[:500],
+        "status_code": status_code,
+        "client": client[:100],
+        "detail": detail[:500],
+    }
 
 
 @dataclass(frozen=True)

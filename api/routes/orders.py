@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlmodel import Session
 
 from api.audit import audit_in
 from api.deps import HouseholdDep, ParticipantDep, PlatformDep, in_thread, read_in_thread
+from api.group_commit import GroupCommit, Placement
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     NO_NUL,
@@ -96,24 +98,23 @@ async def place(
     rules = platform.settings.market_rules()
     period = interval_of(body.interval, rules)
 
-    def write() -> tuple[MarketOrder, bool]:
-        with transaction(platform.engine) as session:
-            placed = place_order(
-                session,
-                rules=rules,
-                participant_id=participant.id,
-                period=period,
-                side=body.side,
-                quantity_kwh=body.quantity_kwh,
-                price_p_per_kwh=body.price_p_per_kwh,
-                now=platform.clock.now(),
-                node_id=body.node,
-                idempotency_key=idempotency_key,
-            )
-            audit_in(session, request, platform, 201 if placed[1] else 200)
-        return placed
+    def place(session: Session) -> tuple[MarketOrder, bool]:
+        return place_order(
+            session,
+            rules=rules,
+            participant_id=participant.id,
+            period=period,
+            side=body.side,
+            quantity_kwh=body.quantity_kwh,
+            price_p_per_kwh=body.price_p_per_kwh,
+            now=platform.clock.now(),
+            node_id=body.node,
+            idempotency_key=idempotency_key,
+        )
 
-    order, created = await in_thread(write)
+    # Committed with the other placements this worker is writing now, with its event and audit row.
+    group_commit: GroupCommit = request.app.state.group_commit
+    order, created = await group_commit.place(Placement(participant.id, place, request))
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)

@@ -1,0 +1,171 @@
+"""Single-order placements that reach a worker together, committed together.
+
+Households' own tools send one order a request. Each request on its own pays a transaction's
+fixed costs: a threadpool hop, a session, ``BEGIN``, ``COMMIT`` and the database's flush of its
+log. :class:`GroupCommit` lets the placements that arrive while one transaction is writing share
+the next one: the first request in leads and writes what is waiting; whoever arrives meanwhile
+waits, and the first of them leads the next transaction once this one has committed. A request
+that finds nothing in flight is written at once, so a quiet worker adds no delay.
+
+Nothing changes for a household: each order is checked by :func:`market.orders.place_order` as
+before, in the same transaction as its ``placed`` event and its request's audit row, and is
+answered once that transaction has committed. A refusal (a market rule, an idempotency key used
+for something else) is raised before the order writes anything, so it leaves the others in the
+transaction alone. Households are locked in the order of their ids, as every many-household
+writer of the platform locks them. If the transaction fails for any other reason (the database
+refusing a statement, a deadlock with another worker, a lost connection), every placement of it
+is tried again in a transaction of its own, so one bad placement never fails another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Platform
+from market.access import record_audits
+from market.database import transaction
+from market.errors import MarketError
+from market.orders import MarketOrder
+
+#: At most this many placements share a transaction (the rest lead the next one).
+MAX_GROUP = 64
+
+Placed = tuple[MarketOrder, bool]
+
+
+@dataclass
+class Placement:
+    """One request's order, ready to write: ``place(session)`` places it as
+    :func:`market.orders.place_order` does; ``request`` is audited with its status."""
+
+    participant_id: str
+    place: Callable[[Any], Placed]
+    request: Request
+    outcome: asyncio.Future[Placed] | None = None
+
+
+class GroupCommit:
+    """A worker's placements of single orders (``POST /v1/orders``), committed together when
+    they arrive together (see the module's description).
+
+    Each event loop has its own queue and writer task (a worker runs one loop; a test client may
+    run one a request). The writer is a task of its own, not one of the requests, so a request
+    whose client goes away takes nothing with it: its order is written and answered to nobody,
+    as a request cancelled in the threadpool's transaction is today.
+    """
+
+    def __init__(self, platform: Platform, *, max_group: int = MAX_GROUP) -> None:
+        self.platform = platform
+        self.max_group = max_group
+        self._waiting: dict[asyncio.AbstractEventLoop, list[Placement]] = {}
+        self._writers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        #: The transactions this worker has committed and the placements in them.
+        self.transactions = 0
+        self.placements = 0
+
+    async def place(self, placement: Placement) -> Placed:
+        """Write ``placement`` (with whatever waits beside it) and return its order and whether
+        it was created now; raises its refusal as :func:`place_order` would."""
+        loop = asyncio.get_running_loop()
+        placement.outcome = loop.create_future()
+        self._waiting.setdefault(loop, []).append(placement)
+        if loop not in self._writers:
+            self._writers[loop] = loop.create_task(self._write_waiting(loop))
+        return await placement.outcome
+
+    async def _write_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting[loop]
+        try:
+            while waiting:
+                group = waiting[: self.max_group]
+                del waiting[: self.max_group]
+                try:
+                    outcomes = await run_in_threadpool(self._commit, group)
+                except Exception as error:  # not the placements': every one of them hears it
+                    outcomes = [error] * len(group)
+                except BaseException as error:  # cancelled: so are they, and the writer
+                    for placement in group:
+                        _settle(placement, error)
+                    raise
+                for placement, outcome in zip(group, outcomes, strict=True):
+                    _settle(placement, outcome)
+        finally:
+            del self._writers[loop]
+            if not waiting:
+                del self._waiting[loop]
+            else:  # cancelled with placements waiting: they hear so rather than wait forever
+                for placement in waiting:
+                    _settle(placement, asyncio.CancelledError())
+                waiting.clear()
+                del self._waiting[loop]
+
+    def _commit(self, group: list[Placement]) -> list[Placed | BaseException]:
+        """The group's placements in one transaction (each alone if that transaction fails)."""
+        if len(group) > 1:
+            try:
+                return self._commit_together(group)
+            except Exception:  # rolled back: each placement is tried again alone, below
+                pass
+        outcomes: list[Placed | BaseException] = []
+        for placement in group:
+            try:
+                outcomes.extend(self._commit_together([placement]))
+            except Exception as error:  # raised to this placement's request alone
+                outcomes.append(error)
+        return outcomes
+
+    def _commit_together(self, group: list[Placement]) -> list[Placed | BaseException]:
+        platform = self.platform
+        outcomes: dict[int, Placed | BaseException] = {}
+        # Households locked in id order, as every many-household writer locks them: two workers'
+        # groups never wait on each other in a circle.
+        order = sorted(range(len(group)), key=lambda i: group[i].participant_id)
+        with transaction(platform.engine) as session:
+            for i in order:
+                try:
+                    outcomes[i] = group[i].place(session)
+                except MarketError as refusal:  # raised before the placement wrote anything
+                    outcomes[i] = refusal
+            record_audits(
+                session,
+                [
+                    _audit_entry(group[i].request, platform, 201 if outcome[1] else 200)
+                    for i, outcome in outcomes.items()
+                    if not isinstance(outcome, BaseException)
+                ],
+            )
+        for i, outcome in outcomes.items():
+            if not isinstance(outcome, BaseException):
+                group[i].request.state.audited = True
+        self.transactions += 1
+        self.placements += len(group)
+        return [outcomes[i] for i in range(len(group))]
+
+
+def _settle(placement: Placement, outcome: Placed | BaseException) -> None:
+    future = placement.outcome
+    if future is None or future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _audit_entry(request: Request, platform: Platform, status_code: int) -> dict[str, Any]:
+    scope = request.scope
+    client = scope.get("client")
+    return {
+        "at": platform.clock.now(),
+        "actor": getattr(request.state, "participant_id", None) or "anonymous",
+        "method": scope["method"],
+        "path": scope["path"],
+        "status_code": status_code,
+        "client": client[0] if client else "",
+    }

@@ -1,0 +1,192 @@
+"""Single-order placements that arrive together are committed together (api/group_commit.py), on
+both databases: each placed exactly as alone, with its event and audit row; a refusal leaves the
+others; a transaction that fails is retried placement by placement; over HTTP, concurrent
+requests get the answers they would one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx2
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, select
+from starlette.requests import Request
+
+from api.deps import Platform
+from api.group_commit import GroupCommit, Placement
+from api.settings import Settings
+from market.database import transaction
+from market.errors import MarketError
+from market.intervals import period_at
+from market.orders import place_order
+from market.rules import MarketRules
+from market.tables import AuditEventRow, OrderEventRow, OrderRow
+from tests.factories import FixedClock, api_client, auth, seed_market
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+NEXT = period_at(NOW + timedelta(hours=1))
+PAST = period_at(NOW - timedelta(hours=1))
+
+
+def _request() -> Request:
+    return Request(
+        {"type": "http", "method": "POST", "path": "/v1/orders", "client": ("192.0.2.7", 1), "headers": []}
+    )
+
+
+def _placement(
+    who: str, period, *, price: str = "12.5", key: str | None = None, fault: bool = False
+) -> Placement:  # type: ignore[no-untyped-def]
+    def place(session):  # type: ignore[no-untyped-def]
+        if fault:  # the database refuses this placement's statement: its transaction is lost
+            session.execute(text("SELECT * FROM no_such_table"))
+        return place_order(
+            session,
+            rules=MarketRules(),
+            participant_id=who,
+            period=period,
+            side="buy",
+            quantity_kwh=Decimal("1.5"),
+            price_p_per_kwh=Decimal(price),
+            now=NOW,
+            idempotency_key=key,
+        )
+
+    request = _request()
+    request.state.participant_id = who
+    return Placement(who, place, request)
+
+
+@pytest.fixture
+def group_commit(engine, database_url) -> GroupCommit:
+    with transaction(engine) as session:
+        seed_market(session, now=NOW)
+    return GroupCommit(
+        Platform(engine=engine, settings=Settings(database_url=database_url), clock=FixedClock(NOW))
+    )
+
+
+async def _together(group_commit: GroupCommit, placements: list[Placement]) -> list:
+    # gather starts every placement before the writer runs: they all wait for one transaction
+    return await asyncio.gather(*(group_commit.place(p) for p in placements), return_exceptions=True)
+
+
+def _orders(engine) -> list[OrderRow]:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return list(session.exec(select(OrderRow)).all())
+
+
+def _events(engine) -> list[OrderEventRow]:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return list(session.exec(select(OrderEventRow)).all())
+
+
+def _audits(engine) -> list[AuditEventRow]:  # type: ignore[no-untyped-def]
+    with Session(engine) as session:
+        return list(session.exec(select(AuditEventRow)).all())
+
+
+def test_placements_waiting_together_share_one_transaction(group_commit, engine):
+    placements = [_placement(who, NEXT, price=str(10 + i)) for i, who in enumerate(["H2", "H1", "H3", "H1"])]
+    outcomes = asyncio.run(_together(group_commit, placements))
+    assert (group_commit.transactions, group_commit.placements) == (1, 4)
+    assert [created for _, created in outcomes] == [True] * 4
+    assert [(o.participant_id, o.price_p_per_kwh) for o, _ in outcomes] == [
+        ("H2", Decimal(10)),
+        ("H1", Decimal(11)),
+        ("H3", Decimal(12)),
+        ("H1", Decimal(13)),
+    ]
+    stored = {row.id for row in _orders(engine)}
+    assert stored == {o.id for o, _ in outcomes}
+    assert sorted(e.order_id for e in _events(engine) if e.kind == "placed") == sorted(stored)
+    audits = _audits(engine)
+    assert sorted(a.actor for a in audits) == ["H1", "H1", "H2", "H3"]
+    assert {(a.method, a.path, a.status_code, a.client) for a in audits} == {
+        ("POST", "/v1/orders", 201, "192.0.2.7")
+    }
+    assert all(p.request.state.audited for p in placements)
+
+
+def test_a_refusal_leaves_the_others_of_its_transaction(group_commit, engine):
+    placements = [_placement("H1", NEXT), _placement("H2", PAST), _placement("H3", NEXT)]
+    outcomes = asyncio.run(_together(group_commit, placements))
+    assert isinstance(outcomes[1], MarketError)
+    assert outcomes[1].field == "interval"
+    assert group_commit.transactions == 1
+    assert sorted(row.participant_id for row in _orders(engine)) == ["H1", "H3"]
+    assert sorted(a.actor for a in _audits(engine)) == ["H1", "H3"]  # the refusal's is the middleware's
+    assert [getattr(p.request.state, "audited", False) for p in placements] == [True, False, True]
+
+
+def test_one_key_twice_in_a_transaction_places_one_order(group_commit, engine):
+    outcomes = asyncio.run(
+        _together(
+            group_commit, [_placement("H1", NEXT, key="retry-1"), _placement("H1", NEXT, key="retry-1")]
+        )
+    )
+    (first, created_first), (second, created_second) = outcomes
+    assert (created_first, created_second) == (True, False)
+    assert first.id == second.id
+    assert len(_orders(engine)) == 1
+    assert sorted(a.status_code for a in _audits(engine)) == [200, 201]
+
+
+def test_a_transaction_the_database_fails_is_retried_placement_by_placement(group_commit, engine):
+    placements = [_placement("H1", NEXT), _placement("H2", NEXT, fault=True), _placement("H3", NEXT)]
+    outcomes = asyncio.run(_together(group_commit, placements))
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    assert isinstance(outcomes[1], Exception)
+    assert not isinstance(outcomes[1], MarketError)
+    assert group_commit.transactions == 2  # the group's rolled back; H1's and H3's alone committed
+    assert sorted(row.participant_id for row in _orders(engine)) == ["H1", "H3"]
+    assert sorted(a.actor for a in _audits(engine)) == ["H1", "H3"]
+    assert len(_events(engine)) == 2
+
+
+def test_concurrent_requests_get_the_answers_they_would_alone(engine, database_url):
+    """Over HTTP: 20 requests at once from two households, among them a refused one and a retried
+    key, each answered as it would be alone; every request audited once."""
+    body = {"interval": NEXT.key, "side": "sell", "quantity_kwh": "0.5", "price_p_per_kwh": "9"}
+    with api_client(engine, database_url, now=NOW) as client:
+        app = client.app
+
+        async def send_all() -> list[httpx2.Response]:
+            async with httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://t"
+            ) as http:
+                requests = [
+                    http.post(
+                        "/v1/orders", json={**body, "price_p_per_kwh": str(5 + i)}, headers=auth(client, who)
+                    )
+                    for i, who in enumerate(["H1", "H2"] * 8)
+                ]
+                requests.append(
+                    http.post("/v1/orders", json={**body, "node": "F2"}, headers=auth(client, "H1"))
+                )  # not its node
+                requests.extend(
+                    http.post(
+                        "/v1/orders", json=body, headers={**auth(client, "H2"), "Idempotency-Key": "k-7"}
+                    )
+                    for _ in range(3)
+                )
+                return await asyncio.gather(*requests)
+
+        answers = asyncio.run(send_all())
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:16] == [201] * 16
+    assert statuses[16] == 422
+    assert answers[16].json()["errors"][0]["field"] == "node"
+    assert sorted(statuses[17:]) == [200, 200, 201]
+    assert len({answer.json()["id"] for answer in answers[17:]}) == 1
+    orders = _orders(engine)
+    assert len(orders) == 17
+    assert sorted(str(row.price_ticks) for row in orders if row.idempotency_key is None) == sorted(
+        str((5 + i) * 100) for i in range(16)
+    )
+    audits = [a for a in _audits(engine) if a.path == "/v1/orders"]
+    assert sorted(a.status_code for a in audits) == [200, 200] + [201] * 17 + [422]
