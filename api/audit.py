@@ -81,21 +81,25 @@ _AUDITED_REQUEST = "smartbrum_audited_request"
 def audit_in(session: Session, request: Request, platform: Platform, status_code: int) -> None:
     """Write the request's audit row in ``session``'s transaction, with the change it audits (the
     middleware then leaves it). Only for a route that knows its status before it commits."""
-    scope = request.scope
-    client = scope.get("client")
-    record_audit(
-        session,
-        at=platform.clock.now(),
-        actor=getattr(request.state, "participant_id", None) or "anonymous",
-        method=scope["method"],
-        path=scope["path"],
-        status_code=status_code,
-        client=client[0] if client else "",
-    )
+    record_audit(session, **audit_entry(request, platform, status_code))
     # Marked once committed (by the one listener below, not one added per request, which cost a
     # tenth of a placement's CPU): a transaction that fails after this leaves the row to the
     # middleware.
     session.info[_AUDITED_REQUEST] = request.state
+
+
+def audit_entry(request: Request, platform: Platform, status_code: int) -> dict[str, Any]:
+    """The audit row of ``request`` answered ``status_code`` (:func:`record_audit`'s arguments)."""
+    scope = request.scope
+    client = scope.get("client")
+    return {
+        "at": platform.clock.now(),
+        "actor": getattr(request.state, "participant_id", None) or "anonymous",
+        "method": scope["method"],
+        "path": scope["path"],
+        "status_code": status_code,
+        "client": client[0] if client else "",
+    }
 
 
 @sa.event.listens_for(Session, "after_commit")

@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from api.audit import audit_entry
 from api.deps import Platform
 from market.access import record_audits
 from market.database import transaction
@@ -135,7 +136,7 @@ class GroupCommit:
             record_audits(
                 session,
                 [
-                    _audit_entry(group[i].request, platform, 201 if outcome[1] else 200)
+                    audit_entry(group[i].request, platform, 201 if outcome[1] else 200)
                     for i, outcome in outcomes.items()
                     if not isinstance(outcome, BaseException)
                 ],
@@ -156,16 +157,3 @@ def _settle(placement: Placement, outcome: Placed | BaseException) -> None:
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-def _audit_entry(request: Request, platform: Platform, status_code: int) -> dict[str, Any]:
-    scope = request.scope
-    client = scope.get("client")
-    return {
-        "at": platform.clock.now(),
-        "actor": getattr(request.state, "participant_id", None) or "anonymous",
-        "method": scope["method"],
-        "path": scope["path"],
-        "status_code": status_code,
-        "client": client[0] if client else "",
-    }
