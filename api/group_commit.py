@@ -57,8 +57,8 @@ class GroupCommit:
 
     Each event loop has its own queue and writer task (a worker runs one loop; a test client may
     run one a request). The writer is a task of its own, not one of the requests, so a request
-    whose client goes away takes nothing with it: its order is written and answered to nobody,
-    as a request cancelled in the threadpool's transaction is today.
+    whose client goes away takes nothing with it: its order is written, with its audit row, and
+    answered to nobody, as a write already in the threadpool is.
     """
 
     def __init__(self, platform: Platform, *, max_group: int = MAX_GROUP) -> None:
@@ -78,7 +78,17 @@ class GroupCommit:
         self._waiting.setdefault(loop, []).append(placement)
         if loop not in self._writers:
             self._writers[loop] = loop.create_task(self._write_waiting(loop))
-        return await placement.outcome
+        outcome = placement.outcome
+        try:
+            return await asyncio.shield(outcome)
+        except asyncio.CancelledError:
+            # The client went away. Its placement is written anyway; wait for that, as a write in
+            # the threadpool would be waited for, so that its audit row is the transaction's and
+            # the middleware does not write a second one.
+            await asyncio.wait([outcome])
+            if not outcome.cancelled():
+                outcome.exception()  # retrieved: an error for a request nobody waits on is not news
+            raise
 
     async def _write_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._waiting[loop]

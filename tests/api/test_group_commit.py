@@ -190,3 +190,25 @@ def test_concurrent_requests_get_the_answers_they_would_alone(engine, database_u
     )
     audits = [a for a in _audits(engine) if a.path == "/v1/orders"]
     assert sorted(a.status_code for a in audits) == [200, 200] + [201] * 17 + [422]
+
+
+def test_a_request_cancelled_while_waiting_is_written_and_audited_once(group_commit, engine):
+    placements = [_placement("H1", NEXT), _placement("H2", NEXT)]
+    audited_when_answered: list[bool] = []
+
+    async def cancel_the_second() -> list:
+        tasks = [asyncio.ensure_future(group_commit.place(p)) for p in placements]
+        tasks[1].add_done_callback(
+            lambda _: audited_when_answered.append(getattr(placements[1].request.state, "audited", False))
+        )
+        await asyncio.sleep(0)  # both waiting for the writer
+        tasks[1].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(cancel_the_second())
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert sorted(row.participant_id for row in _orders(engine)) == ["H1", "H2"]
+    assert sorted(a.actor for a in _audits(engine)) == ["H1", "H2"]
+    # The cancelled request ends only once its audit row is committed: the middleware, which
+    # runs as it ends, leaves it.
+    assert audited_when_answered == [True]
