@@ -3,18 +3,21 @@
 Households' own tools send one order a request. Each request on its own pays a transaction's
 fixed costs: a threadpool hop, a session, ``BEGIN``, ``COMMIT`` and the database's flush of its
 log. :class:`GroupCommit` lets the placements that arrive while one transaction is writing share
-the next one: the first request in leads and writes what is waiting; whoever arrives meanwhile
-waits, and the first of them leads the next transaction once this one has committed. A request
-that finds nothing in flight is written at once, so a quiet worker adds no delay.
+the next one: a writer task per event loop takes what waits (up to :data:`MAX_GROUP`), writes it
+in one transaction in the threadpool, answers each placement, and goes on while more wait. A
+placement that finds no writer running starts one, so a quiet worker adds no delay.
 
 Nothing changes for a household: each order is checked by :func:`market.orders.place_order` as
 before, in the same transaction as its ``placed`` event and its request's audit row, and is
 answered once that transaction has committed. A refusal (a market rule, an idempotency key used
 for something else) is raised before the order writes anything, so it leaves the others in the
 transaction alone. Households are locked in the order of their ids, as every many-household
-writer of the platform locks them. If the transaction fails for any other reason (the database
-refusing a statement, a deadlock with another worker, a lost connection), every placement of it
-is tried again in a transaction of its own, so one bad placement never fails another.
+writer of the platform locks them. If the transaction fails before its commit for any other
+reason (the database refusing a statement, a deadlock with another worker, a lost connection),
+every placement of it is tried again in a transaction of its own, so one bad placement never
+fails another. If the commit itself fails, whether the database kept the transaction is unknown:
+nothing is tried again (that could place an order twice), and every request of the group hears
+the error, as a lone placement's request would.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.audit import audit_entry
@@ -34,7 +38,7 @@ from market.database import transaction
 from market.errors import MarketError
 from market.orders import MarketOrder
 
-#: At most this many placements share a transaction (the rest lead the next one).
+#: At most this many placements share a transaction (the rest wait for the next).
 MAX_GROUP = 64
 
 Placed = tuple[MarketOrder, bool]
@@ -121,7 +125,13 @@ class GroupCommit:
         if len(group) > 1:
             try:
                 return self._commit_together(group)
-            except Exception:  # rolled back: each placement is tried again alone, below
+            except _CommitFailedError as failed:
+                # The commit itself failed (the connection lost as it was sent, say): whether the
+                # database kept the transaction is unknown, so trying again could place an order
+                # twice. Every request hears the error, as a lone placement's would; a client
+                # that retries with its Idempotency-Key gets the order, once.
+                return [failed.error] * len(group)
+            except Exception:  # rolled back before its commit: each tried again alone, below
                 pass
         outcomes: list[Placed | BaseException] = []
         for placement in group:
@@ -132,31 +142,53 @@ class GroupCommit:
         return outcomes
 
     def _commit_together(self, group: list[Placement]) -> list[Placed | BaseException]:
-        platform = self.platform
-        outcomes: dict[int, Placed | BaseException] = {}
         # Households locked in id order, as every many-household writer locks them: two workers'
         # groups never wait on each other in a circle.
         order = sorted(range(len(group)), key=lambda i: group[i].participant_id)
-        with transaction(platform.engine) as session:
-            for i in order:
-                try:
-                    outcomes[i] = group[i].place(session)
-                except MarketError as refusal:  # raised before the placement wrote anything
-                    outcomes[i] = refusal
-            record_audits(
-                session,
-                [
-                    audit_entry(group[i].request, platform, 201 if outcome[1] else 200)
-                    for i, outcome in outcomes.items()
-                    if not isinstance(outcome, BaseException)
-                ],
-            )
+        committing = False
+        try:
+            with transaction(self.platform.engine) as session:
+                outcomes = self._place_all(session, group, order)
+                committing = True
+        except Exception as error:
+            if committing:
+                raise _CommitFailedError(error) from error
+            raise
         for i, outcome in outcomes.items():
             if not isinstance(outcome, BaseException):
                 group[i].request.state.audited = True
         self.transactions += 1
         self.placements += len(group)
         return [outcomes[i] for i in range(len(group))]
+
+    def _place_all(
+        self, session: Session, group: list[Placement], order: list[int]
+    ) -> dict[int, Placed | BaseException]:
+        """Each placement of ``group`` in ``session``, in ``order``, and the audit rows of those
+        placed; a refusal is kept as the placement's outcome."""
+        outcomes: dict[int, Placed | BaseException] = {}
+        for i in order:
+            try:
+                outcomes[i] = group[i].place(session)
+            except MarketError as refusal:  # raised before the placement wrote anything
+                outcomes[i] = refusal
+        record_audits(
+            session,
+            [
+                audit_entry(group[i].request, self.platform, 201 if outcome[1] else 200)
+                for i, outcome in outcomes.items()
+                if not isinstance(outcome, BaseException)
+            ],
+        )
+        return outcomes
+
+
+class _CommitFailedError(Exception):
+    """A group's transaction failed at its commit: ``error`` is what the commit raised."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _settle(placement: Placement, outcome: Placed | BaseException) -> None:

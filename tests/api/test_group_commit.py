@@ -11,7 +11,8 @@ from decimal import Decimal
 
 import httpx2
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from starlette.requests import Request
 
@@ -37,12 +38,20 @@ def _request() -> Request:
     )
 
 
-def _placement(
-    who: str, period, *, price: str = "12.5", key: str | None = None, fault: bool = False
-) -> Placement:  # type: ignore[no-untyped-def]
+def _placement(  # type: ignore[no-untyped-def]
+    who: str,
+    period,
+    *,
+    price: str = "12.5",
+    key: str | None = None,
+    fault: bool = False,
+    commit_fault: bool = False,
+) -> Placement:
     def place(session):  # type: ignore[no-untyped-def]
         if fault:  # the database refuses this placement's statement: its transaction is lost
             session.execute(text("SELECT * FROM no_such_table"))
+        if commit_fault:  # the transaction's commit fails: whether it was kept is unknown
+            event.listen(session, "before_commit", _commit_lost)
         return place_order(
             session,
             rules=MarketRules(),
@@ -58,6 +67,10 @@ def _placement(
     request = _request()
     request.state.participant_id = who
     return Placement(who, place, request)
+
+
+def _commit_lost(session) -> None:  # type: ignore[no-untyped-def]
+    raise OperationalError("COMMIT", {}, ConnectionError("the connection was lost"))
 
 
 @pytest.fixture
@@ -212,3 +225,15 @@ def test_a_request_cancelled_while_waiting_is_written_and_audited_once(group_com
     # The cancelled request ends only once its audit row is committed: the middleware, which
     # runs as it ends, leaves it.
     assert audited_when_answered == [True]
+
+
+def test_a_failed_commit_is_not_tried_again(group_commit, engine):
+    """Whether a transaction whose commit failed was kept is unknown: trying its placements again
+    could place an order twice, so every request hears the error instead (a retry with its
+    Idempotency-Key would then get its order once)."""
+    placements = [_placement("H1", NEXT), _placement("H2", NEXT, commit_fault=True), _placement("H3", NEXT)]
+    outcomes = asyncio.run(_together(group_commit, placements))
+    assert all(isinstance(outcome, OperationalError) for outcome in outcomes)
+    assert group_commit.transactions == 0
+    assert _orders(engine) == []
+    assert _audits(engine) == []
