@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
 from sqlmodel import Session
@@ -50,7 +49,7 @@ class Placement:
     :func:`market.orders.place_order` does; ``request`` is audited with its status."""
 
     participant_id: str
-    place: Callable[[Any], Placed]
+    place: Callable[[Session], Placed]
     request: Request
     outcome: asyncio.Future[Placed] | None = None
 
@@ -112,13 +111,9 @@ class GroupCommit:
                     _settle(placement, outcome)
         finally:
             del self._writers[loop]
-            if not waiting:
-                del self._waiting[loop]
-            else:  # cancelled with placements waiting: they hear so rather than wait forever
-                for placement in waiting:
-                    _settle(placement, asyncio.CancelledError())
-                waiting.clear()
-                del self._waiting[loop]
+            del self._waiting[loop]
+            for placement in waiting:  # only if cancelled: they hear so rather than wait forever
+                _settle(placement, asyncio.CancelledError())
 
     def _commit(self, group: list[Placement]) -> list[Placed | BaseException]:
         """The group's placements in one transaction (each alone if that transaction fails)."""

@@ -153,32 +153,27 @@ def record_audit(
     detail: str = "",
 ) -> None:
     session.connection().execute(
-        _INSERT_AUDIT, _audit_row(at, actor, method, path, status_code, client, detail)
+        _INSERT_AUDIT,
+        _audit_row(
+            at=at,
+            actor=actor,
+            method=method,
+            path=path,
+            status_code=status_code,
+            client=client,
+            detail=detail,
+        ),
     )
 
 
 def record_audits(session: Session, entries: Sequence[Mapping[str, Any]]) -> None:
     """Several :func:`record_audit` entries (its keyword arguments each) in one statement."""
     if entries:
-        session.connection().execute(
-            _INSERT_AUDIT,
-            [
-                _audit_row(
-                    entry["at"],
-                    entry["actor"],
-                    entry["method"],
-                    entry["path"],
-                    entry["status_code"],
-                    entry.get("client", ""),
-                    entry.get("detail", ""),
-                )
-                for entry in entries
-            ],
-        )
+        session.connection().execute(_INSERT_AUDIT, [_audit_row(**entry) for entry in entries])
 
 
 def _audit_row(
-    at: datetime, actor: str, method: str, path: str, status_code: int, client: str, detail: str
+    *, at: datetime, actor: str, method: str, path: str, status_code: int, client: str = "", detail: str = ""
 ) -> dict[str, Any]:
     return {
         "at": at,

@@ -198,9 +198,9 @@ def test_concurrent_requests_get_the_answers_they_would_alone(engine, database_u
     assert len({answer.json()["id"] for answer in answers[17:]}) == 1
     orders = _orders(engine)
     assert len(orders) == 17
-    assert sorted(str(row.price_ticks) for row in orders if row.idempotency_key is None) == sorted(
-        str((5 + i) * 100) for i in range(16)
-    )
+    assert sorted(row.price_ticks for row in orders if row.idempotency_key is None) == [
+        (5 + i) * 100 for i in range(16)
+    ]
     audits = [a for a in _audits(engine) if a.path == "/v1/orders"]
     assert sorted(a.status_code for a in audits) == [200, 200] + [201] * 17 + [422]
 
