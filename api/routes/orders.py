@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from api.audit import audit_in
 from api.deps import HouseholdDep, ParticipantDep, PlatformDep, in_thread, read_in_thread
-from api.group_commit import GroupCommit, Placement
+from api.group_commit import GroupCommit, change, placement
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     NO_NUL,
@@ -112,9 +112,9 @@ async def place(
             idempotency_key=idempotency_key,
         )
 
-    # Committed with the other placements this worker is writing now, with its event and audit row.
+    # Committed with the other order changes this worker is writing now, with its event and audit row.
     group_commit: GroupCommit = request.app.state.group_commit
-    order, created = await group_commit.place(Placement(participant.id, place, request))
+    order, created = await group_commit.write(placement(participant.id, place, request))
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)
@@ -277,21 +277,20 @@ async def amend(
     """Change an open order's quantity or price before its gate closes."""
     rules = platform.settings.market_rules()
 
-    def write() -> MarketOrder:
-        with transaction(platform.engine) as session:
-            amended = amend_order(
-                session,
-                rules=rules,
-                order_id=order_id,
-                participant_id=participant.id,
-                now=platform.clock.now(),
-                quantity_kwh=body.quantity_kwh,
-                price_p_per_kwh=body.price_p_per_kwh,
-            )
-            audit_in(session, request, platform, 200)
-        return amended
+    def write(session: Session) -> MarketOrder:
+        return amend_order(
+            session,
+            rules=rules,
+            order_id=order_id,
+            participant_id=participant.id,
+            now=platform.clock.now(),
+            quantity_kwh=body.quantity_kwh,
+            price_p_per_kwh=body.price_p_per_kwh,
+        )
 
-    return order_public(await in_thread(write), rules)
+    # Committed with the other order changes this worker is writing now, with its event and audit row.
+    group_commit: GroupCommit = request.app.state.group_commit
+    return order_public(await group_commit.write(change(participant.id, write, request)), rules)
 
 
 @router.delete("/orders/{order_id}", response_model=OrderPublic)
@@ -301,16 +300,11 @@ async def cancel(
     """Cancel an open order before its gate closes; it stays in the history."""
     rules = platform.settings.market_rules()
 
-    def write() -> MarketOrder:
-        with transaction(platform.engine) as session:
-            cancelled = cancel_order(
-                session,
-                rules=rules,
-                order_id=order_id,
-                participant_id=participant.id,
-                now=platform.clock.now(),
-            )
-            audit_in(session, request, platform, 200)
-        return cancelled
+    def write(session: Session) -> MarketOrder:
+        return cancel_order(
+            session, rules=rules, order_id=order_id, participant_id=participant.id, now=platform.clock.now()
+        )
 
-    return order_public(await in_thread(write), rules)
+    # Committed with the other order changes this worker is writing now, with its event and audit row.
+    group_commit: GroupCommit = request.app.state.group_commit
+    return order_public(await group_commit.write(change(participant.id, write, request)), rules)

@@ -1,7 +1,7 @@
-"""Single-order placements that arrive together are committed together (api/group_commit.py), on
-both databases: each placed exactly as alone, with its event and audit row; a refusal leaves the
-others; a transaction that fails is retried placement by placement; over HTTP, concurrent
-requests get the answers they would one at a time."""
+"""A household's order changes that arrive together are committed together (api/group_commit.py),
+on both databases: each made exactly as alone, with its event and audit row; a refusal leaves the
+others; one household's changes keep their order; a transaction that fails is retried change by
+change; over HTTP, concurrent requests get the answers they would one at a time."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from sqlmodel import Session, select
 from starlette.requests import Request
 
 from api.deps import Platform
-from api.group_commit import GroupCommit, Placement
+from api.group_commit import GroupCommit, OrderChange, change, placement
 from api.settings import Settings
 from market.database import transaction
 from market.errors import MarketError
 from market.intervals import period_at
-from market.orders import place_order
+from market.orders import amend_order, cancel_order, place_order
 from market.rules import MarketRules
 from market.tables import AuditEventRow, OrderEventRow, OrderRow
 from tests.factories import FixedClock, api_client, auth, seed_market
@@ -46,7 +46,7 @@ def _placement(  # type: ignore[no-untyped-def]
     key: str | None = None,
     fault: bool = False,
     commit_fault: bool = False,
-) -> Placement:
+) -> OrderChange:
     def place(session):  # type: ignore[no-untyped-def]
         if fault:  # the database refuses this placement's statement: its transaction is lost
             session.execute(text("SELECT * FROM no_such_table"))
@@ -66,7 +66,7 @@ def _placement(  # type: ignore[no-untyped-def]
 
     request = _request()
     request.state.participant_id = who
-    return Placement(who, place, request)
+    return placement(who, place, request)
 
 
 def _commit_lost(session) -> None:  # type: ignore[no-untyped-def]
@@ -82,9 +82,9 @@ def group_commit(engine, database_url) -> GroupCommit:
     )
 
 
-async def _together(group_commit: GroupCommit, placements: list[Placement]) -> list:
+async def _together(group_commit: GroupCommit, placements: list[OrderChange]) -> list:
     # gather starts every placement before the writer runs: they all wait for one transaction
-    return await asyncio.gather(*(group_commit.place(p) for p in placements), return_exceptions=True)
+    return await asyncio.gather(*(group_commit.write(p) for p in placements), return_exceptions=True)
 
 
 def _orders(engine) -> list[OrderRow]:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ def _audits(engine) -> list[AuditEventRow]:  # type: ignore[no-untyped-def]
 def test_placements_waiting_together_share_one_transaction(group_commit, engine):
     placements = [_placement(who, NEXT, price=str(10 + i)) for i, who in enumerate(["H2", "H1", "H3", "H1"])]
     outcomes = asyncio.run(_together(group_commit, placements))
-    assert (group_commit.transactions, group_commit.placements) == (1, 4)
+    assert (group_commit.transactions, group_commit.changes) == (1, 4)
     assert [created for _, created in outcomes] == [True] * 4
     assert [(o.participant_id, o.price_p_per_kwh) for o, _ in outcomes] == [
         ("H2", Decimal(10)),
@@ -210,7 +210,7 @@ def test_a_request_cancelled_while_waiting_is_written_and_audited_once(group_com
     audited_when_answered: list[bool] = []
 
     async def cancel_the_second() -> list:
-        tasks = [asyncio.ensure_future(group_commit.place(p)) for p in placements]
+        tasks = [asyncio.ensure_future(group_commit.write(p)) for p in placements]
         tasks[1].add_done_callback(
             lambda _: audited_when_answered.append(getattr(placements[1].request.state, "audited", False))
         )
@@ -237,3 +237,116 @@ def test_a_failed_commit_is_not_tried_again(group_commit, engine):
     assert group_commit.transactions == 0
     assert _orders(engine) == []
     assert _audits(engine) == []
+
+
+def _change(who: str, write) -> OrderChange:  # type: ignore[no-untyped-def]
+    request = _request()
+    request.state.participant_id = who
+    return change(who, write, request)
+
+
+def _place_now(engine, who: str, price: str = "12.5") -> str:  # type: ignore[no-untyped-def]
+    with transaction(engine) as session:
+        order, _ = place_order(
+            session,
+            rules=MarketRules(),
+            participant_id=who,
+            period=NEXT,
+            side="buy",
+            quantity_kwh=Decimal("1.5"),
+            price_p_per_kwh=Decimal(price),
+            now=NOW,
+        )
+    return order.id
+
+
+def test_one_households_changes_keep_their_order_in_a_transaction(group_commit, engine):
+    """An amendment, a cancellation and an amendment of one order, and another household's
+    cancellation of it, waiting together: made in the order they came, as one after the other
+    would be (the second amendment finds the order cancelled; the other household finds nothing)."""
+    order_id = _place_now(engine, "H2")
+    rules = MarketRules()
+
+    def amend(price: str):  # type: ignore[no-untyped-def]
+        return lambda session: amend_order(
+            session,
+            rules=rules,
+            order_id=order_id,
+            participant_id="H2",
+            now=NOW,
+            price_p_per_kwh=Decimal(price),
+        )
+
+    def cancel(who: str):  # type: ignore[no-untyped-def]
+        return lambda session: cancel_order(
+            session, rules=rules, order_id=order_id, participant_id=who, now=NOW
+        )
+
+    changes = [
+        _change("H2", amend("14")),
+        _change("H1", cancel("H1")),
+        _change("H2", cancel("H2")),
+        _change("H2", amend("15")),
+    ]
+    outcomes = asyncio.run(_together(group_commit, changes))
+    assert (group_commit.transactions, group_commit.changes) == (1, 4)
+    assert outcomes[0].price_p_per_kwh == Decimal(14)
+    assert isinstance(outcomes[1], MarketError)
+    assert outcomes[1].field == "order_id"  # not H1's order: not found
+    assert outcomes[2].status == "cancelled"
+    assert isinstance(outcomes[3], MarketError)  # cancelled already
+    assert "cancelled" in str(outcomes[3])
+    with Session(engine) as session:
+        stored = session.get(OrderRow, order_id)
+        assert stored is not None
+        assert (stored.status, stored.price_ticks, stored.version) == ("cancelled", 1400, 3)
+    assert [(e.version, e.kind) for e in sorted(_events(engine), key=lambda e: e.version)] == [
+        (1, "placed"),
+        (2, "amended"),
+        (3, "cancelled"),
+    ]
+    audits = _audits(engine)
+    assert sorted((a.actor, a.status_code) for a in audits) == [("H2", 200), ("H2", 200)]
+    assert [getattr(c.request.state, "audited", False) for c in changes] == [True, False, True, False]
+
+
+def test_concurrent_cancels_and_amendments_get_the_answers_they_would_alone(engine, database_url):
+    """Over HTTP: each of two households amends and cancels its own orders at once, one cancels
+    an order twice and tries the other's; every answer is the one it would get alone and every
+    request is audited once."""
+    with api_client(engine, database_url, now=NOW) as client:
+        app = client.app
+        ids = {who: [_place_now(engine, who, str(10 + i)) for i in range(4)] for who in ("H1", "H2")}
+
+        async def send_all() -> list[httpx2.Response]:
+            async with httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://t"
+            ) as http:
+                requests = []
+                for who, own in ids.items():
+                    headers = auth(client, who)
+                    requests += [
+                        http.patch(f"/v1/orders/{own[0]}", json={"price_p_per_kwh": "20"}, headers=headers),
+                        http.delete(f"/v1/orders/{own[1]}", headers=headers),
+                        http.delete(f"/v1/orders/{own[2]}", headers=headers),
+                        http.patch(f"/v1/orders/{own[3]}", json={"quantity_kwh": "0.0005"}, headers=headers),
+                    ]
+                requests.append(http.delete(f"/v1/orders/{ids['H1'][1]}", headers=auth(client, "H1")))
+                requests.append(http.delete(f"/v1/orders/{ids['H2'][2]}", headers=auth(client, "H1")))
+                return await asyncio.gather(*requests)
+
+        answers = asyncio.run(send_all())
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:8] == [200, 200, 200, 422] * 2
+    assert answers[3].json()["errors"][0]["field"] == "quantity_kwh"
+    assert statuses[8] in (200, 409)  # H1's second cancel of one order: one of the two is refused
+    assert sorted([statuses[1], statuses[8]]) == [200, 409]
+    assert statuses[9] == 404  # H2's order is not H1's to cancel
+    with Session(engine) as session:
+        rows = {row.id: row for row in session.exec(select(OrderRow)).all()}
+    for own in ids.values():
+        assert rows[own[0]].price_ticks == 2000
+        assert [rows[i].status for i in own] == ["open", "cancelled", "cancelled", "open"]
+        assert rows[own[3]].quantity_wh == 1500
+    audits = [a for a in _audits(engine) if a.path.startswith("/v1/orders/")]
+    assert sorted(a.status_code for a in audits) == sorted(statuses)
