@@ -49,16 +49,20 @@ T = TypeVar("T")
 Placed = tuple[MarketOrder, bool]
 
 
+def _ok(_outcome: object) -> int:
+    return 200
+
+
 @dataclass
 class OrderChange(Generic[T]):
     """One request's change to its household's orders, ready to write: ``write(session)`` makes
     it as the market's function does (raising its refusal before writing anything); ``request``
-    is audited with ``status(outcome)``."""
+    is audited with ``status(outcome)`` (200 unless told otherwise: an amendment, a cancellation)."""
 
     participant_id: str
     write: Callable[[Session], T]
     request: Request
-    status: Callable[[T], int]
+    status: Callable[[T], int] = _ok
     outcome: asyncio.Future[T] | None = None
 
 
@@ -72,15 +76,6 @@ def placement(
 
 def _placed_status(outcome: Placed) -> int:
     return 201 if outcome[1] else 200
-
-
-def _ok(_outcome: object) -> int:
-    return 200
-
-
-def change(participant_id: str, write: Callable[[Session], T], request: Request) -> OrderChange[T]:
-    """An amendment or cancellation made by ``write(session)``: audited 200."""
-    return OrderChange(participant_id, write, request, _ok)
 
 
 class GroupCommit:

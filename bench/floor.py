@@ -15,8 +15,8 @@ This measures what no version of the platform's request path could go below, in 
   scratch schema, not written out here): the household's and the book's locks, the checks, the
   order with its event, the audit row, then ``COMMIT``. One placement a transaction with
   ``--clients`` connections, then ``G`` placements a transaction with 2 connections (the group
-  writer's, one a worker). PostgreSQL's CPU (every ``postgres`` process, and those ended) a
-  placement.
+  writer's, one a worker), their audit rows in one statement. PostgreSQL's CPU (every
+  ``postgres`` process, and those ended) a placement.
 
 The sum is what the target asks of the two cores before any of the platform's own work (the
 token's lookup, the market's checks in Python, SQLAlchemy, the audit, the reads' queries).
@@ -63,7 +63,6 @@ log = harness.progress_logger()
 #: The issue's mix: requests a placement (placements, cancels, replays, reads), from bench/api.py's
 #: runs (437 requests for 287 placements a second).
 REQUESTS_PER_PLACEMENT = 1.52
-TARGET_PLACEMENTS = 1000
 HOUSEHOLDS = 1000
 #: The floor app served as ``smartbrum serve`` serves the platform (2 workers, uvloop, httptools).
 UVICORN = (sys.executable, "-m", "uvicorn", "bench.floor:app", "--workers", "2", "--loop", "uvloop")
@@ -109,7 +108,7 @@ async def place(body: OrderCreate, authorization: Annotated[str, Header()]) -> P
 
 def framework_floor(seconds: float, concurrency: int) -> dict[str, float]:
     """Requests/s and CPU ms a request (server, client) of the floor app under the raw client."""
-    from bench.api import RawClient, free_port
+    from bench.api import RawClient, cpu_seconds, free_port
 
     port = free_port()
     server = subprocess.Popen(
@@ -145,14 +144,14 @@ def framework_floor(seconds: float, concurrency: int) -> dict[str, float]:
         warm = [0]
         await asyncio.gather(*(household(i, time.monotonic() + 2, warm) for i in range(concurrency)))
         pids = [server.pid, *_children(server.pid)]
-        server_before, client_before = _cpu(pids), time.process_time()
+        server_before, client_before = cpu_seconds(pids), time.process_time()
         counted, started = [0], time.monotonic()
         await asyncio.gather(*(household(i, started + seconds, counted) for i in range(concurrency)))
         elapsed = time.monotonic() - started
         served = counted[0]
         return {
             "requests_per_s": served / elapsed,
-            "server_ms": 1000 * (_cpu(pids) - server_before) / served,
+            "server_ms": 1000 * (cpu_seconds(pids) - server_before) / served,
             "client_ms": 1000 * (time.process_time() - client_before) / served,
         }
 
@@ -168,16 +167,12 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in found]
 
 
-def _cpu(pids: Sequence[int]) -> float:
-    return sum(harness.process_cpu_seconds(pid) or 0.0 for pid in pids)
-
-
 # --- the database's floor ------------------------------------------------------------------------
 
 
-def placement_statements(database: harness.ScratchDatabase) -> list[str]:
-    """The statements a real placement and its audit row send, captured on ``database``, as a
-    pgbench script's lines: the household ``:h`` (``H`` and five digits), the period ``:p``
+def placement_statements(database: harness.ScratchDatabase) -> tuple[list[str], str]:
+    """The statements a real placement sends, and its audit row's, captured on ``database``, as
+    a pgbench script's lines: the household ``:h`` (``H`` and five digits), the period ``:p``
     (0 to 5) half-hours after the first, a new order id each time; the rest as captured."""
     from sqlalchemy import event
 
@@ -234,7 +229,8 @@ def placement_statements(database: harness.ScratchDatabase) -> list[str]:
             return instead.get(name) or _literal(parameters[name])
 
         lines.append(re.sub(r"%\((\w+)\)s", value, " ".join(statement.split())) + ";")
-    return lines
+    *placing, audit = lines
+    return placing, audit
 
 
 def _literal(value: object) -> str:
@@ -248,15 +244,25 @@ def _literal(value: object) -> str:
 
 
 def database_floor(
-    database: harness.ScratchDatabase, statements: list[str], group: int, clients: int, seconds: float
+    database: harness.ScratchDatabase,
+    statements: tuple[list[str], str],
+    group: int,
+    clients: int,
+    seconds: float,
 ) -> dict[str, float]:
-    """pgbench running ``group`` placements a transaction on ``clients`` connections."""
+    """pgbench running ``group`` placements a transaction on ``clients`` connections, their audit
+    rows in one statement (as the group writer writes them)."""
     schema = re.search(r"search_path%3D(\w+)", database.url)
     assert schema is not None
+    placing, audit = statements
     script = [f"\\set h random(1, {HOUSEHOLDS - group + 1})", "\\set p random(0, 5)", "BEGIN;"]
     for offset in range(group):  # households in id order, as the group writer locks them
-        script += [line.replace(":h::text", f"(:h + {offset})::text") for line in statements]
-    script.append("COMMIT;")
+        script += [line.replace(":h::text", f"(:h + {offset})::text") for line in placing]
+    audit_row = re.fullmatch(r"(.* VALUES )(\(.*\))( RETURNING .*)?;", audit)
+    assert audit_row is not None, audit
+    head, row, returning = audit_row.groups()
+    rows = ", ".join(row.replace(":h::text", f"(:h + {offset})::text") for offset in range(group))
+    script += [f"{head}{rows}{returning or ''};", "COMMIT;"]
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as file:
         file.write("\n".join(script) + "\n")
     url = database.url.split("?")[0].replace("postgresql+psycopg://", "postgresql://")
@@ -339,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         seed(database, HOUSEHOLDS)
         statements = placement_statements(database)
-        log.info("a placement sends %d statements, then COMMIT", len(statements))
+        log.info("a placement sends %d statements and an audit row, then COMMIT", len(statements[0]))
         runs.append(
             (
                 f"1 a transaction, {args.clients} connections",
@@ -367,12 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for label, run in runs:
         table.add_row(
-            f"database: a placement's {len(statements)} statements, {label}",
+            f"database: a placement's {len(statements[0])} statements + its audit row, {label}",
             f"{run['placements_per_s']:,.0f} placements/s",
             f"{run['database_ms']:.3f} PostgreSQL",
             f"a placement; {run['transaction_ms']:.1f} ms a transaction",
         )
     console.print(table)
+    from bench.api import TARGET_PLACEMENTS_PER_SECOND as TARGET_PLACEMENTS
+
     least_database = min(run["database_ms"] for _, run in runs)
     requests = TARGET_PLACEMENTS * REQUESTS_PER_PLACEMENT
     cores = (

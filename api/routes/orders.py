@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from api.audit import audit_in
 from api.deps import HouseholdDep, ParticipantDep, PlatformDep, in_thread, read_in_thread
-from api.group_commit import GroupCommit, change, placement
+from api.group_commit import GroupCommit, OrderChange, placement
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import (
     NO_NUL,
@@ -45,6 +45,7 @@ from market.orders import (
 from market.participants import OPERATOR
 from market.rules import MarketRules
 
+T = TypeVar("T")
 router = APIRouter(responses=PROBLEM_RESPONSES, tags=["orders"])
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
@@ -57,6 +58,13 @@ def interval_of(key: str, rules: MarketRules, field: str = "interval") -> Settle
         return parse_period_key(key, length_minutes=rules.interval_minutes)
     except InvalidPeriodError as error:
         raise MarketError(field, str(error)) from None
+
+
+async def _committed(request: Request, order_change: OrderChange[T]) -> T:
+    """``order_change`` made and committed with the other order changes this worker is writing
+    now, with its order event and its request's audit row (:mod:`api.group_commit`)."""
+    group_commit: GroupCommit = request.app.state.group_commit
+    return await group_commit.write(order_change)
 
 
 def order_public(order: MarketOrder, rules: MarketRules) -> OrderPublic:
@@ -112,9 +120,7 @@ async def place(
             idempotency_key=idempotency_key,
         )
 
-    # Committed with the other order changes this worker is writing now, with its event and audit row.
-    group_commit: GroupCommit = request.app.state.group_commit
-    order, created = await group_commit.write(placement(participant.id, place, request))
+    order, created = await _committed(request, placement(participant.id, place, request))
     if not created:
         response.status_code = status.HTTP_200_OK
     return order_public(order, rules)
@@ -288,9 +294,7 @@ async def amend(
             price_p_per_kwh=body.price_p_per_kwh,
         )
 
-    # Committed with the other order changes this worker is writing now, with its event and audit row.
-    group_commit: GroupCommit = request.app.state.group_commit
-    return order_public(await group_commit.write(change(participant.id, write, request)), rules)
+    return order_public(await _committed(request, OrderChange(participant.id, write, request)), rules)
 
 
 @router.delete("/orders/{order_id}", response_model=OrderPublic)
@@ -305,6 +309,4 @@ async def cancel(
             session, rules=rules, order_id=order_id, participant_id=participant.id, now=platform.clock.now()
         )
 
-    # Committed with the other order changes this worker is writing now, with its event and audit row.
-    group_commit: GroupCommit = request.app.state.group_commit
-    return order_public(await group_commit.write(change(participant.id, write, request)), rules)
+    return order_public(await _committed(request, OrderChange(participant.id, write, request)), rules)

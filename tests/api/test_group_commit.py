@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from starlette.requests import Request
 
 from api.deps import Platform
-from api.group_commit import GroupCommit, OrderChange, change, placement
+from api.group_commit import GroupCommit, OrderChange, placement
 from api.settings import Settings
 from market.database import transaction
 from market.errors import MarketError
@@ -247,7 +247,7 @@ def test_a_failed_commit_is_not_tried_again(group_commit, engine):
 def _change(who: str, write) -> OrderChange:  # type: ignore[no-untyped-def]
     request = _request()
     request.state.participant_id = who
-    return change(who, write, request)
+    return OrderChange(who, write, request)
 
 
 def _place_now(engine, who: str, price: str = "12.5") -> str:  # type: ignore[no-untyped-def]
